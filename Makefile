@@ -1,0 +1,50 @@
+# Every target creates .venv and installs the project on first use, so a fresh clone needs
+# nothing but python3 (3.11+) and make.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+CRD_FILE := crds/inference.llmops.dev_llmdeployments.yaml
+
+.PHONY: venv demo test lint format crds bench e2e clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# Pinned CPU build (on disk here); any other torch requirement pulls GBs of CUDA packages.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[operator,server,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/python scripts/demo.py
+
+test: venv lint
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+crds: venv
+	$(BIN)/llmops crd > $(CRD_FILE)
+	$(BIN)/llmops crd --reference > docs/api-reference.md
+
+bench: venv
+	@ls benchmarks/*.py >/dev/null 2>&1 && for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done || echo "no benchmarks yet"
+
+e2e: venv
+	$(BIN)/pytest e2e
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,165 @@
+"""What the API server checks when an LLMDeployment is applied, run locally.
+
+Mirrors the apiextensions pipeline for our CRD: apply schema defaults, validate the structural
+schema (strict field validation: unknown fields are errors, as `kubectl apply` does by
+default), then evaluate the `x-kubernetes-validations` CEL rules with `self` bound to each
+node. Messages follow the API server's shape: `<field path>: <what is wrong>`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
+
+import celpy
+import celpy.adapter
+import celpy.evaluation
+import jsonschema
+
+from llm_operator.api.crd import openapi_schema
+
+Schema = dict[str, Any]
+
+
+def apply_defaults(value: Any, schema: Schema) -> Any:
+    """Return `value` with the schema's defaults filled in (the API server's defaulting)."""
+    if isinstance(value, dict) and "properties" in schema:
+        out = dict(value)
+        for name, sub in schema["properties"].items():
+            if name not in out and "default" in sub:
+                out[name] = copy.deepcopy(sub["default"])
+            if name in out:
+                out[name] = apply_defaults(out[name], sub)
+        return out
+    if isinstance(value, list) and "items" in schema:
+        return [apply_defaults(item, schema["items"]) for item in value]
+    return value
+
+
+def _strict(schema: Schema) -> Schema:
+    """The schema with unknown fields forbidden wherever the CRD does not preserve them."""
+    out = dict(schema)
+    if "properties" in out:
+        out["properties"] = {k: _strict(v) for k, v in out["properties"].items()}
+        if (
+            not out.get("x-kubernetes-preserve-unknown-fields")
+            and "additionalProperties" not in out
+        ):
+            out["additionalProperties"] = False
+    if isinstance(out.get("additionalProperties"), dict):
+        out["additionalProperties"] = _strict(out["additionalProperties"])
+    if "items" in out:
+        out["items"] = _strict(out["items"])
+    return out
+
+
+@cache
+def _validator() -> jsonschema.Draft4Validator:
+    # OpenAPI v3.0 numeric bounds (boolean exclusiveMinimum) are JSON Schema draft 4's.
+    return jsonschema.Draft4Validator(_strict(openapi_schema()))
+
+
+def _field(path: Any) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _schema_message(error: jsonschema.ValidationError) -> str:
+    path = _field(error.absolute_path)
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        return f"{_field([*error.absolute_path, missing])}: Required value"
+    if error.validator == "enum":
+        allowed = ", ".join(f'"{v}"' for v in error.validator_value)
+        return f'{path}: Unsupported value: "{error.instance}": supported values: {allowed}'
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return f'{_field([*error.absolute_path, extra[0]])}: unknown field "{extra[0]}"'
+    bounds = {
+        "minimum": "greater than or equal to",
+        "maximum": "less than or equal to",
+        "minLength": "at least this long:",
+        "maxLength": "at most this long:",
+        "maxItems": "at most this many items:",
+    }
+    if error.validator in bounds:
+        limit = error.validator_value
+        if error.validator == "minimum" and error.schema.get("exclusiveMinimum"):
+            expected = f"greater than {limit}"
+        else:
+            expected = f"{bounds[error.validator]} {limit}"
+        return f"{path}: Invalid value: {error.instance!r}: {path} in body should be {expected}"
+    if error.validator == "pattern":
+        expected = f"match '{error.validator_value}'"
+        return f'{path}: Invalid value: "{error.instance}": {path} in body should {expected}'
+    if error.validator == "type":
+        actual = type(error.instance).__name__
+        expected = f"must be of type {error.validator_value}"
+        return f'{path}: Invalid value: "{actual}": {path} in body {expected}'
+    return f"{path}: Invalid value: {error.message}"
+
+
+def _to_cel(value: Any, schema: Schema) -> Any:
+    """JSON -> CEL values, typed by the schema (a `number` field is a double even if written 2)."""
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = (
+            schema.get("additionalProperties")
+            if isinstance(schema.get("additionalProperties"), dict)
+            else {}
+        )
+        return celpy.celtypes.MapType(
+            {
+                celpy.celtypes.StringType(k): _to_cel(v, props.get(k, extra))
+                for k, v in value.items()
+            }
+        )
+    if isinstance(value, list):
+        return celpy.celtypes.ListType([_to_cel(v, schema.get("items", {})) for v in value])
+    if (
+        schema.get("type") == "number"
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+    ):
+        return celpy.celtypes.DoubleType(value)
+    return celpy.adapter.json_to_cel(value)
+
+
+@cache
+def _program(expression: str) -> celpy.Runner:
+    env = celpy.Environment()
+    return env.program(env.compile(expression))
+
+
+def _cel_failures(value: Any, schema: Schema, path: str) -> Iterator[str]:
+    """Each failing rule, depth first (children before the rules on their parent)."""
+    if isinstance(value, dict):
+        for name, sub in schema.get("properties", {}).items():
+            if name in value:
+                yield from _cel_failures(value[name], sub, f"{path}.{name}")
+    if isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            yield from _cel_failures(item, schema["items"], f"{path}[{index}]")
+    for entry in schema.get("x-kubernetes-validations", []):
+        try:
+            result = _program(entry["rule"]).evaluate({"self": _to_cel(value, schema)})
+        except celpy.evaluation.CELEvalError:  # a rule that errors counts as failed, as in k8s
+            result = None
+        if not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
+            where = path + entry.get("fieldPath", "")
+            yield f"{where}: Invalid value: {entry['message']}"
+
+
+def admission_errors(manifest: dict[str, Any]) -> list[str]:
+    """What `kubectl apply` of this manifest would be refused for; [] when it would be admitted."""
+    schema = openapi_schema()
+    defaulted = apply_defaults(manifest, schema)
+    errors = sorted(_validator().iter_errors(defaulted), key=lambda e: list(e.absolute_path))
+    if errors:  # CEL rules run on schema-valid objects only
+        return [_schema_message(e) for e in errors]
+    spec = defaulted.get("spec", {})
+    return list(_cel_failures(spec, schema["properties"]["spec"], "spec"))

@@ -1,0 +1,388 @@
+"""LLMDeployment spec: the model and the optimization policy a user declares.
+
+These models are the single source of truth: the CRD in crds/ is generated from them
+(`make crds`). Each cross-field rule is a `CrossFieldRule` stated once below and enforced twice:
+by a pydantic validator (what `llmops validate` and the operator run) and as CEL in the CRD
+(what the API server runs). Tests hold both layers to the same verdict over a table of specs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
+
+from llm_operator.api.base import ApiModel, CrossFieldRule, RuleViolation, cel_rules
+from llm_operator.api.model_uri import URI_RULES, served_name_from_uri, uri_violation
+from llm_operator.catalog import default_catalog
+
+Quantization = Literal["auto", "none", "int8", "int4", "fp8"]
+KvCacheDtype = Literal["auto", "fp16", "bf16", "fp8"]
+CapacityType = Literal["on-demand", "spot", "spot-preferred"]
+AutoscalingMode = Literal["builtin", "keda", "none"]
+
+# The CRD enumerates the shipped catalog's names; a ConfigMap may re-price them, not add types.
+ACCELERATOR_TYPES: tuple[str, ...] = tuple(default_catalog().names())
+FP8_ACCELERATORS: tuple[str, ...] = tuple(default_catalog().fp8_names())
+_FP8_CEL = "[" + ", ".join(f"'{name}'" for name in FP8_ACCELERATORS) + "]"
+_FP8_TEXT = ", ".join(FP8_ACCELERATORS)
+
+# Kubernetes resource quantity, as controller-gen writes it for resource.Quantity.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
+    r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+
+def _quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not re.match(QUANTITY_PATTERN, value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity")
+    return value
+
+
+Quantity = Annotated[
+    int | str,
+    AfterValidator(_quantity),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": QUANTITY_PATTERN}]}
+    ),
+]
+_PARAMETER_SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+
+# --- cross-field rules (CEL + the message both layers give) -------------------------------
+
+BATCH_COVERS_SEQUENCES = CrossFieldRule(
+    "self.maxBatchTokens >= self.maxConcurrentSequences",
+    "maxBatchTokens must be at least maxConcurrentSequences "
+    "(every running sequence needs one token per step)",
+    ".maxBatchTokens",
+    "raise maxBatchTokens or lower maxConcurrentSequences",
+)
+FALLBACKS_DISTINCT = CrossFieldRule(
+    "!has(self.fallbacks) || "
+    "self.fallbacks.all(f, self.fallbacks.exists_one(g, g.type == f.type && g.count == f.count))",
+    "accelerator.fallbacks must be distinct (type and count)",
+    ".fallbacks",
+    "remove the repeated entry",
+)
+FALLBACKS_DIFFER_FROM_PRIMARY = CrossFieldRule(
+    "!has(self.fallbacks) || self.fallbacks.all(f, f.type != self.type || f.count != self.count)",
+    "accelerator.fallbacks must differ from the primary accelerator (type and count)",
+    ".fallbacks",
+    "remove that entry or change its type or count",
+)
+MIN_NOT_ABOVE_MAX = CrossFieldRule(
+    "self.min <= self.max",
+    "replicas.min must not exceed replicas.max",
+    ".min",
+    "lower min or raise max",
+)
+ENV_ONE_SOURCE = CrossFieldRule(
+    "!(has(self.value) && has(self.valueFrom))",
+    "an env entry must set value or valueFrom, not both",
+    ".valueFrom",
+    "keep one of them",
+)
+ENV_UNIQUE = CrossFieldRule(
+    "!has(self.env) || self.env.all(e, self.env.exists_one(f, f.name == e.name))",
+    "server.env names must be unique",
+    ".env",
+    "merge the repeated entries",
+)
+FP8_NEEDS_SUPPORT = CrossFieldRule(
+    f"self.optimization.quantization != 'fp8' || self.accelerator.type in {_FP8_CEL}",
+    f"quantization fp8 must run on an accelerator with fp8 support ({_FP8_TEXT})",
+    ".optimization.quantization",
+    "use int8 or auto on this accelerator, or pick one of those",
+)
+FALLBACK_FP8_NEEDS_SUPPORT = CrossFieldRule(
+    "!has(self.accelerator.fallbacks) || "
+    "self.accelerator.fallbacks.all(f, (has(f.quantization) ? f.quantization : "
+    f"self.optimization.quantization) != 'fp8' || f.type in {_FP8_CEL})",
+    f"a fallback running fp8 must be an accelerator with fp8 support ({_FP8_TEXT})",
+    ".accelerator.fallbacks",
+    "set that fallback's quantization to int8 or auto",
+)
+UNCHUNKED_PREFILL_FITS = CrossFieldRule(
+    "self.optimization.batching.chunkedPrefill || "
+    "self.optimization.batching.maxBatchTokens >= self.model.maxContextLength",
+    "without chunkedPrefill, maxBatchTokens must be at least model.maxContextLength "
+    "(a whole prompt is prefilled in one step)",
+    ".optimization.batching.maxBatchTokens",
+    "enable chunkedPrefill or raise maxBatchTokens",
+)
+SCALE_TO_ZERO_NEEDS_MODE_NONE = CrossFieldRule(
+    "self.autoscaling.mode == 'none' || self.replicas.min >= 1",
+    "replicas.min must be at least 1 unless autoscaling.mode is none "
+    "(with no pod there is no queue to scale on)",
+    ".replicas.min",
+    "set replicas.min to 1 or more",
+)
+
+
+def _accelerator_type(description: str) -> Any:
+    return Field(description=description, json_schema_extra={"enum": list(ACCELERATOR_TYPES)})
+
+
+def _known_accelerator(value: str) -> str:
+    if value not in ACCELERATOR_TYPES:
+        raise ValueError(
+            f"unknown accelerator type {value!r}; use one of: {', '.join(ACCELERATOR_TYPES)}"
+        )
+    return value
+
+
+# --- the types ------------------------------------------------------------------------------
+
+
+class ModelSource(ApiModel, json_schema_extra=cel_rules(*URI_RULES)):
+    """Which model to serve and how clients name it."""
+
+    uri: str = Field(
+        min_length=6,
+        max_length=2048,
+        description="Where the weights are: hf://ORG/NAME, s3://BUCKET/PATH, gs://BUCKET/PATH, "
+        "pvc://CLAIM/PATH, oci://REGISTRY/REPO:TAG or file:///PATH.",
+    )
+    revision: str | None = Field(
+        default=None, max_length=256, description="Commit, branch or tag to pin (hf://)."
+    )
+    served_name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$",
+        description="What clients send as `model`; defaults to the URI's last segment.",
+    )
+    max_context_length: int = Field(
+        default=4096, ge=128, le=1048576, description="Longest prompt + completion, in tokens."
+    )
+    parameter_count: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+(\.[0-9]+)?[KMBT]?$",
+        description="Size hint for memory estimation: 8B, 70B, 350M or 8030261248.",
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _uri_shape(cls, value: str) -> str:
+        broken = uri_violation(value)
+        if broken:
+            raise RuleViolation(broken)
+        return value
+
+    @property
+    def served_model_name(self) -> str:
+        return self.served_name or served_name_from_uri(self.uri)
+
+    @property
+    def parameters(self) -> int | None:
+        """The parameter-count hint as a number."""
+        if self.parameter_count is None:
+            return None
+        match = re.fullmatch(r"([0-9.]+)([KMBT]?)", self.parameter_count)
+        assert match is not None  # the field's pattern guarantees it
+        return int(float(match.group(1)) * _PARAMETER_SUFFIX[match.group(2)])
+
+
+class Batching(ApiModel, json_schema_extra=cel_rules(BATCH_COVERS_SEQUENCES)):
+    """Continuous batching limits of each replica."""
+
+    max_concurrent_sequences: int = Field(
+        default=64, ge=1, le=4096, description="Sequences decoded together in one step."
+    )
+    max_batch_tokens: int = Field(
+        default=8192, ge=16, le=1048576, description="Token budget of one engine step."
+    )
+    chunked_prefill: bool = Field(
+        default=True, description="Split long prompts across steps so decodes keep flowing."
+    )
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        if self.max_batch_tokens < self.max_concurrent_sequences:
+            raise RuleViolation(BATCH_COVERS_SEQUENCES)
+        return self
+
+
+class ResponseCache(ApiModel):
+    """Exact-match cache of whole responses to deterministic requests (opt-in)."""
+
+    enabled: bool = False
+    ttl_seconds: int = Field(default=300, ge=1, le=604800)
+    max_entries: int = Field(default=10000, ge=1, le=10_000_000)
+
+
+class Cache(ApiModel):
+    prefix: bool = Field(default=True, description="Reuse KV blocks of shared prompt prefixes.")
+    response: ResponseCache = Field(default_factory=ResponseCache)
+
+
+class Optimization(ApiModel):
+    quantization: Quantization = Field(
+        default="auto",
+        description="Weight precision; auto picks the least lossy one that fits the accelerator.",
+    )
+    kv_cache_dtype: KvCacheDtype = Field(default="auto", description="KV cache precision.")
+    batching: Batching = Field(default_factory=Batching)
+    cache: Cache = Field(default_factory=Cache)
+
+
+class Fallback(ApiModel):
+    """An alternative accelerator, tried in order when the primary cannot be scheduled."""
+
+    type: str = _accelerator_type("Accelerator type from the GPU catalog.")
+    count: int = Field(default=1, ge=1, le=16, description="Accelerators per replica.")
+    quantization: Quantization | None = Field(
+        default=None, description="Overrides optimization.quantization on this fallback."
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _type_known(cls, value: str) -> str:
+        return _known_accelerator(value)
+
+
+class Accelerator(
+    ApiModel, json_schema_extra=cel_rules(FALLBACKS_DISTINCT, FALLBACKS_DIFFER_FROM_PRIMARY)
+):
+    """The accelerator of each replica, its ordered fallbacks and the capacity type."""
+
+    type: str = _accelerator_type("Accelerator type from the GPU catalog, or cpu.")
+    count: int = Field(
+        default=1, ge=1, le=16, description="Accelerators per replica (tensor parallel)."
+    )
+    fallbacks: list[Fallback] = Field(default_factory=list, max_length=4)
+    capacity: CapacityType = Field(
+        default="on-demand",
+        description="on-demand, spot, or spot-preferred (spot when there is some).",
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _type_known(cls, value: str) -> str:
+        return _known_accelerator(value)
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        keys = [(f.type, f.count) for f in self.fallbacks]
+        if (self.type, self.count) in keys:
+            raise RuleViolation(FALLBACKS_DIFFER_FROM_PRIMARY)
+        if len(keys) != len(set(keys)):
+            raise RuleViolation(FALLBACKS_DISTINCT)
+        return self
+
+
+class Replicas(ApiModel, json_schema_extra=cel_rules(MIN_NOT_ABOVE_MAX)):
+    min: int = Field(default=1, ge=0, le=1000, description="Fewest replicas.")
+    max: int = Field(default=1, ge=1, le=1000, description="Most replicas.")
+    desired: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="Replicas when autoscaling.mode is none; the scale subresource (kubectl "
+        "scale, HPA) writes it. Clamped to [min, max].",
+    )
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        if self.min > self.max:
+            raise RuleViolation(MIN_NOT_ABOVE_MAX)
+        return self
+
+
+class Budget(ApiModel):
+    max_dollars_per_hour: float = Field(
+        gt=0, le=1_000_000, description="Ceiling on the deployment's $/h; caps the replicas."
+    )
+
+
+class Autoscaling(ApiModel):
+    mode: AutoscalingMode = Field(
+        default="builtin",
+        description="builtin: the operator scales; keda: a KEDA ScaledObject; none: fixed.",
+    )
+    target_queue_depth: int = Field(
+        default=4, ge=1, le=10000, description="Waiting requests per replica to aim for."
+    )
+    scale_up_stabilization_seconds: int = Field(default=30, ge=0, le=3600)
+    scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=86400)
+    budget: Budget | None = None
+
+
+class EnvVar(ApiModel, json_schema_extra=cel_rules(ENV_ONE_SOURCE)):
+    name: str = Field(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", max_length=256)
+    value: str | None = None
+    value_from: dict[str, Any] | None = Field(
+        default=None, description="As a container's env[].valueFrom."
+    )
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        if self.value is not None and self.value_from is not None:
+            raise RuleViolation(ENV_ONE_SOURCE)
+        return self
+
+
+class Resources(ApiModel):
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+
+
+class Server(ApiModel, json_schema_extra=cel_rules(ENV_UNIQUE)):
+    """How the llm-server container runs; podTemplate is the escape hatch."""
+
+    image: str | None = Field(default=None, max_length=512, description="Overrides the image.")
+    args: list[str] = Field(default_factory=list, max_length=64, description="Extra arguments.")
+    env: list[EnvVar] = Field(default_factory=list, max_length=64)
+    resources: Resources | None = Field(
+        default=None, description="Overrides the CPU and memory the operator derives."
+    )
+    pod_template: dict[str, Any] | None = Field(
+        default=None,
+        description="Strategic-merge patch applied last to the generated pod template.",
+    )
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        names = [e.name for e in self.env]
+        if len(names) != len(set(names)):
+            raise RuleViolation(ENV_UNIQUE)
+        return self
+
+
+class LLMDeploymentSpec(
+    ApiModel,
+    json_schema_extra=cel_rules(
+        FP8_NEEDS_SUPPORT,
+        FALLBACK_FP8_NEEDS_SUPPORT,
+        UNCHUNKED_PREFILL_FITS,
+        SCALE_TO_ZERO_NEEDS_MODE_NONE,
+    ),
+):
+    """What to serve, on what, within which limits and budget."""
+
+    model: ModelSource
+    optimization: Optimization = Field(default_factory=Optimization)
+    accelerator: Accelerator
+    replicas: Replicas = Field(default_factory=Replicas)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    server: Server = Field(default_factory=Server)
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        quantization = self.optimization.quantization
+        if quantization == "fp8" and self.accelerator.type not in FP8_ACCELERATORS:
+            raise RuleViolation(FP8_NEEDS_SUPPORT)
+        for fallback in self.accelerator.fallbacks:
+            if (fallback.quantization or quantization) == "fp8" and (
+                fallback.type not in FP8_ACCELERATORS
+            ):
+                raise RuleViolation(FALLBACK_FP8_NEEDS_SUPPORT)
+        batching = self.optimization.batching
+        if not batching.chunked_prefill and (
+            batching.max_batch_tokens < self.model.max_context_length
+        ):
+            raise RuleViolation(UNCHUNKED_PREFILL_FITS)
+        if self.autoscaling.mode != "none" and self.replicas.min < 1:
+            raise RuleViolation(SCALE_TO_ZERO_NEEDS_MODE_NONE)
+        return self

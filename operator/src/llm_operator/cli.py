@@ -1,0 +1,160 @@
+"""`llmops`: validate, cost and generate the CRD for LLMDeployments, with no cluster needed.
+
+llmops validate -f deployment.yaml [-f more.yaml]    exit 0 valid, 2 invalid
+llmops cost -f deployment.yaml [-o json]
+llmops crd                                            print the CRD (make crds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llm_operator.api.admission import admission_errors
+from llm_operator.api.crd import crd_yaml
+from llm_operator.api.reference import reference_markdown
+from llm_operator.api.resource import LLMDeployment
+from llm_operator.catalog import Catalog, default_catalog
+from llm_operator.cost import budget_warnings, estimate
+from llm_operator.validation import Problem, validate_manifest
+
+EXIT_INVALID = 2
+
+
+def _documents(path: str) -> Iterator[tuple[str, Any]]:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    for index, doc in enumerate(yaml.safe_load_all(text)):
+        if doc is not None:
+            yield f"{path}#{index}" if index else path, doc
+
+
+def _catalog(path: str | None) -> Catalog:
+    catalog = default_catalog()
+    return catalog.with_overrides(Path(path).read_text()) if path else catalog
+
+
+def _load(paths: list[str]) -> Iterator[tuple[str, LLMDeployment | None, list[Problem]]]:
+    for path in paths:
+        try:
+            docs = list(_documents(path))
+        except (OSError, yaml.YAMLError) as exc:
+            yield (
+                path,
+                None,
+                [Problem("(file)", str(exc).splitlines()[0], "check the path and YAML")],
+            )
+            continue
+        for name, doc in docs:
+            resource, problems = validate_manifest(doc)
+            if resource is not None:
+                # Drift guard: the cluster's own checks (CRD schema + CEL) must agree.
+                problems = [
+                    Problem(e.split(":", 1)[0], e.split(":", 1)[1].strip(), "")
+                    for e in admission_errors(doc)
+                ]
+                resource = None if problems else resource
+            yield name, resource, problems
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    catalog = _catalog(args.catalog)
+    invalid = 0
+    for name, resource, problems in _load(args.file):
+        if resource is None:
+            invalid += 1
+            print(f"{name}: invalid")
+            for problem in problems:
+                print(f"  {problem}")
+            continue
+        print(f"{name}: valid ({resource.metadata.name})")
+        for warning in budget_warnings(resource.spec, catalog):
+            print(f"  warning: {warning}")
+    return EXIT_INVALID if invalid else 0
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    catalog = _catalog(args.catalog)
+    report, status = [], 0
+    for name, resource, _ in _load(args.file):
+        if resource is None:
+            print(f"{name}: invalid, run `llmops validate -f {name}`", file=sys.stderr)
+            status = EXIT_INVALID
+            continue
+        spec = resource.spec
+        options = estimate(spec, catalog)
+        report.append({"name": resource.metadata.name, "options": [asdict(o) for o in options]})
+        if args.output == "json":
+            continue
+        budget = spec.autoscaling.budget
+        print(
+            f"{resource.metadata.name}: replicas {spec.replicas.min}..{spec.replicas.max}, "
+            f"capacity {spec.accelerator.capacity}, budget "
+            + (f"${budget.max_dollars_per_hour:,.2f}/h" if budget else "none")
+        )
+        print(
+            f"  {'option':<12}{'accelerator':<16}{'$/h each':>10}{'$/h at min':>12}"
+            f"{'$/h at max':>12}  budget allows"
+        )
+        for o in options:
+            allows = (
+                "-"
+                if o.affordable_replicas is None
+                else f"{o.affordable_replicas} replicas (max {o.budget_capped_max})"
+            )
+            option = f"{o.count}x {o.accelerator}"
+            prices = f"{o.dollars_per_replica_hour:>10,.2f}{o.at_min:>12,.2f}{o.at_max:>12,.2f}"
+            print(f"  {o.label:<12}{option:<16}{prices}  {allows}")
+        for warning in budget_warnings(spec, catalog):
+            print(f"  warning: {warning}")
+    if args.output == "json":
+        print(json.dumps(report, indent=2))
+    return status
+
+
+def cmd_crd(args: argparse.Namespace) -> int:
+    sys.stdout.write(reference_markdown() if args.reference else crd_yaml())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="llmops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = top.add_subparsers(dest="command", required=True)
+    for name, func, text in (
+        ("validate", cmd_validate, "check manifests as the API server and operator would"),
+        ("cost", cmd_cost, "$/h at min and max replicas, and what the budget allows"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument(
+            "-f",
+            "--file",
+            action="append",
+            required=True,
+            help="manifest file (YAML, multi-document allowed; - for stdin)",
+        )
+        sub.add_argument("--catalog", help="GPU catalog override YAML (as in the ConfigMap)")
+        sub.set_defaults(func=func)
+        if name == "cost":
+            sub.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    crd_command = commands.add_parser("crd", help="print the generated CRD")
+    crd_command.add_argument("--reference", action="store_true", help="the field reference instead")
+    crd_command.set_defaults(func=cmd_crd)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
