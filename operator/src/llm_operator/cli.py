@@ -2,6 +2,7 @@
 
 llmops validate -f deployment.yaml [-f more.yaml]    exit 0 valid, 2 invalid
 llmops cost -f deployment.yaml [-o json]
+llmops render -f deployment.yaml [--replicas N]     print the objects the operator would apply
 llmops crd                                            print the CRD (make crds)
 """
 
@@ -23,6 +24,8 @@ from llm_operator.api.reference import reference_markdown
 from llm_operator.api.resource import LLMDeployment
 from llm_operator.catalog import Catalog, default_catalog
 from llm_operator.cost import budget_warnings, estimate
+from llm_operator.render import RenderSettings, UnresolvedSpecError, desired_objects, dump_objects
+from llm_operator.resolve import resolve
 from llm_operator.validation import Problem, validate_manifest
 
 EXIT_INVALID = 2
@@ -118,9 +121,53 @@ def cmd_cost(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    """Exactly the operator's desired objects, as multi-document YAML (for kubectl diff)."""
+    catalog = _catalog(args.catalog)
+    defaults = RenderSettings()
+    settings = RenderSettings(
+        image_repository=args.image_repository or defaults.image_repository,
+        image_tag=args.image_tag or defaults.image_tag,
+        service_monitor=args.service_monitor,
+        network_policy=args.network_policy,
+    )
+    documents, status = [], 0
+    for name, resource, _ in _load(args.file):
+        if resource is None:
+            print(f"{name}: invalid, run `llmops validate -f {name}`", file=sys.stderr)
+            status = EXIT_INVALID
+            continue
+        fallbacks = resource.spec.accelerator.fallbacks
+        if args.fallback is not None and not 0 <= args.fallback < len(fallbacks):
+            print(f"{name}: has no fallback {args.fallback}", file=sys.stderr)
+            status = EXIT_INVALID
+            continue
+        resolution = resolve(resource.spec, catalog, args.fallback)
+        for note in resolution.notes:
+            print(f"{name}: note: {note}", file=sys.stderr)
+        try:
+            documents += desired_objects(resource, resolution, settings, args.replicas)
+        except UnresolvedSpecError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            status = EXIT_INVALID
+    if documents:
+        sys.stdout.write(dump_objects(documents))
+    return status
+
+
 def cmd_crd(args: argparse.Namespace) -> int:
     sys.stdout.write(reference_markdown() if args.reference else crd_yaml())
     return 0
+
+
+def _render_options(sub: argparse.ArgumentParser) -> None:
+    add = sub.add_argument
+    add("--replicas", type=int, help="Deployment replicas (default: the spec's starting count)")
+    add("--fallback", type=int, metavar="INDEX", help="render spec.accelerator.fallbacks[INDEX]")
+    add("--image-repository", help=f"default {RenderSettings().image_repository}")
+    add("--image-tag", help=f"default {RenderSettings().image_tag} (cpu: with -cpu)")
+    add("--service-monitor", action="store_true", help="include the ServiceMonitor")
+    add("--network-policy", action="store_true", help="include the NetworkPolicy")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -131,6 +178,7 @@ def parser() -> argparse.ArgumentParser:
     for name, func, text in (
         ("validate", cmd_validate, "check manifests as the API server and operator would"),
         ("cost", cmd_cost, "$/h at min and max replicas, and what the budget allows"),
+        ("render", cmd_render, "print the objects the operator would apply (kubectl diff)"),
     ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument(
@@ -144,6 +192,8 @@ def parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         if name == "cost":
             sub.add_argument("-o", "--output", choices=["table", "json"], default="table")
+        if name == "render":
+            _render_options(sub)
     crd_command = commands.add_parser("crd", help="print the generated CRD")
     crd_command.add_argument("--reference", action="store_true", help="the field reference instead")
     crd_command.set_defaults(func=cmd_crd)

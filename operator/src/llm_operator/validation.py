@@ -57,7 +57,7 @@ def _schema_at(loc: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _problem(error: Any) -> Problem:
-    loc: tuple[Any, ...] = tuple(p for p in error["loc"] if p not in ("function-after",))
+    loc: tuple[Any, ...] = tuple(error["loc"])
     kind = error["type"]
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, RuleViolation):

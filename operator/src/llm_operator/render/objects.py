@@ -1,0 +1,302 @@
+"""desired_objects: the children one LLMDeployment should have, as plain dicts.
+
+The same function feeds the operator (server-side apply) and `llmops render` (GitOps review,
+`kubectl diff`), so what a reviewer sees is what gets applied.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import jinja2
+import yaml
+
+from llm_operator.api.resource import API_VERSION, KIND, LLMDeployment
+from llm_operator.api.spec import LLMDeploymentSpec
+from llm_operator.render.config import config_data, config_hash
+from llm_operator.render.merge import strategic_merge
+from llm_operator.render.scheduling import affinity, tolerations
+from llm_operator.render.settings import RenderSettings
+from llm_operator.resolve import DRAIN_SECONDS, MODEL_MOUNT, SERVER_PORT, Resolution
+
+DEPLOYMENT_LABEL = "inference.llmops.dev/deployment"
+ACCELERATOR_LABEL = "inference.llmops.dev/accelerator"
+OPTION_LABEL = "inference.llmops.dev/accelerator-option"  # primary, fallback-0, ...
+CONFIG_HASH_ANNOTATION = "inference.llmops.dev/config-hash"
+CONTAINER = "llm-server"
+CONFIG_MOUNT = "/etc/llm-server"
+CACHE_MOUNT = "/model-cache"
+STARTUP_PERIOD_SECONDS = 10
+TERMINATION_MARGIN_SECONDS = 5  # after the preStop sleep and the server's drain
+
+
+class UnresolvedSpecError(ValueError):
+    """The resolution has problems (e.g. InsufficientGPUMemory): there is nothing to render."""
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    """The pods' selector (immutable in a Deployment; also status.selector)."""
+    return {"app.kubernetes.io/name": "llm-server", DEPLOYMENT_LABEL: name}
+
+
+def common_labels(name: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "llm-server",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/managed-by": "llm-operator",
+        DEPLOYMENT_LABEL: name,
+    }
+
+
+def default_replicas(spec: LLMDeploymentSpec) -> int | None:
+    """Replicas before the autoscaler has spoken: min (builtin); desired clamped (none).
+
+    None for keda: the ScaledObject's HPA owns Deployment.spec.replicas there, so the
+    operator must not state it.
+    """
+    bounds = spec.replicas
+    if spec.autoscaling.mode == "keda":
+        return None
+    if spec.autoscaling.mode == "none":
+        wanted = bounds.min if bounds.desired is None else bounds.desired
+        return max(bounds.min, min(bounds.max, wanted))
+    return bounds.min
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("llm_operator", "render/templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    env.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False)
+    return env
+
+
+def _render(template: str, **values: Any) -> dict[str, Any]:
+    text = _environment().get_template(f"{template}.yaml.j2").render(**values)
+    rendered: dict[str, Any] = yaml.safe_load(text)
+    return rendered
+
+
+def desired_objects(
+    resource: LLMDeployment,
+    resolution: Resolution,
+    settings: RenderSettings | None = None,
+    replicas: int | None = None,
+) -> list[dict[str, Any]]:
+    """ConfigMap, Service, Deployment, PodDisruptionBudget [, ServiceMonitor, NetworkPolicy].
+
+    `replicas` is the autoscaler's number; None = `default_replicas(spec)`.
+    """
+    if not resolution.ok:
+        raise UnresolvedSpecError("; ".join(p.message for p in resolution.problems))
+    settings = settings or RenderSettings()
+    name = resource.metadata.name
+
+    def metadata(object_name: str = name) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": object_name}
+        if resource.metadata.namespace:
+            meta["namespace"] = resource.metadata.namespace
+        meta["labels"] = common_labels(name)
+        if resource.metadata.uid:
+            meta["ownerReferences"] = [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "name": name,
+                    "uid": resource.metadata.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ]
+        return meta
+
+    selector = selector_labels(name)
+    data = config_data(resolution)
+    objects = [
+        _render("configmap", metadata=metadata(f"{name}-config"), data=data),
+        _render(
+            "service", metadata=metadata(), selector=selector, service_port=settings.service_port
+        ),
+        _deployment(resource, resolution, settings, metadata(), data, replicas),
+        _render("poddisruptionbudget", metadata=metadata(), selector=selector),
+    ]
+    if settings.service_monitor:
+        objects.append(
+            _render(
+                "servicemonitor",
+                metadata=metadata(),
+                selector=selector,
+                scrape_interval=settings.scrape_interval,
+            )
+        )
+    if settings.network_policy:
+        peers: list[dict[str, Any]] = [{"podSelector": {}}]
+        peers += [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+            for namespace in settings.network_policy_namespaces
+        ]
+        objects.append(
+            _render(
+                "networkpolicy",
+                metadata=metadata(),
+                selector=selector,
+                peers=peers,
+                port=SERVER_PORT,
+            )
+        )
+    return objects
+
+
+def _deployment(
+    resource: LLMDeployment,
+    resolution: Resolution,
+    settings: RenderSettings,
+    metadata: dict[str, Any],
+    data: dict[str, str],
+    replicas: int | None,
+) -> dict[str, Any]:
+    name, spec = resource.metadata.name, resource.spec
+    option = (
+        "primary" if resolution.fallback_index is None else f"fallback-{resolution.fallback_index}"
+    )
+    pod_labels = {
+        **common_labels(name),
+        ACCELERATOR_LABEL: resolution.accelerator.name,
+        OPTION_LABEL: option,
+    }
+    volumes, mounts = _volumes(resource, resolution, settings)
+    deployment = _render(
+        "deployment",
+        metadata=metadata,
+        replicas=default_replicas(spec) if replicas is None else replicas,
+        progress_deadline_seconds=settings.startup_timeout_seconds + 300,
+        selector=selector_labels(name),
+        pod_labels=pod_labels,
+        pod_annotations={
+            CONFIG_HASH_ANNOTATION: config_hash(data, resolution.server_args),
+            "kubectl.kubernetes.io/default-container": CONTAINER,
+        },
+        termination_grace_seconds=settings.prestop_sleep_seconds
+        + DRAIN_SECONDS
+        + TERMINATION_MARGIN_SECONDS,
+        run_as_user=settings.run_as_user,
+        affinity=affinity(resolution),
+        tolerations=tolerations(resolution),
+        image=spec.server.image or settings.image(cpu=resolution.accelerator.is_cpu),
+        image_pull_policy=settings.image_pull_policy,
+        args=list(resolution.server_args),
+        env=_env(spec),
+        port=SERVER_PORT,
+        resources=_resources(spec, resolution),
+        startup_period_seconds=STARTUP_PERIOD_SECONDS,
+        startup_failure_threshold=-(-settings.startup_timeout_seconds // STARTUP_PERIOD_SECONDS),
+        prestop_sleep_seconds=settings.prestop_sleep_seconds,
+        volume_mounts=mounts,
+        volumes=volumes,
+    )
+    if spec.server.pod_template:
+        template = strategic_merge(deployment["spec"]["template"], spec.server.pod_template)
+        # The selector is immutable and must keep matching, whatever the patch says.
+        template.setdefault("metadata", {}).setdefault("labels", {}).update(selector_labels(name))
+        deployment["spec"]["template"] = template
+    return deployment
+
+
+def _env(spec: LLMDeploymentSpec) -> list[dict[str, Any]]:
+    """Writable caches under the read-only root, then the user's env (same name: user wins)."""
+    env: dict[str, dict[str, Any]] = {
+        e["name"]: e
+        for e in (
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "XDG_CACHE_HOME", "value": CACHE_MOUNT},
+            {"name": "HF_HOME", "value": f"{CACHE_MOUNT}/huggingface"},
+        )
+    }
+    for var in spec.server.env:
+        env[var.name] = var.model_dump(by_alias=True, exclude_none=True)
+    return list(env.values())
+
+
+def _resources(spec: LLMDeploymentSpec, resolution: Resolution) -> dict[str, Any]:
+    """The user's CPU/memory if given, else derived; GPUs always from the resolution."""
+    accelerator, count = resolution.accelerator, resolution.count
+    if spec.server.resources is not None:
+        requests = dict(spec.server.resources.requests)
+        limits = dict(spec.server.resources.limits)
+    elif accelerator.is_cpu:
+        requests, limits = {"cpu": "2", "memory": "4Gi"}, {"memory": "4Gi"}
+    else:
+        # Small enough for the smallest GPU VMs (g2-standard-4: 4 vCPU, 16 GB per L4).
+        memory = f"{8 * count}Gi"
+        requests, limits = {"cpu": str(2 * count), "memory": memory}, {"memory": memory}
+    if not accelerator.is_cpu:
+        requests[accelerator.resource_name] = count
+        limits[accelerator.resource_name] = count
+    out: dict[str, Any] = {"requests": requests}
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def _volumes(
+    resource: LLMDeployment, resolution: Resolution, settings: RenderSettings
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    name, uri = resource.metadata.name, resource.spec.model.uri
+    cache_source: dict[str, Any] = (
+        {"persistentVolumeClaim": {"claimName": settings.model_cache_claim}}
+        if settings.model_cache_claim
+        else {"emptyDir": {}}
+    )
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": f"{name}-config"}},
+        {"name": "model-cache", **cache_source},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+        {"name": "model-cache", "mountPath": CACHE_MOUNT},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if uri.startswith("file://"):
+        path = uri.removeprefix("file://").rstrip("/") or "/"
+        volumes.append({"name": "model", "hostPath": {"path": path, "type": "Directory"}})
+        mounts.append({"name": "model", "mountPath": path, "readOnly": True})
+    elif uri.startswith("pvc://"):
+        claim = uri.removeprefix("pvc://").split("/", 1)[0]
+        volumes.append(
+            {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+        mounts.append({"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True})
+    if not resolution.accelerator.is_cpu and resolution.count > 1:
+        # NCCL between tensor-parallel ranks needs more than the runtime's 64 MiB /dev/shm.
+        volumes.append(
+            {
+                "name": "dshm",
+                "emptyDir": {"medium": "Memory", "sizeLimit": settings.shared_memory_size},
+            }
+        )
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    return volumes, mounts
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _string)
+
+
+def dump_objects(objects: list[dict[str, Any]]) -> str:
+    """Multi-document YAML, keys in template order, multi-line strings as blocks."""
+    return yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False, explicit_start=True)

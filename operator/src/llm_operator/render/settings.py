@@ -1,0 +1,29 @@
+"""Operator-wide rendering settings (from flags / Helm values), frozen after start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llm_operator import __version__
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    image_repository: str = "ghcr.io/llmops-dev/llm-server"
+    image_tag: str = __version__
+    cpu_image_suffix: str = "-cpu"  # CPU pods run the CPU build: <tag>-cpu
+    image_pull_policy: str = "IfNotPresent"
+    service_port: int = 80
+    service_monitor: bool = False  # set when the monitoring.coreos.com CRD exists, or by flag
+    scrape_interval: str = "15s"
+    network_policy: bool = False  # opt-in
+    network_policy_namespaces: tuple[str, ...] = ()  # namespaces allowed in, besides its own
+    prestop_sleep_seconds: int = 5  # lets endpoints drop the pod before SIGTERM
+    startup_timeout_seconds: int = 1800  # weight download + load before liveness applies
+    run_as_user: int = 1000
+    model_cache_claim: str | None = None  # a PVC for the model cache instead of an emptyDir
+    shared_memory_size: str = "2Gi"  # /dev/shm for tensor-parallel (NCCL) pods
+
+    def image(self, cpu: bool) -> str:
+        suffix = self.cpu_image_suffix if cpu else ""
+        return f"{self.image_repository}:{self.image_tag}{suffix}"
