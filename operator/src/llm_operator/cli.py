@@ -1,9 +1,10 @@
-"""`llmops`: validate, cost and generate the CRD for LLMDeployments, with no cluster needed.
+"""`llmops`: validate, price, render and run LLMDeployments, with no cluster needed.
 
 llmops validate -f deployment.yaml [-f more.yaml]    exit 0 valid, 2 invalid
 llmops cost -f deployment.yaml [-o json]
 llmops render -f deployment.yaml [--replicas N]     print the objects the operator would apply
-llmops crd                                            print the CRD (make crds)
+llmops up -f deployment.yaml [--port 8000]          run its llm-server here (Ctrl-C drains)
+llmops crd [--reference]                            print the CRD or its field reference
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from llm_operator.api.reference import reference_markdown
 from llm_operator.api.resource import LLMDeployment
 from llm_operator.catalog import Catalog, default_catalog
 from llm_operator.cost import budget_warnings, estimate
+from llm_operator.local import local_server_args, run_local
 from llm_operator.render import RenderSettings, UnresolvedSpecError, desired_objects, dump_objects
 from llm_operator.resolve import resolve
 from llm_operator.validation import Problem, validate_manifest
@@ -155,6 +157,27 @@ def cmd_render(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    """Run the deployment's server on this machine with the operator's resolved arguments."""
+    loaded = list(_load(args.file))
+    if len(loaded) != 1:
+        print("llmops up: give exactly one LLMDeployment", file=sys.stderr)
+        return EXIT_INVALID
+    name, resource, problems = loaded[0]
+    if resource is None:
+        print(f"{name}: invalid", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    resolution = resolve(resource.spec, _catalog(args.catalog), None)
+    if not resolution.ok:
+        for unresolved in resolution.problems:
+            print(f"{name}: {unresolved.reason}: {unresolved.message}", file=sys.stderr)
+        return EXIT_INVALID
+    server_args = local_server_args(resolution, args.host, args.port)
+    return run_local(server_args, args.host, args.port, args.ready_timeout)
+
+
 def cmd_crd(args: argparse.Namespace) -> int:
     sys.stdout.write(reference_markdown() if args.reference else crd_yaml())
     return 0
@@ -179,6 +202,7 @@ def parser() -> argparse.ArgumentParser:
         ("validate", cmd_validate, "check manifests as the API server and operator would"),
         ("cost", cmd_cost, "$/h at min and max replicas, and what the budget allows"),
         ("render", cmd_render, "print the objects the operator would apply (kubectl diff)"),
+        ("up", cmd_up, "run one deployment's server here, with the operator's arguments"),
     ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument(
@@ -194,6 +218,10 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("-o", "--output", choices=["table", "json"], default="table")
         if name == "render":
             _render_options(sub)
+        if name == "up":
+            sub.add_argument("--host", default="127.0.0.1")
+            sub.add_argument("--port", type=int, default=8000)
+            sub.add_argument("--ready-timeout", type=float, default=300.0, help="seconds")
     crd_command = commands.add_parser("crd", help="print the generated CRD")
     crd_command.add_argument("--reference", action="store_true", help="the field reference instead")
     crd_command.set_defaults(func=cmd_crd)

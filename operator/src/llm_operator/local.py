@@ -1,0 +1,90 @@
+"""`llmops up`: run one LLMDeployment on this machine, without a cluster.
+
+The policy is resolved exactly as the operator resolves it (`resolve()`), and `llm-server` is
+started with the same arguments the pod would get; only where it listens changes (loopback,
+a chosen port), and a `file://` model that does not exist here but is named `tiny-random` is
+built on the fly. The server runs in the foreground: Ctrl-C or SIGTERM drains it and exits.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from llm_operator.resolve import Resolution
+
+TINY_RANDOM = "tiny-random"
+
+
+class LocalRunError(RuntimeError):
+    """The server could not be started or did not become ready."""
+
+
+def local_server_args(resolution: Resolution, host: str, port: int) -> list[str]:
+    """The operator's llm-server arguments, re-pointed at this machine."""
+    args = list(resolution.server_args)
+    out: list[str] = []
+    index = 0
+    while index < len(args):
+        flag = args[index]
+        value = args[index + 1] if index + 1 < len(args) else None
+        if flag in ("--port", "--host"):
+            index += 2
+            continue
+        if flag == "--model" and value is not None and not Path(value).exists():
+            if Path(value).name == TINY_RANDOM:
+                value = TINY_RANDOM  # the demo model: llm-server builds it locally
+            out += [flag, value]
+            index += 2
+            continue
+        out.append(flag)
+        index += 1
+    return [*out, "--host", host, "--port", str(port)]
+
+
+def wait_until_ready(base_url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Poll /ready until 200; fail early if the server exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise LocalRunError(f"llm-server exited with code {process.returncode} before ready")
+        try:
+            with urllib.request.urlopen(f"{base_url}/ready", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.25)
+    raise LocalRunError(f"llm-server was not ready within {timeout_s:.0f}s")
+
+
+def run_local(server_args: Sequence[str], host: str, port: int, ready_timeout_s: float) -> int:
+    """Start llm-server, print the endpoint once ready, forward SIGINT/SIGTERM, return its code."""
+    command = [sys.executable, "-m", "llm_server", *server_args]
+    print("starting: llm-server " + " ".join(server_args), flush=True)
+    process = subprocess.Popen(command)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if process.poll() is None:
+            process.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    base_url = f"http://{host}:{port}"
+    try:
+        wait_until_ready(base_url, process, ready_timeout_s)
+    except LocalRunError as exc:
+        if process.poll() is None:
+            process.terminate()
+        process.wait()
+        print(f"llmops up: {exc}", file=sys.stderr)
+        return 1
+    print(f"ready: OpenAI endpoint {base_url}/v1 (metrics at {base_url}/metrics)", flush=True)
+    return process.wait()

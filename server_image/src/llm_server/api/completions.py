@@ -1,0 +1,114 @@
+"""POST /v1/completions."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llm_server.api.choice_group import ChoiceGroup, ChoiceResult
+from llm_server.api.logprobs import LogprobFormatter
+from llm_server.api.prompts import completion_prompts, echo_texts, resolve_max_tokens
+from llm_server.api.protocol import (
+    CompletionChoice,
+    CompletionChunk,
+    CompletionRequest,
+    CompletionResponse,
+)
+from llm_server.api.respond import chunk_dict, respond
+from llm_server.api.sampling import reject_unsupported, sampling_params
+from llm_server.api.state import ServerState
+
+DEFAULT_MAX_TOKENS = 16  # OpenAI's default for completions
+
+
+async def create_completion(
+    state: ServerState, body: CompletionRequest, request: Request
+) -> Response:
+    model = state.resolve_model(body.model)
+    reject_unsupported(body)
+    response_id = f"cmpl-{uuid.uuid4().hex}"
+    engine, lease = state.admit()
+    try:
+        tokenizer = engine.tokenizer
+        prompts = completion_prompts(tokenizer, body.prompt)
+        max_tokens = [
+            resolve_max_tokens(
+                len(prompt), body.max_tokens, DEFAULT_MAX_TOKENS, state.max_model_len,
+                state.config.max_prompt_tokens, "prompt",
+            )
+            for prompt in prompts
+        ]  # fmt: skip
+        group = ChoiceGroup(
+            engine,
+            state.metrics,
+            request_id=response_id,
+            prompts=prompts,
+            n=body.n,
+            params_for_choice=lambda prompt, choice: sampling_params(
+                body, max_tokens[prompt], body.logprobs, choice
+            ),
+            stop_strings=body.stop_strings(),
+            retry_after_s=state.config.retry_after_seconds,
+        )
+    except BaseException:
+        lease.release()
+        raise
+    formatter = LogprobFormatter(tokenizer)
+    echoes = echo_texts(tokenizer, body.prompt, prompts) if body.echo else [""] * len(prompts)
+
+    def echo_for(index: int) -> str:
+        return echoes[index // body.n]
+
+    def logprobs_for(result: ChoiceResult) -> Any:
+        if body.logprobs is None:
+            return None
+        return formatter.completion(result.tokens, len(echo_for(result.index)))
+
+    def build(results: list[ChoiceResult]) -> CompletionResponse:
+        choices = [
+            CompletionChoice(
+                index=result.index,
+                text=echo_for(result.index) + result.text,
+                logprobs=logprobs_for(result),
+                finish_reason=result.finish_reason,
+            )
+            for result in results
+        ]
+        return CompletionResponse(id=response_id, model=model, choices=choices, usage=group.usage())
+
+    async def chunks() -> AsyncIterator[dict[str, Any]]:
+        created = int(time.time())
+        include_usage = body.include_usage()
+
+        def chunk(choices: list[CompletionChoice]) -> dict[str, Any]:
+            payload = CompletionChunk(id=response_id, created=created, model=model, choices=choices)
+            return chunk_dict(payload, include_usage)
+
+        if body.echo:
+            for run in group.runs:
+                yield chunk([CompletionChoice(index=run.index, text=echo_for(run.index))])
+        offsets = [0] * len(group.runs)
+        async for delta in group.deltas():
+            if not delta.text and delta.finish_reason is None and body.logprobs is None:
+                continue  # text held back (split character or possible stop string)
+            logprobs = None
+            if body.logprobs is not None:
+                logprobs = formatter.completion(delta.tokens, offsets[delta.index])
+                offsets[delta.index] += sum(len(text) for text in logprobs.tokens)
+            choice = CompletionChoice(
+                index=delta.index, text=delta.text, logprobs=logprobs,
+                finish_reason=delta.finish_reason,
+            )  # fmt: skip
+            yield chunk([choice])
+        if include_usage:
+            final = CompletionChunk(
+                id=response_id, created=created, model=model, choices=[], usage=group.usage()
+            )
+            yield final.model_dump()
+
+    return await respond(request, group, lease, stream=body.stream, chunks=chunks, build=build)

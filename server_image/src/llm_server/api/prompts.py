@@ -1,0 +1,115 @@
+"""Prompts -> token ids, and the length rules every prompt must pass before the engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llm_server.api.errors import APIError, invalid_param
+from llm_server.api.protocol import ChatMessage
+
+
+def completion_prompts(tokenizer: Any, prompt: str | list[Any]) -> list[list[int]]:
+    """OpenAI accepts a string, a token list, or a batch of either."""
+    if isinstance(prompt, str):
+        return [_encode(tokenizer, prompt, add_special_tokens=True)]
+    if all(isinstance(item, int) for item in prompt):
+        return [_checked_ids(tokenizer, list(prompt))]
+    return [
+        _encode(tokenizer, item, add_special_tokens=True)
+        if isinstance(item, str)
+        else _checked_ids(tokenizer, list(item))
+        for item in prompt
+    ]
+
+
+def echo_texts(tokenizer: Any, prompt: str | list[Any], token_ids: list[list[int]]) -> list[str]:
+    """What `echo` repeats: a string prompt as sent, a token prompt decoded."""
+    items = prompt if isinstance(prompt, list) and not isinstance(prompt[0], int) else [prompt]
+    return [
+        item if isinstance(item, str) else str(tokenizer.decode(ids, skip_special_tokens=True))
+        for item, ids in zip(items, token_ids, strict=True)
+    ]
+
+
+def chat_prompt(
+    tokenizer: Any,
+    messages: list[ChatMessage],
+    add_generation_prompt: bool,
+    template_kwargs: dict[str, Any] | None,
+) -> list[int]:
+    conversation = [_template_message(index, message) for index, message in enumerate(messages)]
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise APIError(400, "This model has no chat template; use /v1/completions.",
+                       param="messages", code="no_chat_template")  # fmt: skip
+    try:
+        text = tokenizer.apply_chat_template(
+            conversation,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            **(template_kwargs or {}),
+        )
+    except Exception as exc:  # jinja raises on conversations the template refuses
+        raise invalid_param("messages", f"messages: the chat template failed: {exc}") from exc
+    # The template already wrote any BOS it wants.
+    return _encode(tokenizer, str(text), add_special_tokens=False)
+
+
+def resolve_max_tokens(
+    prompt_len: int,
+    requested: int | None,
+    default: int | None,
+    max_model_len: int,
+    max_prompt_tokens: int | None,
+    prompt_param: str,
+) -> int:
+    """The number of tokens to generate, or a 400 when the prompt or the request cannot fit."""
+    if max_prompt_tokens is not None and prompt_len > max_prompt_tokens:
+        raise _too_long(
+            prompt_param, f"The prompt has {prompt_len} tokens; this server accepts at most "
+            f"{max_prompt_tokens}.",
+        )  # fmt: skip
+    if prompt_len >= max_model_len:
+        raise _too_long(
+            prompt_param,
+            f"This model's maximum context length is {max_model_len} tokens. However, your "
+            f"prompt has {prompt_len} tokens, leaving no room for the completion.",
+        )
+    room = max_model_len - prompt_len
+    wanted = requested if requested is not None else min(default or room, room)
+    if wanted > room:
+        raise _too_long(
+            "max_tokens",
+            f"This model's maximum context length is {max_model_len} tokens. However, you "
+            f"requested {prompt_len + wanted} tokens ({prompt_len} in the prompt, {wanted} in "
+            "the completion). Please reduce the prompt or max_tokens.",
+        )
+    return wanted
+
+
+def _too_long(param: str, message: str) -> APIError:
+    return APIError(400, message, param=param, code="context_length_exceeded")
+
+
+def _template_message(index: int, message: ChatMessage) -> dict[str, Any]:
+    content = message.content
+    if isinstance(content, list):
+        if any(part.type != "text" or part.text is None for part in content):
+            raise invalid_param(
+                f"messages[{index}].content", "Only text content parts are supported."
+            )
+        content = "\n".join(part.text or "" for part in content)
+    extra = {key: value for key, value in (message.model_extra or {}).items()}
+    return {**extra, "role": message.role, "content": content or ""}
+
+
+def _encode(tokenizer: Any, text: str, add_special_tokens: bool) -> list[int]:
+    return list(tokenizer.encode(text, add_special_tokens=add_special_tokens))
+
+
+def _checked_ids(tokenizer: Any, token_ids: list[int]) -> list[int]:
+    """Out-of-vocabulary ids would index past the embedding table inside the engine."""
+    vocab_size = len(tokenizer)
+    bad = next((token for token in token_ids if token >= vocab_size), None)
+    if bad is not None:
+        raise invalid_param("prompt", f"prompt: token id {bad} is outside the vocabulary")
+    return token_ids

@@ -1,0 +1,47 @@
+"""The shared tail of every generation handler: stream it or collect it, then clean up."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from llm_server.api.choice_group import ChoiceGroup, ChoiceResult
+from llm_server.api.state import InflightLease
+from llm_server.api.streaming import SSEResponse, sse_stream
+
+ChunkSource = Callable[[], AsyncIterator[dict[str, Any]]]
+ResponseBuilder = Callable[[list[ChoiceResult]], BaseModel]
+
+
+async def respond(
+    request: Request,
+    group: ChoiceGroup,
+    lease: InflightLease,
+    *,
+    stream: bool,
+    chunks: ChunkSource,
+    build: ResponseBuilder,
+) -> Response:
+    def close() -> None:
+        group.abort()  # no-op for finished choices; frees blocks of any still running
+        lease.release()
+
+    if stream:
+        return SSEResponse(sse_stream(chunks()), on_close=close)
+    try:
+        results = await group.collect(request)
+        return JSONResponse(build(results).model_dump())
+    finally:
+        close()
+
+
+def chunk_dict(chunk: BaseModel, include_usage: bool) -> dict[str, Any]:
+    """With include_usage every chunk carries `usage: null` and the last one the totals."""
+    payload = chunk.model_dump()
+    if not include_usage:
+        payload.pop("usage", None)
+    return payload

@@ -1,0 +1,43 @@
+"""OpenAI sampling fields -> the engine's SamplingParams, refusing what we do not implement."""
+
+from __future__ import annotations
+
+from llm_server.api.errors import invalid_param
+from llm_server.api.protocol import ChatCompletionRequest, CompletionRequest, SamplingRequest
+from llm_server.engine.request import SamplingParams
+
+
+def reject_unsupported(request: SamplingRequest) -> None:
+    """A 400 naming the field beats silently returning output the client did not ask for."""
+    unsupported: dict[str, bool] = {
+        "presence_penalty": request.presence_penalty != 0.0,
+        "frequency_penalty": request.frequency_penalty != 0.0,
+        "logit_bias": bool(request.logit_bias),
+    }
+    if isinstance(request, CompletionRequest):
+        unsupported["best_of"] = request.best_of is not None and request.best_of != request.n
+        unsupported["suffix"] = bool(request.suffix)
+        unsupported["echo"] = request.echo and request.logprobs is not None
+    if isinstance(request, ChatCompletionRequest):
+        unsupported["tools"] = bool(request.tools)
+        response_type = (request.response_format or {}).get("type", "text")
+        unsupported["response_format"] = response_type != "text"
+    for name, is_set in unsupported.items():
+        if is_set:
+            raise invalid_param(name, f"{name}: not supported by this server")
+
+
+def sampling_params(
+    request: SamplingRequest, max_tokens: int, logprobs: int | None, choice: int
+) -> SamplingParams:
+    """Choice `choice` of n gets seed + choice, so n > 1 with a seed is reproducible and varied."""
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        top_k=max(request.top_k, 0),
+        seed=None if request.seed is None else request.seed + choice,
+        stop_token_ids=tuple(request.stop_token_ids or ()),
+        ignore_eos=request.ignore_eos,
+        logprobs=logprobs,
+    )

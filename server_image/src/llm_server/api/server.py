@@ -1,0 +1,153 @@
+"""The process lifecycle: listen at once, load the engine behind /ready, drain on SIGTERM.
+
+Order on SIGTERM (or SIGINT): /ready turns 503 and new generation requests get 503; accepted
+requests run to completion within the grace period (leftovers are aborted after it); then
+uvicorn stops listening and closes connections, the engine shuts down, and the process exits 0.
+A second signal skips the rest of the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+from llm_server.api.app import create_app
+from llm_server.api.state import ServerState
+from llm_server.config import TINY_RANDOM, ServerConfig
+
+if TYPE_CHECKING:  # torch loads with the engine, after the listener is up
+    from llm_server.engine.async_engine import AsyncEngine
+
+logger = logging.getLogger("llm_server")
+
+# After the grace period uvicorn gets this long to flush and close connections.
+CONNECTION_CLOSE_TIMEOUT_S = 3.0
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: ours drains first, then sets should_exit."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bound here rather than by uvicorn, so a taken port is one clear error, not a traceback."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _detect_device(config: ServerConfig) -> tuple[str, bool]:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    device = config.device if config.device != "auto" else ("cuda" if cuda else "cpu")
+    return device, cuda
+
+
+def _load_engine(config: ServerConfig, cuda_available: bool) -> AsyncEngine:
+    """Blocking: runs on a worker thread so /health answers while weights load."""
+    from llm_server.engine.async_engine import AsyncEngine
+
+    model_dir = config.model
+    if model_dir == TINY_RANDOM:
+        from llm_server.tiny_model import ensure_tiny_model
+
+        model_dir = str(ensure_tiny_model(config.cache_dir))
+    return AsyncEngine.from_config(config.engine_config(model_dir, cuda_available))
+
+
+async def serve(config: ServerConfig) -> int:
+    """Run until drained; the process exit code."""
+    try:
+        listener = _listen(config.host, config.port)
+    except OSError as exc:
+        logger.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
+        return 1
+    device, cuda_available = _detect_device(config)
+    dtype = config.engine_config(config.model, cuda_available).dtype
+    state = ServerState(config, device=device, dtype=dtype)
+    server = _Uvicorn(
+        uvicorn.Config(
+            create_app(state),
+            host=config.host,
+            port=config.port,
+            log_level=config.log_level,
+            timeout_graceful_shutdown=int(CONNECTION_CLOSE_TIMEOUT_S),
+            access_log=config.log_level in ("debug", "trace"),
+        )
+    )
+    stop = asyncio.Event()
+    signals_seen = 0
+
+    def on_signal() -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        state.begin_drain()
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    engine: AsyncEngine | None = None
+    exit_code = 0
+    try:
+        loading = asyncio.create_task(asyncio.to_thread(_load_engine, config, cuda_available))
+        done, _ = await asyncio.wait(
+            {loading, serving, asyncio.create_task(stop.wait())},
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if loading in done:
+            engine = loading.result()
+            await engine.start()
+            state.set_engine(engine)
+            logger.info("ready: serving %s", ", ".join(config.served_model_names))
+            await asyncio.wait({serving, asyncio.create_task(stop.wait())},
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        elif not loading.done():
+            logger.info("stopping before the model finished loading")
+        if stop.is_set() and not serving.done():
+            await _drain(state, config.drain_grace_seconds, lambda: signals_seen > 1)
+    except Exception:
+        logger.exception("the server failed")
+        exit_code = 1
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await serving
+        if engine is not None:
+            await engine.shutdown()
+    if serving.done() and not serving.cancelled() and serving.exception() is not None:
+        return 1  # uvicorn itself failed
+    return exit_code
+
+
+async def _drain(state: ServerState, grace_s: float, forced: Callable[[], bool]) -> None:
+    logger.info("draining: %d request(s) in flight, grace %.0fs", state.inflight, grace_s)
+    deadline = asyncio.get_running_loop().time() + grace_s
+    while state.inflight and not forced():
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            break
+        await state.wait_idle(min(remaining, 0.5))
+    if state.inflight:
+        logger.warning("grace period over: %d request(s) still running", state.inflight)
+    else:
+        logger.info("drained: every accepted request finished")

@@ -1,0 +1,51 @@
+"""Server-sent events: `data: {json}` per chunk, `data: [DONE]` at the end, and a response that
+always runs its cleanup (abort the engine requests, release the in-flight lease), even when
+the client disconnects before the first byte."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from llm_server.api.errors import APIError
+
+logger = logging.getLogger(__name__)
+
+DONE = b"data: [DONE]\n\n"
+
+
+def sse_event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def sse_stream(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """Frame chunks; an engine failure mid-stream becomes an error event (the status is sent)."""
+    try:
+        async for chunk in chunks:
+            yield sse_event(chunk)
+    except Exception as exc:
+        logger.exception("generation failed mid-stream")
+        error = APIError(500, f"Generation failed: {exc}", type="server_error", code="engine_error")
+        yield sse_event(error.body())
+    yield DONE
+
+
+class SSEResponse(StreamingResponse):
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None]) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()

@@ -1,0 +1,76 @@
+"""`llm-server`: parse flags into a frozen ServerConfig, then serve until drained."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from llm_server import __version__
+from llm_server.config import TINY_RANDOM, ConfigError, ServerConfig, default_cache_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llm-server",
+        description="OpenAI-compatible LLM server with continuous batching and paged KV cache.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--version", action="version", version=f"llm-server {__version__}")
+    add("--model", required=True, help=f"Hugging Face-format directory, or {TINY_RANDOM}")
+    add("--served-model-name", nargs="+", default=None, dest="served_model_names",
+        help="Name(s) clients use in `model`; the first labels metrics. Default: the "
+        "model directory's name")  # fmt: skip
+    add("--host", default="0.0.0.0")
+    add("--port", type=int, default=8000)
+    add("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA), fp32, bf16, fp16")
+    add("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add("--quantization", default="none", help="none (int8, int4, fp8: not in this build)")
+    add("--kv-cache-dtype", default="auto", help="auto (the compute dtype) or that same dtype")
+    add("--revision", default=None, help="model revision, recorded for identity")
+    add("--block-size", type=int, default=16, help="tokens per KV-cache block")
+    add("--num-kv-blocks", type=int, default=None, help="exact KV block count")
+    add("--kv-cache-memory-gib", type=float, default=None, help="KV-cache memory budget")
+    add("--max-num-seqs", type=int, default=64, help="sequences in one batch")
+    add("--max-num-batched-tokens", type=int, default=2048, help="token budget of one step")
+    add("--no-chunked-prefill", action="store_false", dest="enable_chunked_prefill")
+    add("--max-waiting", type=int, default=256, help="waiting-queue bound; beyond it: 429")
+    add("--max-model-len", type=int, default=None, help="context length; default: the model's")
+    add("--seed", type=int, default=0, help="seeds requests that bring no seed")
+    add("--max-request-body-bytes", type=int, default=4 * 1024 * 1024, help="beyond it: 413")
+    add("--max-prompt-tokens", type=int, default=None, help="longer prompts get 400")
+    add("--drain-grace-seconds", type=float, default=30.0,
+        help="on SIGTERM, how long accepted requests may run before they are aborted")  # fmt: skip
+    add("--retry-after-seconds", type=int, default=1, help="Retry-After on 429 and 503")
+    add("--log-level", default="info")
+    add("--cache-dir", type=Path, default=default_cache_dir(), help=f"where {TINY_RANDOM} is built")
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    args["served_model_names"] = tuple(args["served_model_names"] or ())
+    try:
+        return ServerConfig(**args)
+    except ConfigError as exc:
+        parser.error(str(exc))  # exits 2 with the usage line, like any bad flag
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_config(argv)
+    logging.basicConfig(
+        level=config.log_level.upper() if config.log_level != "trace" else "DEBUG",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from llm_server.api.server import serve  # after parsing, so --help stays fast
+
+    return asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""The server's settings: parsed once from the command line, validated, then frozen."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llm_server.engine.config import EngineConfig
+
+TINY_RANDOM = "tiny-random"
+
+# Accepted spellings of each dtype, normalized to the engine's names.
+DTYPE_ALIASES = {
+    "auto": "auto",  # fp32 on CPU, bf16 on CUDA
+    "fp32": "fp32",
+    "float32": "fp32",
+    "float": "fp32",
+    "bf16": "bf16",
+    "bfloat16": "bf16",
+    "fp16": "fp16",
+    "float16": "fp16",
+    "half": "fp16",
+}
+QUANTIZATIONS = ("none", "int8", "int4", "fp8")
+SUPPORTED_QUANTIZATIONS = ("none",)  # the engine does not load quantized weights yet
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the flag so the operator's user can fix it."""
+
+
+def default_cache_dir() -> Path:
+    """Where `--model tiny-random` is built; honours XDG_CACHE_HOME like Hugging Face does."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "llm-server"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model: str
+    served_model_names: tuple[str, ...] = ()
+    host: str = "0.0.0.0"
+    port: int = 8000
+    dtype: str = "auto"
+    device: str = "auto"
+    quantization: str = "none"
+    kv_cache_dtype: str = "auto"  # auto: the compute dtype
+    revision: str | None = None  # recorded for identity (metrics, caches); local dirs are as-is
+    # Engine sizing (handed to EngineConfig unchanged).
+    block_size: int = 16
+    num_kv_blocks: int | None = None  # None: sized from kv_cache_memory_gib or device memory
+    kv_cache_memory_gib: float | None = None
+    max_num_seqs: int = 64
+    max_num_batched_tokens: int = 2048
+    enable_chunked_prefill: bool = True
+    max_waiting: int = 256  # bounded FIFO: beyond it requests get 429
+    max_model_len: int | None = None  # None: the model's own context length
+    seed: int = 0  # seeds unseeded requests, so whole runs are reproducible
+    # HTTP limits and lifecycle.
+    max_request_body_bytes: int = 4 * 1024 * 1024
+    max_prompt_tokens: int | None = None  # None: only the context length limits prompts
+    drain_grace_seconds: float = 30.0
+    retry_after_seconds: int = 1
+    log_level: str = "info"
+    cache_dir: Path = field(default_factory=default_cache_dir)
+
+    def __post_init__(self) -> None:
+        dtype = DTYPE_ALIASES.get(self.dtype.lower())
+        if dtype is None:
+            raise ConfigError(f"--dtype {self.dtype!r}: expected one of {sorted(DTYPE_ALIASES)}")
+        object.__setattr__(self, "dtype", dtype)
+        if not self.served_model_names:
+            object.__setattr__(self, "served_model_names", (self.default_model_name(),))
+        self._validate()
+
+    def default_model_name(self) -> str:
+        if self.model == TINY_RANDOM or self.model.startswith("hf://"):
+            return self.model.removeprefix("hf://")
+        return Path(self.model).name or self.model
+
+    def engine_config(self, model_dir: str, cuda_available: bool) -> EngineConfig:
+        """The engine's settings once the model is on disk and the device is known."""
+        on_cuda = self.device.startswith("cuda") or (self.device == "auto" and cuda_available)
+        dtype = ("bf16" if on_cuda else "fp32") if self.dtype == "auto" else self.dtype
+        kv_bytes = self.kv_cache_memory_gib
+        return EngineConfig(
+            model=model_dir,
+            dtype=dtype,
+            device=self.device,
+            block_size=self.block_size,
+            num_kv_blocks=self.num_kv_blocks,
+            kv_cache_memory_bytes=None if kv_bytes is None else int(kv_bytes * 1024**3),
+            max_num_seqs=self.max_num_seqs,
+            max_num_batched_tokens=self.max_num_batched_tokens,
+            chunked_prefill=self.enable_chunked_prefill,
+            max_waiting=self.max_waiting,
+            max_model_len=self.max_model_len,
+            seed=self.seed,
+        )
+
+    @property
+    def model_name(self) -> str:
+        """The primary served name: the `model_name` label on every metric."""
+        return self.served_model_names[0]
+
+    def _validate(self) -> None:
+        if not self.model:
+            raise ConfigError("--model is required")
+        if self.model != TINY_RANDOM and not self.model.startswith("hf://"):
+            path = Path(self.model)
+            if not (path / "config.json").is_file():
+                raise ConfigError(f"--model {self.model}: no config.json in that directory")
+        if any(not name.strip() for name in self.served_model_names):
+            raise ConfigError("--served-model-name: names must be non-empty")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port {self.port}: must be within 0..65535")
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ConfigError(f"--device {self.device!r}: expected auto, cpu, cuda or cuda:N")
+        if self.quantization not in QUANTIZATIONS:
+            raise ConfigError(f"--quantization {self.quantization!r}: expected {QUANTIZATIONS}")
+        kv_dtype = DTYPE_ALIASES.get(self.kv_cache_dtype.lower(), self.kv_cache_dtype)
+        if kv_dtype not in ("auto", self.dtype) and not (
+            self.dtype == "auto" and kv_dtype in ("fp32", "bf16")
+        ):
+            raise ConfigError(
+                f"--kv-cache-dtype {self.kv_cache_dtype}: this build stores the KV cache in the "
+                f"compute dtype (--dtype {self.dtype}); use auto or the same dtype"
+            )
+        if self.quantization not in SUPPORTED_QUANTIZATIONS:
+            raise ConfigError(f"--quantization {self.quantization}: not supported by this build")
+        positive = {
+            "--block-size": self.block_size,
+            "--max-num-seqs": self.max_num_seqs,
+            "--max-num-batched-tokens": self.max_num_batched_tokens,
+            "--max-waiting": self.max_waiting,
+            "--max-request-body-bytes": self.max_request_body_bytes,
+            "--retry-after-seconds": self.retry_after_seconds,
+        }
+        optional_positive = {
+            "--num-kv-blocks": self.num_kv_blocks,
+            "--max-model-len": self.max_model_len,
+            "--max-prompt-tokens": self.max_prompt_tokens,
+            "--kv-cache-memory-gib": self.kv_cache_memory_gib,
+        }
+        for flag, value in {**positive, **optional_positive}.items():
+            if value is not None and value <= 0:
+                raise ConfigError(f"{flag} {value}: must be positive")
+        if self.drain_grace_seconds < 0:
+            raise ConfigError(f"--drain-grace-seconds {self.drain_grace_seconds}: must be >= 0")
+        if (
+            not self.enable_chunked_prefill
+            and self.max_model_len is not None
+            and self.max_num_batched_tokens < self.max_model_len
+        ):
+            raise ConfigError(
+                "--max-num-batched-tokens must be >= --max-model-len without chunked prefill, "
+                "or a long prompt could never be scheduled"
+            )
+        try:  # the engine's own rules, checked now rather than after the weights load
+            self.engine_config(self.model, cuda_available=False)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        if self.log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
+            raise ConfigError(f"--log-level {self.log_level!r}: unknown level")

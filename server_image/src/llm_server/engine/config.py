@@ -1,0 +1,44 @@
+"""Engine configuration: frozen, validated once at construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str  # path to a Hugging Face-format directory
+    dtype: str = "fp32"  # fp32 | bf16 | fp16
+    device: str = "auto"  # auto: cuda when available, else cpu
+    block_size: int = 16  # tokens per KV block
+    num_kv_blocks: int | None = None  # exact block count; overrides the memory budget
+    kv_cache_memory_bytes: int | None = None  # None: 90% of free GPU memory, 1 GiB on CPU
+    max_num_seqs: int = 64  # sequences in one batch
+    max_num_batched_tokens: int = 2048  # token budget of one step
+    chunked_prefill: bool = True
+    max_waiting: int = 256  # bounded FIFO queue; beyond it submit raises QueueFullError
+    max_model_len: int | None = None  # None: what the model supports
+    seed: int = 0  # seeds unseeded requests' generators, so whole runs are reproducible
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"dtype must be fp32, bf16 or fp16, got {self.dtype!r}")
+        positive = {
+            "block_size": self.block_size,
+            "max_num_seqs": self.max_num_seqs,
+            "max_num_batched_tokens": self.max_num_batched_tokens,
+            "max_waiting": self.max_waiting,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.num_kv_blocks is not None and self.num_kv_blocks < 1:
+            raise ValueError(f"num_kv_blocks must be >= 1, got {self.num_kv_blocks}")
+        if self.max_model_len is not None and self.max_model_len < 2:
+            raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
+        if (
+            not self.chunked_prefill
+            and self.max_model_len is not None
+            and self.max_num_batched_tokens < self.max_model_len
+        ):
+            raise ValueError("without chunked prefill, max_num_batched_tokens >= max_model_len")

@@ -1,0 +1,9 @@
+"""Typed errors the engine raises to its callers."""
+
+
+class QueueFullError(Exception):
+    """The bounded waiting queue is full; the caller should retry later (HTTP 429)."""
+
+
+class RequestTooLongError(ValueError):
+    """The prompt leaves no room to generate within max_model_len."""

@@ -1,0 +1,81 @@
+"""Token sampling: greedy, temperature, top-k, top-p, per-request seeded generators, logprobs.
+
+Each request owns a torch.Generator, so a seeded request draws the same random numbers whatever
+else shares its batch (and across preemption): sampling is reproducible per request.
+Logprobs are those of the model's raw distribution (before temperature / top-k / top-p).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from llm_server.engine.request import SamplingParams
+
+
+@dataclass(frozen=True)
+class SampledToken:
+    token_id: int
+    logprob: float | None
+    top_logprobs: tuple[tuple[int, float], ...]
+
+
+def sample(
+    logits: torch.Tensor,
+    params: list[SamplingParams],
+    generators: list[torch.Generator],
+) -> list[SampledToken]:
+    """logits: [batch, vocab] for the last position of each sampled sequence."""
+    logits = logits.float()
+    token_ids = logits.argmax(dim=-1)
+    random_rows = [i for i, p in enumerate(params) if p.temperature > 0]
+    if random_rows:
+        rows = torch.tensor(random_rows, device=logits.device)
+        probs = _filtered_probs(logits[rows], [params[i] for i in random_rows])
+        for j, i in enumerate(random_rows):
+            drawn = torch.multinomial(probs[j], 1, generator=generators[i])
+            token_ids[i] = drawn[0]
+    chosen = token_ids.tolist()
+    want_logprobs = [i for i, p in enumerate(params) if p.logprobs is not None]
+    logprob_of: dict[int, tuple[float, tuple[tuple[int, float], ...]]] = {}
+    if want_logprobs:
+        rows = torch.tensor(want_logprobs, device=logits.device)
+        logprobs = torch.log_softmax(logits[rows], dim=-1)
+        max_k = max(params[i].logprobs or 0 for i in want_logprobs)
+        top_values, top_ids = logprobs.topk(max_k, dim=-1) if max_k else (None, None)
+        for j, i in enumerate(want_logprobs):
+            k = params[i].logprobs or 0
+            top: tuple[tuple[int, float], ...] = ()
+            if k and top_values is not None and top_ids is not None:
+                top = tuple(zip(top_ids[j, :k].tolist(), top_values[j, :k].tolist(), strict=True))
+            logprob_of[i] = (float(logprobs[j, chosen[i]]), top)
+    results = []
+    for i, token_id in enumerate(chosen):
+        logprob, top = logprob_of.get(i, (None, ()))
+        results.append(SampledToken(token_id=token_id, logprob=logprob, top_logprobs=top))
+    return results
+
+
+def _filtered_probs(logits: torch.Tensor, params: list[SamplingParams]) -> torch.Tensor:
+    device = logits.device
+    temperatures = torch.tensor([p.temperature for p in params], device=device)
+    logits = logits / temperatures[:, None]
+    vocab = logits.shape[-1]
+    top_ks = torch.tensor(
+        [p.top_k if 0 < p.top_k < vocab else vocab for p in params], device=device
+    )
+    if bool((top_ks < vocab).any()):
+        sorted_desc = logits.sort(dim=-1, descending=True).values
+        kth = sorted_desc.gather(1, (top_ks - 1)[:, None])
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    top_ps = torch.tensor([p.top_p for p in params], device=device)
+    if bool((top_ps < 1.0).any()):
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        sorted_probs = sorted_logits.softmax(dim=-1)
+        # Drop a token when the mass strictly before it already reaches top_p (keeps >= 1).
+        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+        drop_sorted = mass_before >= top_ps[:, None]
+        drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits.softmax(dim=-1)

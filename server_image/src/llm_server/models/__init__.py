@@ -1,0 +1,1 @@
+"""Model families implemented in our own code; transformers supplies configs and tokenizers."""

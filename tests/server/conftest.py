@@ -1,0 +1,52 @@
+"""Shared fixtures for server tests: tiny random-weight models saved in Hugging Face format."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llm_server.engine.config import EngineConfig
+from llm_server.engine.engine import LLMEngine
+from llm_server.tiny_model import build_tiny_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[str], Path]:
+    """family -> directory of a tiny model of that family, built once per session."""
+    built: dict[str, Path] = {}
+
+    def get(family: str = "llama") -> Path:
+        if family not in built:
+            out = tmp_path_factory.mktemp(f"tiny-{family}")
+            built[family] = build_tiny_model(out, family=family, seed=0)
+        return built[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_model_factory: Callable[[str], Path]) -> Path:
+    """A tiny Llama-family model (vocab 512, hidden 64, 2 layers) with a chat template."""
+    return tiny_model_factory("llama")
+
+
+@pytest.fixture
+def make_engine(tiny_model_dir: Path) -> Callable[..., LLMEngine]:
+    """Build an LLMEngine on the tiny Llama model with EngineConfig overrides (fp32, CPU)."""
+
+    def make(**overrides: Any) -> LLMEngine:
+        settings: dict[str, Any] = {
+            "model": str(tiny_model_dir),
+            "device": "cpu",
+            "num_kv_blocks": 256,
+            "max_model_len": 512,
+        }
+        settings.update(overrides)
+        return LLMEngine.from_config(EngineConfig(**settings))
+
+    return make

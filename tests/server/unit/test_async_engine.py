@@ -1,0 +1,86 @@
+"""AsyncEngine on its thread, driven from asyncio as the HTTP layer drives it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from llm_server.engine.async_engine import AsyncEngine, QueueFullError
+from llm_server.engine.engine import LLMEngine
+from llm_server.engine.request import SamplingParams
+
+PARAMS = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
+
+
+async def collect(stream) -> list[int]:  # type: ignore[no-untyped-def]
+    return [event.token_id async for event in stream]
+
+
+async def test_concurrent_streams_match_the_sync_engine(
+    make_engine: Callable[..., LLMEngine],
+) -> None:
+    prompts = {f"r{i}": list(range(3 + i, 12 + 2 * i)) for i in range(6)}
+    expected = {
+        rid: [e.token_id for e in events]
+        for rid, events in make_engine().generate(prompts, PARAMS).items()
+    }
+    engine = AsyncEngine(make_engine())
+    await engine.start()
+    try:
+        assert engine.stats().generation_tokens_total == 0  # warm-up is not traffic
+        streams = {rid: engine.submit(rid, p, PARAMS) for rid, p in prompts.items()}
+        results = await asyncio.gather(*(collect(s) for s in streams.values()))
+        assert dict(zip(streams, results, strict=True)) == expected
+        assert not engine.has_unfinished()
+        assert engine.stats().generation_tokens_total == 6 * 8
+    finally:
+        await engine.shutdown()
+
+
+async def test_queue_bound_abort_and_shutdown(make_engine: Callable[..., LLMEngine]) -> None:
+    engine = AsyncEngine(make_engine(max_waiting=2))
+    long = SamplingParams(max_tokens=400, temperature=0.0, ignore_eos=True)
+    # Not started yet: submissions stay queued, so the bound is deterministic.
+    first = engine.submit("a", [5, 6, 7], long)
+    engine.submit("b", [5, 6, 7], long)
+    with pytest.raises(QueueFullError):
+        engine.submit("c", [5, 6, 7], long)
+    with pytest.raises(ValueError):
+        engine.submit("a", [1], long)
+    await engine.start()
+    try:
+        event = await anext(first)
+        assert event.finish_reason is None and event.num_prompt_tokens == 3
+        engine.abort("a")
+        engine.abort("a")  # idempotent
+        assert [e async for e in first] == []  # the stream just ends
+        await asyncio.sleep(0.05)
+        assert engine.has_unfinished()  # "b" is still running
+    finally:
+        await engine.shutdown()
+    assert not engine.has_unfinished()
+    assert engine.engine.block_manager.usage == 0.0
+
+
+async def test_a_crashing_step_marks_the_engine_failed(
+    make_engine: Callable[..., LLMEngine],
+) -> None:
+    sync_engine = make_engine()
+    engine = AsyncEngine(sync_engine)
+    await engine.start()
+    try:
+        assert not engine.failed
+
+        def broken_step() -> list[object]:
+            raise RuntimeError("device lost")
+
+        sync_engine.step = broken_step  # type: ignore[method-assign,assignment]
+        with pytest.raises(RuntimeError, match="device lost"):
+            await collect(engine.submit("r", [1, 2, 3], PARAMS))
+        assert engine.failed
+        with pytest.raises(RuntimeError, match="failed"):
+            engine.submit("r2", [1, 2, 3], PARAMS)
+    finally:
+        await engine.shutdown()
