@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CRD_FILE := crds/inference.llmops.dev_llmdeployments.yaml
 
-.PHONY: venv demo test lint format crds bench e2e clean
+.PHONY: venv tools demo test lint format crds bench e2e clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,10 +20,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Prometheus (Debian's package) for the integration test where a real scraper reads /metrics.
+tools:
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus; }
+
 demo: venv
 	$(BIN)/python scripts/demo.py
 
-test: venv lint
+test: venv tools lint
 	$(BIN)/pytest
 
 lint: venv
