@@ -38,9 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-num-seqs", type=int, default=64, help="sequences in one batch")
     add("--max-num-batched-tokens", type=int, default=2048, help="token budget of one step")
     add("--no-chunked-prefill", action="store_false", dest="enable_chunked_prefill")
+    add("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=True,
+        help="reuse the KV blocks of prompt prefixes shared between requests")  # fmt: skip
+    add("--response-cache", action="store_true",
+        help="answer repeated deterministic requests (temperature 0 or a seed) again")  # fmt: skip
+    add("--response-cache-ttl-seconds", type=float, default=300.0, help="how long an answer lives")
+    add("--response-cache-max-entries", type=int, default=10000, help="LRU entry bound")
+    add("--response-cache-max-bytes", type=int, default=256 * 1024 * 1024, help="LRU byte bound")
     add("--max-waiting", type=int, default=256, help="waiting-queue bound; beyond it: 429")
     add("--max-model-len", type=int, default=None, help="context length; default: the model's")
     add("--seed", type=int, default=0, help="seeds requests that bring no seed")
+    add("--tensor-parallel-size", type=int, default=1,
+        help="GPUs (ranks) to split the model across; must divide its head counts")  # fmt: skip
     add("--max-request-body-bytes", type=int, default=4 * 1024 * 1024, help="beyond it: 413")
     add("--max-prompt-tokens", type=int, default=None, help="longer prompts get 400")
     add("--drain-grace-seconds", type=float, default=30.0,

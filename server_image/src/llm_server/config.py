@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llm_server.distributed.sizes import FLAG as TP_FLAG
+from llm_server.distributed.sizes import check_model_dir, model_shapes, tensor_parallel_error
 from llm_server.engine.config import EngineConfig
 
 TINY_RANDOM = "tiny-random"
@@ -54,9 +56,16 @@ class ServerConfig:
     max_num_seqs: int = 64
     max_num_batched_tokens: int = 2048
     enable_chunked_prefill: bool = True
+    enable_prefix_caching: bool = True  # reuse the KV blocks of shared prompt prefixes
     max_waiting: int = 256  # bounded FIFO: beyond it requests get 429
     max_model_len: int | None = None  # None: the model's own context length
     seed: int = 0  # seeds unseeded requests, so whole runs are reproducible
+    tensor_parallel_size: int = 1  # ranks (GPUs) the model is split across
+    # The exact-response cache (opt-in): deterministic requests only.
+    response_cache: bool = False
+    response_cache_ttl_seconds: float = 300.0
+    response_cache_max_entries: int = 10000
+    response_cache_max_bytes: int = 256 * 1024 * 1024
     # HTTP limits and lifecycle.
     max_request_body_bytes: int = 4 * 1024 * 1024
     max_prompt_tokens: int | None = None  # None: only the context length limits prompts
@@ -94,9 +103,11 @@ class ServerConfig:
             max_num_seqs=self.max_num_seqs,
             max_num_batched_tokens=self.max_num_batched_tokens,
             chunked_prefill=self.enable_chunked_prefill,
+            enable_prefix_caching=self.enable_prefix_caching,
             max_waiting=self.max_waiting,
             max_model_len=self.max_model_len,
             seed=self.seed,
+            tensor_parallel_size=self.tensor_parallel_size,
         )
 
     @property
@@ -136,6 +147,9 @@ class ServerConfig:
             "--max-waiting": self.max_waiting,
             "--max-request-body-bytes": self.max_request_body_bytes,
             "--retry-after-seconds": self.retry_after_seconds,
+            "--response-cache-ttl-seconds": self.response_cache_ttl_seconds,
+            "--response-cache-max-entries": self.response_cache_max_entries,
+            "--response-cache-max-bytes": self.response_cache_max_bytes,
         }
         optional_positive = {
             "--num-kv-blocks": self.num_kv_blocks,
@@ -157,9 +171,26 @@ class ServerConfig:
                 "--max-num-batched-tokens must be >= --max-model-len without chunked prefill, "
                 "or a long prompt could never be scheduled"
             )
+        self._validate_tensor_parallel()
         try:  # the engine's own rules, checked now rather than after the weights load
             self.engine_config(self.model, cuda_available=False)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         if self.log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
             raise ConfigError(f"--log-level {self.log_level!r}: unknown level")
+
+    def _validate_tensor_parallel(self) -> None:
+        """Refuse a size the model's head counts cannot divide, before anything loads."""
+        size = self.tensor_parallel_size
+        if size < 1:
+            raise ConfigError(f"{TP_FLAG} {size}: must be positive")
+        if size == 1 or self.model.startswith("hf://"):
+            return  # hf:// is checked once downloaded, still before the weights load
+        if self.model == TINY_RANDOM:
+            from llm_server.tiny_model import DEFAULT_SIZES
+
+            error = tensor_parallel_error(size, model_shapes(DEFAULT_SIZES))
+        else:
+            error = check_model_dir(size, self.model)
+        if error is not None:
+            raise ConfigError(error)

@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from llm_server.cache.response_cache import ResponseCacheStats
 from llm_server.engine.request import EngineStats
 
 # `*_created` series double the scrape size and no dashboard reads them (vLLM disables them too).
@@ -42,6 +43,7 @@ REQUEST_LATENCY_BUCKETS = (
 TOKEN_COUNT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
 
 StatsSource = Callable[[], EngineStats | None]
+ResponseCacheStatsSource = Callable[[], ResponseCacheStats]
 
 
 class EngineStatsCollector(Collector):
@@ -83,17 +85,72 @@ class EngineStatsCollector(Collector):
         )
         yield counter("vllm:prompt_tokens", "Prefill tokens processed.", stats.prompt_tokens_total)
         yield counter("vllm:generation_tokens", "Generated tokens.", stats.generation_tokens_total)
+        # In tokens, counted when a request is admitted (again after a preemption), as in vLLM.
+        yield counter(
+            "vllm:prefix_cache_queries",
+            "Prompt tokens looked up in the prefix cache.",
+            stats.prefix_cache_queries_total,
+        )
+        yield counter(
+            "vllm:prefix_cache_hits",
+            "Prompt tokens found in the prefix cache.",
+            stats.prefix_cache_hits_total,
+        )
         yield gauge("llm_server_batch_size", "Sequences in the last step.", stats.last_batch_size)
         yield gauge("llm_server_batch_tokens", "Tokens in the last step.", stats.last_batch_tokens)
+
+
+class ResponseCacheCollector(Collector):
+    """The exact-response cache's counters and size, read from the cache at scrape time."""
+
+    def __init__(self, model_name: str, source: ResponseCacheStatsSource) -> None:
+        self._model_name = model_name
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._source()
+        name = "llm_server_response_cache"
+        values = [self._model_name]
+        for suffix, doc, value in (
+            ("hits", "Requests answered from the response cache.", stats.hits),
+            ("misses", "Cacheable requests not found in the response cache.", stats.misses),
+        ):
+            family = CounterMetricFamily(f"{name}_{suffix}", doc, labels=["model_name"])
+            family.add_metric(values, value)
+            yield family
+        evictions = CounterMetricFamily(
+            f"{name}_evictions",
+            "Entries dropped, by reason: expired, max_entries or max_bytes.",
+            labels=["model_name", "reason"],
+        )
+        for reason, count in sorted(stats.evictions.items()):
+            evictions.add_metric([*values, reason], count)
+        yield evictions
+        for suffix, doc, value in (
+            ("bytes", "Memory the cached responses account for.", stats.bytes),
+            ("entries", "Responses in the cache.", stats.entries),
+        ):
+            gauge = GaugeMetricFamily(f"{name}_{suffix}", doc, labels=["model_name"])
+            gauge.add_metric(values, value)
+            yield gauge
 
 
 class ServerMetrics:
     """Every metric of one server process, in a registry of its own (tests build several)."""
 
-    def __init__(self, model_name: str, info: Mapping[str, str], stats_source: StatsSource) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        info: Mapping[str, str],
+        stats_source: StatsSource,
+        response_cache_stats: ResponseCacheStatsSource | None = None,
+    ) -> None:
         self.model_name = model_name
         self.registry = CollectorRegistry()
         self.registry.register(EngineStatsCollector(model_name, stats_source))
+        # Zeros when the cache is off, so dashboards and alerts always find the series.
+        cache_source = response_cache_stats or ResponseCacheStats
+        self.registry.register(ResponseCacheCollector(model_name, cache_source))
         label = ["model_name"]
 
         def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
@@ -123,18 +180,6 @@ class ServerMetrics:
             ["model_name", "finished_reason"],
             registry=self.registry,
         )
-        self._prefix_queries = Counter(
-            "vllm:prefix_cache_queries",
-            "Prompt tokens looked up in the prefix cache.",
-            label,
-            registry=self.registry,
-        )
-        self._prefix_hits = Counter(
-            "vllm:prefix_cache_hits",
-            "Prompt tokens found in the prefix cache.",
-            label,
-            registry=self.registry,
-        )
         self._rejected = Counter(
             "llm_server_rejected_requests",
             "Requests refused before reaching the engine, by reason.",
@@ -158,17 +203,13 @@ class ServerMetrics:
             registry=self.registry,
         )
         info_gauge.labels(model_name, *(info[key] for key in sorted(info))).set(1)
-        for metric in (self._inflight, self._ready, self._prefix_queries, self._prefix_hits):
+        for metric in (self._inflight, self._ready):
             metric.labels(model_name)
 
-    def observe_first_token(
-        self, ttft_s: float, queue_time_s: float | None, prompt_tokens: int, cached_tokens: int
-    ) -> None:
+    def observe_first_token(self, ttft_s: float, queue_time_s: float | None) -> None:
         self._ttft.labels(self.model_name).observe(ttft_s)
         if queue_time_s is not None:
             self._queue.labels(self.model_name).observe(queue_time_s)
-        self._prefix_queries.labels(self.model_name).inc(prompt_tokens)
-        self._prefix_hits.labels(self.model_name).inc(cached_tokens)
 
     def observe_inter_token(self, seconds: float) -> None:
         self._itl.labels(self.model_name).observe(seconds)

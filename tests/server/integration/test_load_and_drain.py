@@ -25,11 +25,15 @@ NUM_STREAMS = 300
 PROMPTS = [f"Request {i} asks the cluster about queue latency" for i in range(12)]
 MAX_TOKENS = 16
 LONG_MAX_TOKENS = 900  # the tiny model's context is 1024
+RUNNING_SLOTS = 16
 
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir: Path, server_log_dir: Path) -> Iterator[ServerProcess]:
-    args = ("--max-num-seqs", "16", "--max-waiting", "16", "--drain-grace-seconds", "120")
+    args = (
+        "--max-num-seqs", str(RUNNING_SLOTS), "--max-waiting", "16",
+        "--drain-grace-seconds", "120",
+    )  # fmt: skip
     with run_server(tiny_model_dir, server_log_dir, *args) as process:
         yield process
 
@@ -134,10 +138,22 @@ async def test_concurrent_streams_lose_no_tokens_and_overflow_gets_429(
 ) -> None:
     async with _client(server) as http:
         expected = {p: await _greedy_reference(http, p, MAX_TOKENS) for p in PROMPTS}
+        # Long streams fill every running slot first, so the burst overflows the waiting queue
+        # however slowly a loaded machine lets the clients send.
+        started: list[int] = []
+        blockers = [
+            asyncio.create_task(_stream_once(http, PROMPTS[0], LONG_MAX_TOKENS, started))
+            for _ in range(RUNNING_SLOTS)
+        ]
+        while len(started) < RUNNING_SLOTS:
+            await asyncio.sleep(0.02)
         outcomes = await asyncio.gather(
             *(_stream_until_accepted(http, PROMPTS[i % len(PROMPTS)]) for i in range(NUM_STREAMS))
         )
+        blocked = await asyncio.gather(*blockers)
         metrics = (await http.get("/metrics")).text
+    for blocker in blocked:
+        assert blocker.done and blocker.tokens == blocker.usage_tokens == LONG_MAX_TOKENS
     for i, outcome in enumerate(outcomes):
         _assert_complete(outcome, expected[PROMPTS[i % len(PROMPTS)]], MAX_TOKENS)
     rejected = sum(len(outcome.rejections) for outcome in outcomes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -19,9 +21,13 @@ def make_scheduler(num_blocks: int = 64, **overrides: object) -> Scheduler:
 
 
 def make_seq(request_id: str, prompt_len: int) -> Sequence:
-    return Sequence(
-        request_id, list(range(prompt_len)), SamplingParams(max_tokens=8), torch.Generator()
-    )
+    """Prompts share no prefix (see test_prefix_cache.py for scheduling with reuse)."""
+    first = next(_token_ids)
+    prompt = list(range(first, first + prompt_len))
+    return Sequence(request_id, prompt, SamplingParams(max_tokens=8), torch.Generator())
+
+
+_token_ids = itertools.count(0, 1000)
 
 
 def finish_step(out: SchedulerOutput) -> None:

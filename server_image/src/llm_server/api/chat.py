@@ -23,6 +23,7 @@ from llm_server.api.protocol import (
     DeltaMessage,
 )
 from llm_server.api.respond import chunk_dict, respond
+from llm_server.api.response_caching import cache_slot
 from llm_server.api.sampling import reject_unsupported, sampling_params
 from llm_server.api.state import ServerState
 
@@ -45,6 +46,13 @@ async def create_chat_completion(
             len(prompt), body.output_limit(), None, state.max_model_len,
             state.config.max_prompt_tokens, "messages",
         )  # fmt: skip
+        resolved = {"endpoint": "chat", "model": model, "prompts": [prompt],
+                    "max_tokens": max_tokens}  # fmt: skip
+        slot = cache_slot(state.response_cache, body, state.cache_identity, resolved)
+        hit = slot.lookup() if slot is not None else None
+        if hit is not None:
+            lease.release()
+            return hit
         group = ChoiceGroup(
             engine,
             state.metrics,
@@ -111,4 +119,6 @@ async def create_chat_completion(
             )
             yield final.model_dump()
 
-    return await respond(request, group, lease, stream=body.stream, chunks=chunks, build=build)
+    return await respond(
+        request, group, lease, stream=body.stream, chunks=chunks, build=build, cache=slot
+    )

@@ -20,6 +20,7 @@ from llm_server.api.protocol import (
     CompletionResponse,
 )
 from llm_server.api.respond import chunk_dict, respond
+from llm_server.api.response_caching import cache_slot
 from llm_server.api.sampling import reject_unsupported, sampling_params
 from llm_server.api.state import ServerState
 
@@ -43,6 +44,15 @@ async def create_completion(
             )
             for prompt in prompts
         ]  # fmt: skip
+        resolved = {"endpoint": "completions", "model": model, "prompts": prompts,
+                    "max_tokens": max_tokens}  # fmt: skip
+        slot = cache_slot(
+            state.response_cache, body, state.cache_identity, resolved, keep_prompt=body.echo
+        )
+        hit = slot.lookup() if slot is not None else None
+        if hit is not None:
+            lease.release()
+            return hit
         group = ChoiceGroup(
             engine,
             state.metrics,
@@ -111,4 +121,6 @@ async def create_completion(
             )
             yield final.model_dump()
 
-    return await respond(request, group, lease, stream=body.stream, chunks=chunks, build=build)
+    return await respond(
+        request, group, lease, stream=body.stream, chunks=chunks, build=build, cache=slot
+    )

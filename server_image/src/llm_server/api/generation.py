@@ -93,12 +93,7 @@ class ChoiceRun:
                 now = time.monotonic()
                 if self.num_generated == 0:
                     self.num_cached_prompt_tokens = event.num_cached_prompt_tokens
-                    self._metrics.observe_first_token(
-                        now - self._arrival,
-                        event.queue_time_s,
-                        event.num_prompt_tokens,
-                        event.num_cached_prompt_tokens,
-                    )
+                    self._metrics.observe_first_token(now - self._arrival, event.queue_time_s)
                 else:
                     self._metrics.observe_inter_token(now - last_token_time)
                 last_token_time = now

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from llm_server.api.choice_group import ChoiceGroup, ChoiceResult
+from llm_server.api.response_caching import CACHE_HEADER, CacheSlot, StreamRecorder, all_finished
 from llm_server.api.state import InflightLease
 from llm_server.api.streaming import SSEResponse, sse_stream
 
@@ -25,18 +26,32 @@ async def respond(
     stream: bool,
     chunks: ChunkSource,
     build: ResponseBuilder,
+    cache: CacheSlot | None = None,
 ) -> Response:
+    """With `cache`, a complete response is stored under it (the caller already missed)."""
+
     def close() -> None:
         group.abort()  # no-op for finished choices; frees blocks of any still running
         lease.release()
 
+    response: Response
     if stream:
-        return SSEResponse(sse_stream(chunks()), on_close=close)
-    try:
-        results = await group.collect(request)
-        return JSONResponse(build(results).model_dump())
-    finally:
-        close()
+        if cache is None:
+            return SSEResponse(sse_stream(chunks()), on_close=close)
+        recorder = StreamRecorder(cache, len(group.runs))
+        response = SSEResponse(recorder.events(sse_stream(recorder.chunks(chunks()))), close)
+    else:
+        try:
+            results = await group.collect(request)
+            response = JSONResponse(build(results).model_dump())
+        finally:
+            close()
+        finished = [result.finish_reason for result in results]
+        if cache is not None and all_finished(finished, len(group.runs)):
+            cache.store([bytes(response.body)], streamed=False)
+    if cache is not None:
+        response.headers[CACHE_HEADER] = "miss"
+    return response
 
 
 def chunk_dict(chunk: BaseModel, include_usage: bool) -> dict[str, Any]:

@@ -4,6 +4,9 @@ Order on SIGTERM (or SIGINT): /ready turns 503 and new generation requests get 5
 requests run to completion within the grace period (leftovers are aborted after it); then
 uvicorn stops listening and closes connections, the engine shuts down, and the process exits 0.
 A second signal skips the rest of the grace period.
+
+If the engine fails (its loop raised, or a tensor-parallel rank died), /ready and /health turn
+503 at once and the process exits 1 without draining: only a restart recovers.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
+import threading
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING
 
@@ -29,6 +34,10 @@ logger = logging.getLogger("llm_server")
 
 # After the grace period uvicorn gets this long to flush and close connections.
 CONNECTION_CLOSE_TIMEOUT_S = 3.0
+# Once the engine failed, the process exits 1 within this long whatever else is stuck.
+ENGINE_FAILURE_EXIT_S = 30.0
+# ... after answering 503 this long more, so probes and scrapes see why.
+FAILED_LINGER_S = 1.0
 
 
 class _Uvicorn(uvicorn.Server):
@@ -119,11 +128,19 @@ async def serve(config: ServerConfig) -> int:
             await engine.start()
             state.set_engine(engine)
             logger.info("ready: serving %s", ", ".join(config.served_model_names))
-            await asyncio.wait({serving, asyncio.create_task(stop.wait())},
+            failure = asyncio.create_task(engine.wait_failure())
+            await asyncio.wait({serving, failure, asyncio.create_task(stop.wait())},
                                return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            if failure.done():  # /ready and /health already answer 503 engine_failed
+                logger.error("the engine failed (%s); exiting", failure.result())
+                state.metrics.set_ready(False)
+                _exit_if_stuck(ENGINE_FAILURE_EXIT_S)
+                exit_code = 1
+                await engine.shutdown()  # stop other ranks while probes still see the 503
+                await asyncio.sleep(FAILED_LINGER_S)
         elif not loading.done():
             logger.info("stopping before the model finished loading")
-        if stop.is_set() and not serving.done():
+        if stop.is_set() and not serving.done() and exit_code == 0:
             await _drain(state, config.drain_grace_seconds, lambda: signals_seen > 1)
     except Exception:
         logger.exception("the server failed")
@@ -137,6 +154,13 @@ async def serve(config: ServerConfig) -> int:
     if serving.done() and not serving.cancelled() and serving.exception() is not None:
         return 1  # uvicorn itself failed
     return exit_code
+
+
+def _exit_if_stuck(deadline_s: float) -> None:
+    """A failed engine may leave a thread stuck (a collective with a dead rank): never hang."""
+    timer = threading.Timer(deadline_s, os._exit, args=(1,))
+    timer.daemon = True
+    timer.start()
 
 
 async def _drain(state: ServerState, grace_s: float, forced: Callable[[], bool]) -> None:

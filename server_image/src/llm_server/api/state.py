@@ -8,7 +8,9 @@ import time
 from llm_server import __version__
 from llm_server.api.errors import model_not_found, unavailable
 from llm_server.api.generation import Engine
-from llm_server.config import ServerConfig
+from llm_server.cache.key import model_revision
+from llm_server.cache.response_cache import ResponseCache
+from llm_server.config import TINY_RANDOM, ServerConfig
 from llm_server.engine.request import EngineStats
 from llm_server.metrics import ServerMetrics
 
@@ -42,7 +44,29 @@ class ServerState:
             "device": device,
             "quantization": config.quantization,
         }
-        self.metrics = ServerMetrics(config.model_name, info, self._engine_stats)
+        self.response_cache: ResponseCache | None = None
+        self.cache_identity: dict[str, str] = {}
+        if config.response_cache:
+            self.response_cache = ResponseCache(
+                config.response_cache_max_entries,
+                config.response_cache_max_bytes,
+                config.response_cache_ttl_seconds,
+            )
+            self.cache_identity = self._cache_identity(config, info)
+        self.metrics = ServerMetrics(
+            config.model_name,
+            info,
+            self._engine_stats,
+            response_cache_stats=self.response_cache.stats if self.response_cache else None,
+        )
+
+    @staticmethod
+    def _cache_identity(config: ServerConfig, info: dict[str, str]) -> dict[str, str]:
+        """What the response cache keys on besides the request: the checkpoint and how it is
+        run. `tiny-random` and hf:// names identify themselves (the builder is seeded)."""
+        is_dir = config.model != TINY_RANDOM and not config.model.startswith("hf://")
+        revision = model_revision(config.model) if is_dir else config.model
+        return {"revision": revision, **{key: info[key] for key in sorted(info)}}
 
     def _engine_stats(self) -> EngineStats | None:
         return self.engine.stats() if self.engine is not None else None

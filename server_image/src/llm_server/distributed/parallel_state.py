@@ -69,7 +69,7 @@ def init_tensor_parallel(
     """Join the ranks over TCP on loopback (rank 0 hosts the rendezvous store)."""
     os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")  # a timeout aborts, not hangs
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(rank_device(device, rank))
     dist.init_process_group(
         backend=backend_for(device),
         init_method=f"tcp://127.0.0.1:{port}",

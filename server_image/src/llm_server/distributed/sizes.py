@@ -29,10 +29,9 @@ def tensor_parallel_error(size: int, shapes: dict[str, int]) -> str | None:
         return None
     common = math.gcd(*shapes.values())
     allowed = [n for n in range(1, common + 1) if common % n == 0]
-    described = ", ".join(f"{value} {name}" for name, value in shapes.items())
+    described = ", ".join(f"{name} ({value})" for name, value in shapes.items())
     return (
-        f"{FLAG} {size}: the model has {described}, and each must be divisible by the "
-        f"tensor-parallel size; use one of {allowed}"
+        f"{FLAG} {size}: the model's {described} must each be divisible by it; use one of {allowed}"
     )
 
 

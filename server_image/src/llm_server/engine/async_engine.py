@@ -3,6 +3,10 @@
 Requests and aborts reach the thread through a command queue; each step's events travel back
 into per-request asyncio queues via loop.call_soon_threadsafe. A stream ends after the event
 whose finish_reason is set, or, after abort(), with no further events.
+
+A failure (the loop raising, or the engine reporting that it can no longer run steps, e.g. a
+tensor-parallel rank died) ends every stream with the error and resolves `wait_failure()`;
+the server then turns unready and exits non-zero.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import dataclasses
 import logging
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from llm_server.engine.config import EngineConfig
@@ -49,6 +53,8 @@ class AsyncEngine:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._failed: asyncio.Future[BaseException] | None = None
+        self._on_failure: Callable[[BaseException], object] | None = None
         self._stats = engine.stats()
 
     @classmethod
@@ -56,6 +62,15 @@ class AsyncEngine:
         return cls(LLMEngine.from_config(config))
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._failed = loop.create_future()
+
+        def resolve(error: BaseException) -> None:
+            if self._failed is not None and not self._failed.done():
+                self._failed.set_result(error)
+
+        self._on_failure = lambda error: loop.call_soon_threadsafe(resolve, error)
+        self.engine.watch_failures(self._fail)
         await asyncio.to_thread(self._warm_up)
         self._thread = threading.Thread(target=self._run, name="llm-engine", daemon=True)
         self._thread.start()
@@ -68,12 +83,19 @@ class AsyncEngine:
         self.engine.reset_counters()
         self._stats = self.engine.stats()
 
+    async def wait_failure(self) -> BaseException:
+        """Resolves with the error once the engine has failed (never, while it is healthy)."""
+        assert self._failed is not None, "start() first"
+        return await asyncio.shield(self._failed)
+
     async def shutdown(self) -> None:
         self._stopping = True
         self._wakeup.set()
         if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
+            # A failed step may be stuck in a collective with a dead rank: do not wait on it.
+            await asyncio.to_thread(self._thread.join, None if self._failure is None else 5.0)
             self._thread = None
+        await asyncio.to_thread(self.engine.close)
         with self._lock:
             streams, self._streams = self._streams, {}
             self._commands.clear()
@@ -166,11 +188,21 @@ class AsyncEngine:
                     self._wakeup.wait(_IDLE_WAIT_S)
         except BaseException as error:  # the loop must not die silently
             log.exception("engine loop failed")
+            self._fail(error)
+
+    def _fail(self, error: BaseException) -> None:
+        """From any thread: stop stepping, end every stream with the error, tell the server."""
+        with self._lock:
+            if self._failure is not None:
+                return
             self._failure = error
-            with self._lock:
-                streams, self._streams = self._streams, {}
-            for stream in streams.values():
-                stream.push(error)
+            streams, self._streams = self._streams, {}
+        self._stopping = True
+        self._wakeup.set()
+        for stream in streams.values():
+            stream.push(error)
+        if self._on_failure is not None:
+            self._on_failure(error)
 
     def _apply_commands(self) -> None:
         while True:

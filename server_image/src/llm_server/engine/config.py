@@ -16,9 +16,11 @@ class EngineConfig:
     max_num_seqs: int = 64  # sequences in one batch
     max_num_batched_tokens: int = 2048  # token budget of one step
     chunked_prefill: bool = True
+    enable_prefix_caching: bool = True  # reuse the KV blocks of shared prompt prefixes
     max_waiting: int = 256  # bounded FIFO queue; beyond it submit raises QueueFullError
     max_model_len: int | None = None  # None: what the model supports
     seed: int = 0  # seeds unseeded requests' generators, so whole runs are reproducible
+    tensor_parallel_size: int = 1  # ranks (GPUs) one model is split across
 
     def __post_init__(self) -> None:
         if self.dtype not in ("fp32", "bf16", "fp16"):
@@ -28,6 +30,7 @@ class EngineConfig:
             "max_num_seqs": self.max_num_seqs,
             "max_num_batched_tokens": self.max_num_batched_tokens,
             "max_waiting": self.max_waiting,
+            "tensor_parallel_size": self.tensor_parallel_size,
         }
         for name, value in positive.items():
             if value < 1:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from collections.abc import Sequence as Seq
 
 import torch
@@ -27,17 +28,36 @@ CPU_KV_CACHE_BYTES = 1 << 30
 GPU_KV_CACHE_FRACTION = 0.9  # of the memory still free once the weights are loaded
 
 
+def kv_blocks_from_memory(config: EngineConfig, loaded: LoadedModel) -> int:
+    """KV blocks that fit this rank's memory budget once its weights are loaded."""
+    budget = config.kv_cache_memory_bytes
+    if budget is None:
+        if loaded.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(loaded.device)
+            budget = int(free * GPU_KV_CACHE_FRACTION)
+        else:
+            budget = CPU_KV_CACHE_BYTES
+    return max(1, budget // kv_block_bytes(loaded.model, config.block_size, loaded.dtype))
+
+
 class LLMEngine:
-    def __init__(self, config: EngineConfig, loaded: LoadedModel) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        loaded: LoadedModel,
+        runner_factory: Callable[..., ModelRunner] = ModelRunner,
+    ) -> None:
         self.config = config
         self.tokenizer = loaded.tokenizer
         self.eos_token_ids = frozenset(loaded.eos_token_ids)
         self.device = loaded.device
-        num_blocks = config.num_kv_blocks or self._blocks_from_memory(loaded)
+        num_blocks = config.num_kv_blocks or kv_blocks_from_memory(config, loaded)
         self.max_model_len = self._max_model_len(loaded, num_blocks)
-        self.block_manager = BlockManager(num_blocks, config.block_size)
+        self.block_manager = BlockManager(
+            num_blocks, config.block_size, enable_prefix_caching=config.enable_prefix_caching
+        )
         self.scheduler = Scheduler(config, self.block_manager)
-        self.runner = ModelRunner(
+        self.runner = runner_factory(
             loaded.model, num_blocks, config.block_size, loaded.device, loaded.dtype
         )
         self._sequences: dict[str, Sequence] = {}
@@ -49,17 +69,19 @@ class LLMEngine:
 
     @classmethod
     def from_config(cls, config: EngineConfig) -> LLMEngine:
+        if config.tensor_parallel_size > 1:  # spawns the other ranks; this process is rank 0
+            from llm_server.distributed.launcher import launch_tensor_parallel
+
+            return launch_tensor_parallel(config)
         return cls(config, load_model(config.model, config.dtype, config.device))
 
-    def _blocks_from_memory(self, loaded: LoadedModel) -> int:
-        budget = self.config.kv_cache_memory_bytes
-        if budget is None:
-            if loaded.device.type == "cuda":
-                free, _ = torch.cuda.mem_get_info(loaded.device)
-                budget = int(free * GPU_KV_CACHE_FRACTION)
-            else:
-                budget = CPU_KV_CACHE_BYTES
-        return max(1, budget // kv_block_bytes(loaded.model, self.config.block_size, loaded.dtype))
+    def watch_failures(self, on_failure: Callable[[BaseException], None]) -> None:
+        """`on_failure` is called, from any thread, when the engine can no longer run steps."""
+        self.runner.watch(on_failure)
+
+    def close(self) -> None:
+        """Stop what runs beside this process (tensor-parallel ranks); idempotent."""
+        self.runner.close()
 
     def _max_model_len(self, loaded: LoadedModel, num_blocks: int) -> int:
         limit = loaded.max_model_len
@@ -153,6 +175,7 @@ class LLMEngine:
             top_logprobs=sampled.top_logprobs,
             finish_reason=reason,
             num_prompt_tokens=seq.num_prompt_tokens,
+            num_cached_prompt_tokens=seq.num_cached_prompt_tokens,
             queue_time_s=queue_time,
         )
 
@@ -170,6 +193,7 @@ class LLMEngine:
         """Zero the running totals (after warm-up, so metrics count only real traffic)."""
         self._prompt_tokens_total = self._generation_tokens_total = 0
         self.scheduler.num_preemptions_total = 0
+        self.scheduler.prefix_cache_queries_total = self.scheduler.prefix_cache_hits_total = 0
 
     def stats(self) -> EngineStats:
         return EngineStats(
@@ -181,6 +205,8 @@ class LLMEngine:
             last_batch_tokens=self._last_batch_tokens,
             prompt_tokens_total=self._prompt_tokens_total,
             generation_tokens_total=self._generation_tokens_total,
+            prefix_cache_queries_total=self.scheduler.prefix_cache_queries_total,
+            prefix_cache_hits_total=self.scheduler.prefix_cache_hits_total,
         )
 
     # ---- offline convenience (tests, benchmarks) ------------------------------------------

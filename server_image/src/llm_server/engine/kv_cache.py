@@ -1,11 +1,11 @@
 """The KV block manager: which physical cache blocks each sequence owns, and prefix reuse.
 
 Blocks are reference-counted; a block returns to the free pool when its count drops to zero.
-With prefix caching, every full block whose K/V have been computed is registered under the
-hash of its tokens chained over everything before it (see `block_hash`), so a later request
-with the same prefix takes a reference to those blocks instead of recomputing them. A freed
-block keeps its hash and stays findable until it is reused: free blocks without a hash are
-handed out first, then cached ones in least-recently-freed order (LRU eviction).
+With prefix caching, every full block is registered, once the step computing its K/V is
+scheduled, under the hash of its tokens chained over everything before it (`block_hash`), so
+a request with the same prefix takes a reference to those blocks instead of recomputing
+them. A freed block keeps its hash and stays findable until it is reused: free blocks
+without a hash are handed out first, then cached ones least recently freed first (LRU).
 """
 
 from __future__ import annotations
@@ -71,8 +71,9 @@ class BlockManager:
         return blocks
 
     def register(self, block_table: list[int], hashes: Sequence[BlockHash], start: int) -> None:
-        """Make blocks [start, len(hashes)) of the table findable; their K/V must be computed.
-        A hash already held by another block keeps that block (the duplicate stays private)."""
+        """Make blocks [start, len(hashes)) of the table findable; their K/V must be computed
+        by the step being scheduled. A hash already held by another block keeps that block
+        (the duplicate stays private)."""
         if not self.enable_prefix_caching:
             return
         for index in range(start, len(hashes)):
@@ -80,6 +81,11 @@ class BlockManager:
             if self._hash_of[block] is None and digest not in self._block_of:
                 self._hash_of[block] = digest
                 self._block_of[digest] = block
+
+    def unregister(self, block_table: list[int], start: int) -> None:
+        """Withdraw blocks [start:] of the table (offered, then never computed)."""
+        for block in block_table[start:]:
+            self._forget(block)
 
     def reset_prefix_cache(self) -> None:
         """Forget every hash of a free block (benchmarks: start cold); shared blocks stay."""

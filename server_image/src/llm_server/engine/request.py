@@ -48,3 +48,5 @@ class EngineStats:
     last_batch_tokens: int
     prompt_tokens_total: int
     generation_tokens_total: int
+    prefix_cache_queries_total: int = 0  # prompt tokens looked up in the prefix cache
+    prefix_cache_hits_total: int = 0  # of which were found there (their prefill skipped)

@@ -6,6 +6,14 @@ batch slots and KV blocks last. A prompt longer than the remaining budget is spl
 (chunked prefill). When a running sequence needs a block and none is free, the most recently
 admitted sequence is preempted: its blocks are freed and it is recomputed later from its prompt
 plus the tokens it has generated so far (preemption by recompute).
+
+With prefix caching, a sequence being admitted first takes the cached blocks of its longest
+cached prefix and starts its prefill after them; at least its last token is always computed,
+so there are logits to sample from. A full block becomes findable as soon as the step that
+computes it is scheduled, so requests admitted in that same step (n > 1, a burst sharing a
+system prompt) already share it: they run in the same forward pass, where every layer writes
+all of the step's K/V before any attention reads the cache. A preempted sequence withdraws
+the blocks it had not computed yet.
 """
 
 from __future__ import annotations
@@ -55,6 +63,8 @@ class Scheduler:
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.num_preemptions_total = 0
+        self.prefix_cache_queries_total = 0  # tokens looked up at admission (as vLLM counts)
+        self.prefix_cache_hits_total = 0  # of which found cached
 
     def add(self, seq: Sequence) -> None:
         if len(self.waiting) >= self.config.max_waiting:
@@ -92,26 +102,53 @@ class Scheduler:
             if victim is seq:
                 return False
         self.blocks.allocate(seq.block_table, target)
+        self._register(seq, target)
         return True
 
     def _admit_waiting(self, out: SchedulerOutput, budget: int) -> int:
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
-            seq = self.waiting[0]
-            num_tokens = min(seq.num_uncomputed_tokens, budget)
-            if num_tokens < seq.num_uncomputed_tokens and not self.config.chunked_prefill:
+            seq = self.waiting[0]  # new or preempted: no blocks, nothing computed
+            cached = self._cached_prefix(seq)
+            start = len(cached) * self.blocks.block_size
+            remaining = seq.num_tokens - start
+            num_tokens = min(remaining, budget)
+            if num_tokens < remaining and not self.config.chunked_prefill:
                 break
-            target = seq.num_computed_tokens + num_tokens
-            if not self.blocks.can_allocate(seq.block_table, target):
+            target = start + num_tokens
+            if not self.blocks.can_allocate(seq.block_table, target, cached):
                 break  # strict FIFO: nobody overtakes the head of the queue
             self.waiting.popleft()
-            self.blocks.allocate(seq.block_table, target)
+            self.blocks.allocate(seq.block_table, target, cached)
+            seq.num_computed_tokens = start
+            seq.num_registered_blocks = len(cached)
+            self._register(seq, target)
             seq.status = SequenceStatus.RUNNING
             if seq.first_scheduled_time is None:
                 seq.first_scheduled_time = time.monotonic()
+                seq.num_cached_prompt_tokens = min(start, seq.num_prompt_tokens)
+            if self.blocks.enable_prefix_caching:
+                self.prefix_cache_queries_total += seq.num_tokens
+                self.prefix_cache_hits_total += start
             self.running.append(seq)
             self._add_chunk(out, seq, num_tokens)
             budget -= num_tokens
         return budget
+
+    def _cached_prefix(self, seq: Sequence) -> list[int]:
+        """Cached blocks for the sequence's leading full blocks, leaving its last token out."""
+        if not self.blocks.enable_prefix_caching:
+            return []
+        max_blocks = (seq.num_tokens - 1) // self.blocks.block_size
+        return self.blocks.find_cached(seq.block_hashes(max_blocks, self.blocks.block_size))
+
+    def _register(self, seq: Sequence, num_tokens: int) -> None:
+        """Offer the full blocks among the first num_tokens (computed by the end of this step)."""
+        full = num_tokens // self.blocks.block_size
+        if not self.blocks.enable_prefix_caching or full <= seq.num_registered_blocks:
+            return
+        hashes = seq.block_hashes(full, self.blocks.block_size)
+        self.blocks.register(seq.block_table, hashes, seq.num_registered_blocks)
+        seq.num_registered_blocks = full
 
     def _add_chunk(self, out: SchedulerOutput, seq: Sequence, num_tokens: int) -> None:
         start = seq.num_computed_tokens
@@ -120,8 +157,11 @@ class Scheduler:
 
     def _preempt(self, seq: Sequence, out: SchedulerOutput) -> None:
         self.running.remove(seq)
-        self.blocks.free(seq.block_table)
+        # Blocks offered for this step's chunk were never computed: withdraw them first.
+        self.blocks.unregister(seq.block_table, seq.num_computed_tokens // self.blocks.block_size)
+        self.blocks.free(seq.block_table)  # computed hashed blocks stay findable until evicted
         seq.num_computed_tokens = 0
+        seq.num_registered_blocks = 0
         seq.status = SequenceStatus.WAITING
         seq.num_preemptions += 1
         self.num_preemptions_total += 1

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from llm_server.engine.kv_cache import ROOT_HASH, BlockHash, block_hash
 from llm_server.engine.request import FinishReason, SamplingParams
 
 
@@ -31,6 +32,9 @@ class Sequence:
     first_scheduled_time: float | None = None
     finish_reason: FinishReason | None = None
     num_preemptions: int = 0
+    num_cached_prompt_tokens: int = 0  # prompt tokens found in the prefix cache when admitted
+    num_registered_blocks: int = 0  # leading blocks of block_table offered to the prefix cache
+    _block_hashes: list[BlockHash] = field(default_factory=list)  # of full blocks, chained
 
     @property
     def num_prompt_tokens(self) -> int:
@@ -52,6 +56,15 @@ class Sequence:
         if start >= prompt_len:
             return self.output_token_ids[start - prompt_len : end - prompt_len]
         return self.prompt_token_ids[start:] + self.output_token_ids[: end - prompt_len]
+
+    def block_hashes(self, num_blocks: int, block_size: int) -> list[BlockHash]:
+        """Hashes of the first num_blocks full blocks (computed once: tokens never change)."""
+        hashes = self._block_hashes
+        for index in range(len(hashes), num_blocks):
+            parent = hashes[-1] if hashes else ROOT_HASH
+            start = index * block_size
+            hashes.append(block_hash(parent, self.token_ids(start, start + block_size)))
+        return hashes[:num_blocks]
 
     @property
     def is_finished(self) -> bool:

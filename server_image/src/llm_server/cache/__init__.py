@@ -1,0 +1,1 @@
+"""The exact-response cache (opt-in): complete responses to deterministic requests."""
