@@ -89,3 +89,28 @@ def budget_warnings(spec: LLMDeploymentSpec, catalog: Catalog) -> list[str]:
         for o in estimate(spec, catalog)
         if o.affordable_replicas is not None and o.affordable_replicas < spec.replicas.min
     ]
+
+
+# --- running figures (the operator's cost metrics and status.cost) ---------------------------
+
+
+def current_dollars_per_hour(replicas: int, per_replica: float) -> float:
+    """$/h of the replicas that exist now (starting pods hold their GPU too)."""
+    return max(replicas, 0) * per_replica
+
+
+def dollars_per_million_tokens(dollars_per_hour: float, tokens_per_second: float) -> float | None:
+    """What a million generated tokens cost at this spend and generation rate.
+
+    None when nothing is being generated: the figure is undefined, not infinite.
+    """
+    if tokens_per_second <= 0:
+        return None
+    return dollars_per_hour / (tokens_per_second * 3600) * 1_000_000
+
+
+def budget_use(dollars_per_hour: float, budget: float | None) -> float | None:
+    """Spend as a fraction of the budget (1.0 = all of it); None without a budget."""
+    if budget is None or budget <= 0:
+        return None
+    return dollars_per_hour / budget

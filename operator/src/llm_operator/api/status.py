@@ -28,6 +28,7 @@ INSUFFICIENT_GPU_MEMORY = "InsufficientGPUMemory"
 INVALID_SPEC = "InvalidSpec"
 UNSCHEDULABLE = "Unschedulable"
 BUDGET_EXCEEDED = "BudgetExceeded"
+REJECTED_BY_API = "RejectedByAPIServer"
 
 
 class Condition(ApiModel):
@@ -49,6 +50,35 @@ class ResolvedAccelerator(ApiModel):
     capacity: str
     fallback_index: int | None = Field(
         default=None, ge=0, description="Index in spec.accelerator.fallbacks; unset = primary."
+    )
+
+
+class FallbackState(ApiModel):
+    """Where the GPU fallback state machine stands (docs/operator.md, "GPU fallbacks")."""
+
+    index: int | None = Field(
+        default=None,
+        ge=0,
+        description="The option the pods target: a fallback index; unset = primary.",
+    )
+    since: str = Field(
+        json_schema_extra={"format": "date-time"}, description="When that option was chosen."
+    )
+    options: str = Field(
+        description="Digest of spec.accelerator the state belongs to; a change resets it."
+    )
+    probe_return_index: int | None = Field(
+        default=None,
+        ge=0,
+        description="Set while the primary is being probed: the fallback to return to if it fails.",
+    )
+    failed_probes: int = Field(
+        default=0, ge=0, description="Consecutive failed probes of the primary (backoff)."
+    )
+    next_primary_probe: str | None = Field(
+        default=None,
+        json_schema_extra={"format": "date-time"},
+        description="When the primary is tried again (while on a fallback).",
     )
 
 
@@ -85,3 +115,4 @@ class LLMDeploymentStatus(ApiModel):
     endpoint: str | None = Field(default=None, description="OpenAI base URL inside the cluster.")
     cost: Cost | None = None
     last_scaling: ScalingDecision | None = None
+    fallback: FallbackState | None = None

@@ -77,9 +77,13 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+# libyaml's parser when PyYAML has it: the operator renders on every reconcile (same result).
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _render(template: str, **values: Any) -> dict[str, Any]:
     text = _environment().get_template(f"{template}.yaml.j2").render(**values)
-    rendered: dict[str, Any] = yaml.safe_load(text)
+    rendered: dict[str, Any] = yaml.load(text, Loader=_Loader)
     return rendered
 
 

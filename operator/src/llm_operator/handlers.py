@@ -1,0 +1,141 @@
+"""kopf handlers: decorators and a few lines each; the work is in reconciler / plan / k8s.
+
+- startup: kopf settings (annotation storage, no kopf status/events, server-side label
+  selectors), the API client, the catalog, /metrics.
+- indices of the children and pods we manage (kopf fills them before any handler runs).
+- create / update / resume: one reconcile.
+- a daemon per LLMDeployment: re-evaluates when its pods or children change, when a
+  fallback timer is due, and every resync interval.
+- child DELETED events: forget and re-create; LLMDeployment DELETED: forget (the children go
+  with the owner references, through Kubernetes' garbage collector).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from llm_operator import metrics
+from llm_operator.api.resource import GROUP, PLURAL, VERSION
+from llm_operator.k8s import KubeApi, connection_info, load_configuration
+from llm_operator.plan.observed import summarize_child, summarize_pod
+from llm_operator.reconciler import CHILD_INDEX_PREFIX, POD_INDEX, Runtime
+from llm_operator.render.objects import DEPLOYMENT_LABEL
+from llm_operator.settings import OperatorConfig, load_catalog
+
+logger = logging.getLogger(__name__)
+MANAGED_BY = {"app.kubernetes.io/managed-by": "llm-operator"}
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=llm-operator"
+LLMD = (GROUP, VERSION, PLURAL)
+# (apiVersion, plural) of every kind the operator creates.
+CHILDREN = (
+    ("v1", "configmaps"),
+    ("v1", "services"),
+    ("apps/v1", "deployments"),
+    ("policy/v1", "poddisruptionbudgets"),
+    ("monitoring.coreos.com/v1", "servicemonitors"),
+    ("networking.k8s.io/v1", "networkpolicies"),
+)
+
+
+def _owner(namespace: str | None, labels: Any) -> tuple[str, str]:
+    return str(namespace), str(labels.get(DEPLOYMENT_LABEL, ""))
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config: OperatorConfig = memo.config
+    config.apply_kopf_settings(settings)
+    for api_version, plural in (*CHILDREN, ("v1", "pods")):
+        settings.watching.label_selectors[api_version, plural] = MANAGED_SELECTOR
+    api = KubeApi.from_environment(on_request=metrics.count_request)
+    catalog = await load_catalog(config, api)
+    memo.runtime = Runtime(config.reconcile_settings(catalog), api, config.resync_seconds)
+    metrics.serve(config.metrics_port)
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    return connection_info(load_configuration())
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    if getattr(memo, "runtime", None) is not None:
+        memo.runtime.close()
+
+
+async def _index_child(namespace: str | None, labels: Any, body: Any, **_: Any) -> dict[Any, Any]:
+    return {_owner(namespace, labels): summarize_child(body)}
+
+
+for _api_version, _plural in CHILDREN:
+    kopf.index(_api_version, _plural, labels=MANAGED_BY, id=CHILD_INDEX_PREFIX + _plural)(
+        _index_child
+    )
+
+
+@kopf.index("v1", "pods", labels=MANAGED_BY, id=POD_INDEX)
+async def _index_pod(namespace: str | None, labels: Any, body: Any, **_: Any) -> dict[Any, Any]:
+    return {_owner(namespace, labels): summarize_pod(body)}
+
+
+@kopf.on.resume(*LLMD)
+@kopf.on.create(*LLMD)
+@kopf.on.update(*LLMD)
+async def reconcile(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    await memo.runtime.reconcile(body, kwargs)
+
+
+@kopf.daemon(*LLMD, cancellation_timeout=1.0, id="keep-reconciling")
+async def keep_reconciling(body: kopf.Body, stopped: Any, memo: kopf.Memo, **kwargs: Any) -> None:
+    runtime: Runtime = memo.runtime
+    key = (str(body.metadata.namespace), str(body.metadata.name))
+    while not stopped and not runtime.closed:
+        await runtime.wait(key, stopped.wait())
+        if stopped or runtime.closed:
+            return
+        try:
+            await runtime.reconcile(body, kwargs)
+        except (kopf.PermanentError, kopf.TemporaryError) as exc:
+            logger.debug("re-evaluation of %s/%s: %s", *key, exc)
+
+
+def _child_watcher(kind: str) -> Any:
+    async def on_event(
+        type: str, namespace: str | None, labels: Any, name: str, memo: kopf.Memo, **_: Any
+    ) -> None:
+        key = _owner(namespace, labels)
+        if type == "DELETED":
+            memo.runtime.child_gone(key, kind, name)
+        elif kind in ("Deployment", "Pod"):  # rollout and scheduling progress
+            memo.runtime.wake(key)
+
+    return on_event
+
+
+for _kind, (_api_version, _plural) in zip(
+    (
+        "ConfigMap",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+        "ServiceMonitor",
+        "NetworkPolicy",
+        "Pod",
+    ),
+    (*CHILDREN, ("v1", "pods")),
+    strict=True,
+):
+    kopf.on.event(_api_version, _plural, labels=MANAGED_BY, id=f"watch-{_plural}")(
+        _child_watcher(_kind)
+    )
+
+
+@kopf.on.event(*LLMD)
+async def deleted(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    if type == "DELETED":
+        memo.runtime.forget((str(namespace), str(name)))
+        metrics.forget(str(namespace), str(name))

@@ -1,0 +1,297 @@
+"""The only module that calls the Kubernetes API: it executes Plans.
+
+Server-side apply (`application/apply-patch+yaml`, field manager `llm-operator`, force) for
+children; a JSON merge patch of the status subresource, once per reconcile and only when the
+Plan says it changed; core/v1 Events. The official `kubernetes` client does the HTTP (auth,
+kubeconfig or in-cluster token with refresh, TLS); its calls block, so they run on a small
+thread pool and the kopf event loop never waits on a socket.
+
+Missing-object fallback: a real API server creates a missing object on apply. KMock (the test
+API) answers 404 instead, so on 404 the executor retries as a create with the same manifest.
+On a real cluster that path only runs when the namespace or the resource type is missing, and
+the create then fails the same way.
+
+API errors map to kopf's typed errors: a conflict, throttling or a server error is temporary
+(retried with a delay); the API server refusing a child we rendered (422/400: a bad
+`server.podTemplate`) is permanent and surfaced as Degraded plus an Event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+import kubernetes
+
+from llm_operator.api.resource import API_VERSION, KIND, PLURAL
+from llm_operator.plan.timefmt import format_time
+from llm_operator.plan.types import FIELD_MANAGER, ChildRef, EventSpec, Plan
+
+logger = logging.getLogger(__name__)
+
+PLURALS: dict[tuple[str, str], str] = {
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Service"): "services",
+    ("apps/v1", "Deployment"): "deployments",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
+    ("v1", "Event"): "events",
+    ("v1", "Pod"): "pods",
+}
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+CONFLICT_DELAY = 2.0
+UNAVAILABLE_DELAY = 10.0
+FORBIDDEN_DELAY = 60.0
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status, self.reason, self.message = status, reason, message
+
+
+class RejectedError(Exception):
+    """The API server refused an object we rendered (422/400): the spec must change."""
+
+
+def path(
+    api_version: str,
+    plural: str,
+    namespace: str | None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
+    out = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    if namespace:
+        out += f"/namespaces/{namespace}"
+    out += f"/{plural}"
+    if name:
+        out += f"/{name}"
+    if subresource:
+        out += f"/{subresource}"
+    return out
+
+
+def load_configuration() -> kubernetes.client.Configuration:
+    """In-cluster service account first, else $KUBECONFIG (read now) / ~/.kube/config."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0],
+            client_configuration=configuration,
+        )
+    return configuration
+
+
+def connection_info(configuration: kubernetes.client.Configuration) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same configuration our client uses (one source of truth)."""
+    header = configuration.get_api_key_with_prefix("BearerToken") or ""
+    scheme, _, token = header.rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
+
+
+class KubeApi:
+    """A thin async facade over the official client; counts its requests by verb."""
+
+    def __init__(
+        self,
+        configuration: kubernetes.client.Configuration,
+        *,
+        workers: int = 16,
+        field_manager: str = FIELD_MANAGER,
+        on_request: Callable[[str, str], None] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        configuration.connection_pool_maxsize = workers
+        self._client = kubernetes.client.ApiClient(configuration)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="k8s-api")
+        self.field_manager = field_manager
+        self.timeout = timeout
+        self.requests: Counter[str] = Counter()
+        self._on_request = on_request
+        self._instance = os.environ.get("POD_NAME") or socket.gethostname()
+
+    @classmethod
+    def from_environment(cls, **kwargs: Any) -> KubeApi:
+        return cls(load_configuration(), **kwargs)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()  # type: ignore[no-untyped-call]
+
+    async def call(
+        self,
+        method: str,
+        url_path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        client, timeout = self._client, self.timeout
+
+        def send() -> tuple[int, bytes]:
+            serialized = client.param_serialize(
+                method,
+                url_path,
+                query_params=list((query or {}).items()),
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = client.call_api(*serialized, _request_timeout=timeout)
+            return response.status, response.read()  # type: ignore[no-untyped-call]
+
+        verb = "apply" if content_type == APPLY else method.lower()
+        self.requests[verb] += 1
+        if self._on_request is not None:
+            self._on_request(verb, url_path.rsplit("/", 1)[0])
+        try:
+            status, data = await asyncio.get_running_loop().run_in_executor(self._pool, send)
+        except (OSError, kubernetes.client.exceptions.OpenApiException) as exc:
+            raise ApiError(0, "Unreachable", str(exc)) from exc
+        if status >= 400:
+            try:
+                payload = json.loads(data)
+            except ValueError:
+                payload = {}
+            reason = str(payload.get("reason") or "")
+            raise ApiError(status, reason, str(payload.get("message") or data[:200]))
+        return json.loads(data) if data else None
+
+    # --- children ---------------------------------------------------------------------------
+
+    async def apply(self, manifest: Mapping[str, Any]) -> None:
+        api_version, meta = manifest["apiVersion"], manifest["metadata"]
+        plural = PLURALS[(api_version, manifest["kind"])]
+        namespace = meta.get("namespace")
+        query = {"fieldManager": self.field_manager, "force": "true"}
+        target = path(api_version, plural, namespace, meta["name"])
+        try:
+            await self.call("PATCH", target, query=query, body=manifest, content_type=APPLY)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            # KMock does not create on apply (see the module docstring).
+            collection = path(api_version, plural, namespace)
+            query = {"fieldManager": self.field_manager}
+            await self.call("POST", collection, query=query, body=manifest)
+
+    async def delete(self, ref: ChildRef) -> None:
+        plural = PLURALS[(ref.api_version, ref.kind)]
+        target = path(ref.api_version, plural, ref.namespace, ref.name)
+        try:
+            await self.call("DELETE", target, query={"propagationPolicy": "Background"})
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+    # --- the LLMDeployment ------------------------------------------------------------------
+
+    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        target = path(API_VERSION, PLURAL, namespace, name, "status")
+        await self.call("PATCH", target, body={"status": patch}, content_type=MERGE)
+
+    async def post_event(self, owner: Mapping[str, Any], event: EventSpec) -> None:
+        meta = owner["metadata"]
+        now = datetime.now(tz=UTC)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta['name']}.{time.time_ns():x}{uuid.uuid4().hex[:4]}",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": self._instance,
+            "firstTimestamp": format_time(now),
+            "lastTimestamp": format_time(now),
+            "count": 1,
+        }
+        await self.call("POST", path("v1", "events", meta["namespace"]), body=body)
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
+        body = await self.call("GET", path("v1", "configmaps", namespace, name))
+        data: dict[str, str] = (body or {}).get("data") or {}
+        return data
+
+    # --- executing a plan -------------------------------------------------------------------
+
+    async def execute(self, plan: Plan, owner: Mapping[str, Any]) -> list[str]:
+        """Apply, prune, emit Events, write status; returns the keys of children applied.
+
+        Events go out before the status: a crash in between repeats an Event on the next
+        reconcile (Events are at-least-once) rather than losing it, because the status is
+        what says a transition has been reported.
+
+        Raises kopf.TemporaryError for what a retry can fix and RejectedError when the API
+        server refuses a rendered child (the caller turns it into Degraded + PermanentError).
+        """
+        meta = owner["metadata"]
+        applied: list[str] = []
+        try:
+            for manifest in plan.apply:
+                await self.apply(manifest)
+                applied.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
+            for ref in plan.delete:
+                await self.delete(ref)
+            for event in plan.events:
+                try:
+                    await self.post_event(owner, event)
+                except ApiError as exc:  # best effort: never fail a reconcile on an Event
+                    logger.warning("could not post event %s: %s", event.reason, exc)
+            if plan.status_patch is not None:
+                await self.patch_status(meta["namespace"], meta["name"], plan.status_patch)
+        except ApiError as exc:
+            raise _typed(exc) from exc
+        return applied
+
+
+def _typed(exc: ApiError) -> Exception:
+    if exc.status in (400, 422):
+        return RejectedError(exc.message)
+    if exc.status == 409:
+        return kopf.TemporaryError(f"conflict: {exc.message}", delay=CONFLICT_DELAY)
+    if exc.status == 403:
+        return kopf.TemporaryError(f"forbidden (check RBAC): {exc.message}", delay=FORBIDDEN_DELAY)
+    if exc.status == 404:
+        return kopf.TemporaryError(
+            f"not found (namespace or CRD missing?): {exc.message}", delay=FORBIDDEN_DELAY
+        )
+    return kopf.TemporaryError(f"API unavailable: {exc}", delay=UNAVAILABLE_DELAY)

@@ -1,0 +1,62 @@
+"""Which children to write: an applied-hash annotation says what each was last applied with.
+
+A child is applied when it is missing, when its desired manifest hashes differently from the
+annotation it carries, or (Deployment) when someone changed spec.replicas behind our back.
+Children we own that the spec no longer wants (a ServiceMonitor after the flag went off) are
+deleted. So an unchanged spec costs no writes at all.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from llm_operator.plan.observed import APPLIED_HASH_ANNOTATION, ChildSummary
+from llm_operator.plan.types import ChildRef
+
+
+def manifest_hash(manifest: Mapping[str, Any]) -> str:
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stamp(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest with its applied-hash annotation (hash of everything else)."""
+    stamped = copy.deepcopy(dict(manifest))
+    digest = manifest_hash(stamped)
+    stamped["metadata"].setdefault("annotations", {})[APPLIED_HASH_ANNOTATION] = digest
+    return stamped
+
+
+def key(manifest: Mapping[str, Any]) -> tuple[str, str]:
+    return str(manifest["kind"]), str(manifest["metadata"]["name"])
+
+
+def needs_apply(
+    manifest: Mapping[str, Any], observed: Mapping[tuple[str, str], ChildSummary]
+) -> bool:
+    child = observed.get(key(manifest))
+    if child is None:
+        return True
+    if child.applied_hash != manifest["metadata"]["annotations"][APPLIED_HASH_ANNOTATION]:
+        return True
+    wanted = manifest.get("spec", {}).get("replicas") if manifest["kind"] == "Deployment" else None
+    return bool(
+        wanted is not None and child.deployment and child.deployment.spec_replicas != wanted
+    )
+
+
+def stale(
+    desired: list[dict[str, Any]],
+    observed: Mapping[tuple[str, str], ChildSummary],
+    namespace: str | None,
+) -> list[ChildRef]:
+    wanted = {key(m) for m in desired}
+    return [
+        ChildRef(c.api_version, c.kind, c.name, namespace)
+        for k, c in sorted(observed.items())
+        if k not in wanted
+    ]

@@ -1,0 +1,208 @@
+"""One reconcile: observe (kopf indices + what we wrote) -> decide (pure) -> act (k8s.py).
+
+`Runtime` is the operator's in-memory state, shared by the kopf handlers through kopf's memo:
+- what this process last applied and the status it last wrote. Watch events lag behind our
+  own writes; without this a reconcile woken by the Deployment's event could re-apply the
+  ConfigMap whose event has not arrived yet, or re-send an Event. A child's DELETED event
+  drops its entry, so a child deleted by hand is re-created. A fresh process starts empty
+  and reads the truth from the indices, which kopf fills before any handler runs.
+- a lock per LLMDeployment (the create/update handler and the daemon never overlap),
+- a wake-up per LLMDeployment (child and pod events wake its daemon) and when it is due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from llm_operator import metrics
+from llm_operator.api.status import REJECTED_BY_API
+from llm_operator.k8s import KubeApi, RejectedError
+from llm_operator.plan import ChildSummary, Observed, Plan, ReconcileSettings, decide
+from llm_operator.plan.children import manifest_hash
+from llm_operator.plan.decide import failed
+from llm_operator.plan.observed import APPLIED_HASH_ANNOTATION
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, name) of an LLMDeployment
+CHILD_INDEX_PREFIX = "llmd_children_"
+POD_INDEX = "llmd_pods"
+
+
+@dataclass
+class Runtime:
+    settings: ReconcileSettings
+    api: KubeApi
+    resync_seconds: float = 60.0
+    applied: dict[Key, dict[tuple[str, str], tuple[str, str | None]]] = field(
+        default_factory=dict
+    )  # (kind, name) -> (apiVersion, applied hash; None = we deleted it)
+    statuses: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    rejected: dict[Key, set[str]] = field(default_factory=dict)  # manifest hashes refused
+    gone: dict[Key, set[tuple[str, str]]] = field(default_factory=dict)  # deleted meanwhile
+    uids: dict[Key, str] = field(default_factory=dict)  # a new object may reuse a name
+    locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
+    wakeups: dict[Key, asyncio.Event] = field(default_factory=dict)
+    due: dict[Key, float] = field(default_factory=dict)  # monotonic time a requeue is due
+    closed: bool = False  # set on operator cleanup: daemons spawned late must exit too
+    durations: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+
+    # --- memory -----------------------------------------------------------------------------
+
+    def forget(self, key: Key) -> None:
+        """Drop what we remember about an LLMDeployment (deleted, or its name reused)."""
+        tables = (self.applied, self.statuses, self.rejected, self.due, self.uids, self.gone)
+        for table in tables:
+            table.pop(key, None)
+
+    def child_gone(self, key: Key, kind: str, name: str) -> None:
+        """A child's DELETED event: forget it (also if a reconcile in flight applied it)."""
+        self.applied.get(key, {}).pop((kind, name), None)
+        self.gone.setdefault(key, set()).add((kind, name))
+        self.wake(key)
+
+    def close(self) -> None:
+        self.closed = True
+        for event in self.wakeups.values():
+            event.set()
+        self.api.close()
+
+    def wake(self, key: Key) -> None:
+        event = self.wakeups.get(key)
+        if event is not None:
+            event.set()
+
+    async def wait(self, key: Key, stopped: Awaitable[Any] | None = None) -> None:
+        """Until woken, a requeue is due, the resync interval passed, or `stopped` finishes."""
+        event = self.wakeups.setdefault(key, asyncio.Event())
+        timeout = self.resync_seconds
+        due = self.due.get(key)
+        if due is not None:
+            timeout = max(min(timeout, due - time.monotonic()), 0.0)
+        waiters = [asyncio.ensure_future(event.wait())]
+        if stopped is not None:
+            waiters.append(asyncio.ensure_future(stopped))
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        event.clear()
+
+    # --- observe -> decide -> act -----------------------------------------------------------
+
+    def observe(self, key: Key, indices: Mapping[str, Any]) -> Observed:
+        children: dict[tuple[str, str], ChildSummary] = {}
+        for name, index in indices.items():
+            if name.startswith(CHILD_INDEX_PREFIX):
+                for child in index.get(key, ()):
+                    children[(child.kind, child.name)] = child
+        for (kind, name), (api_version, digest) in self.applied.get(key, {}).items():
+            if digest is None:
+                children.pop((kind, name), None)
+            elif (kind, name) not in children:
+                children[(kind, name)] = ChildSummary(api_version, kind, name, digest)
+            else:
+                children[(kind, name)] = replace(children[(kind, name)], applied_hash=digest)
+        pods = tuple(indices[POD_INDEX].get(key, ())) if POD_INDEX in indices else ()
+        return Observed(children, tuple(sorted(pods, key=lambda p: p.name)))
+
+    async def reconcile(self, body: Mapping[str, Any], indices: Mapping[str, Any]) -> Plan:
+        meta = body["metadata"]
+        key: Key = (meta["namespace"], meta["name"])
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            started = time.perf_counter()
+            try:
+                plan = await self._reconcile(key, body, indices)
+            except kopf.PermanentError:
+                metrics.observe_reconcile(time.perf_counter() - started, "invalid")
+                raise
+            except kopf.TemporaryError:
+                metrics.count_error("temporary")
+                metrics.observe_reconcile(time.perf_counter() - started, "error")
+                raise
+            except Exception:
+                metrics.count_error("unexpected")
+                metrics.observe_reconcile(time.perf_counter() - started, "error")
+                raise
+            elapsed = time.perf_counter() - started
+            self.durations.append(elapsed)
+            metrics.observe_reconcile(elapsed, "ok")
+            return plan
+
+    async def _reconcile(
+        self, key: Key, body: Mapping[str, Any], indices: Mapping[str, Any]
+    ) -> Plan:
+        uid = str(body["metadata"].get("uid"))
+        if self.uids.setdefault(key, uid) != uid:
+            self.forget(key)
+            self.uids[key] = uid
+        manifest = dict(body)
+        if key in self.statuses:
+            manifest["status"] = self.statuses[key]
+        plan = decide(manifest, self.observe(key, indices), datetime.now(tz=UTC), self.settings)
+        refused = self.rejected.get(key, set())
+        if any(_stamp(m) in refused for m in plan.apply):
+            raise kopf.PermanentError("the API server refused this spec's objects before")
+        try:
+            await self.api.execute(plan, body)
+        except RejectedError as exc:
+            self.rejected.setdefault(key, set()).update(_stamp(m) for m in plan.apply)
+            await self._reject(key, manifest, str(exc))
+            raise kopf.PermanentError(f"{REJECTED_BY_API}: {exc}") from exc
+        self._remember(key, plan)
+        logger.debug(
+            "reconciled %s/%s: applied %s, deleted %d, status %s, events %s",
+            *key,
+            [f"{m['kind']}/{m['metadata']['name']}" for m in plan.apply],
+            len(plan.delete),
+            "written" if plan.status is not None else "unchanged",
+            [e.reason for e in plan.events],
+        )
+        metrics.set_replicas(*key, plan.replicas, plan.ready_replicas, plan.desired_replicas)
+        if plan.requeue_after is not None:
+            self.due[key] = time.monotonic() + plan.requeue_after
+        else:
+            self.due.pop(key, None)
+        if plan.error is not None:
+            metrics.count_error("permanent")
+            raise kopf.PermanentError(f"{plan.error.reason}: {plan.error.message}")
+        return plan
+
+    async def _reject(self, key: Key, manifest: Mapping[str, Any], message: str) -> None:
+        metrics.count_error("rejected")
+        plan = failed(manifest, REJECTED_BY_API, message, datetime.now(tz=UTC))
+        await self.api.execute(plan, manifest)
+        if plan.status is not None:
+            self.statuses[key] = plan.status
+
+    def _remember(self, key: Key, plan: Plan) -> None:
+        memory = self.applied.setdefault(key, {})
+        gone = self.gone.pop(key, set())
+        for manifest in plan.apply:
+            if (manifest["kind"], manifest["metadata"]["name"]) in gone:
+                continue  # deleted while we applied it: let the index say what exists
+            digest = _stamp(manifest)
+            memory[(manifest["kind"], manifest["metadata"]["name"])] = (
+                manifest["apiVersion"],
+                digest,
+            )
+        for ref in plan.delete:
+            memory[(ref.kind, ref.name)] = (ref.api_version, None)
+        if plan.status is not None:
+            self.statuses[key] = plan.status
+
+
+def _stamp(manifest: Mapping[str, Any]) -> str:
+    annotations = manifest["metadata"].get("annotations") or {}
+    return str(annotations.get(APPLIED_HASH_ANNOTATION) or manifest_hash(manifest))

@@ -1,0 +1,146 @@
+"""The operator's command line -> one frozen OperatorConfig (house rule 6).
+
+Flags are parsed once; the catalog (file or ConfigMap) is read once at start-up. kopf's own
+settings are derived here too, so handlers.py stays decorators only.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llm_operator.catalog import Catalog, default_catalog
+from llm_operator.plan import FallbackSettings, ReconcileSettings
+from llm_operator.render import RenderSettings
+
+if TYPE_CHECKING:
+    import kopf
+
+    from llm_operator.k8s import KubeApi
+
+ANNOTATION_PREFIX = "inference.llmops.dev"
+CATALOG_KEY = "catalog.yaml"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    namespaces: tuple[str, ...] = ()
+    all_namespaces: bool = False
+    peering: str | None = "llm-operator"  # None = standalone
+    metrics_port: int = 8080
+    liveness: str | None = None  # e.g. http://0.0.0.0:8081/healthz
+    resync_seconds: float = 60.0
+    fallback: FallbackSettings = field(default_factory=FallbackSettings)
+    render: RenderSettings = field(default_factory=RenderSettings)
+    catalog_file: str | None = None
+    catalog_configmap: str | None = None  # NAMESPACE/NAME, key catalog.yaml
+
+    def reconcile_settings(self, catalog: Catalog) -> ReconcileSettings:
+        return ReconcileSettings(catalog=catalog, render=self.render, fallback=self.fallback)
+
+    def apply_kopf_settings(self, settings: kopf.OperatorSettings) -> None:
+        import kopf  # the shell only; this module is imported by the CLI too
+
+        # Progress and the diff base in our annotations, never in status (the CRD's status
+        # schema is ours); no kopf Events: the operator emits its own, on transitions only.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix=ANNOTATION_PREFIX
+        )
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=ANNOTATION_PREFIX
+        )
+        settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+        settings.posting.enabled = False
+        settings.scanning.disabled = True  # no CRD watching (and no RBAC for it)
+        settings.peering.mandatory = self.peering is not None
+        settings.execution.max_workers = 4
+
+
+async def load_catalog(config: OperatorConfig, api: KubeApi) -> Catalog:
+    catalog = default_catalog()
+    if config.catalog_file:
+        catalog = catalog.with_overrides(Path(config.catalog_file).read_text())
+    if config.catalog_configmap:
+        namespace, _, name = config.catalog_configmap.partition("/")
+        data = await api.read_config_map(namespace, name)
+        if CATALOG_KEY in data:
+            catalog = catalog.with_overrides(data[CATALOG_KEY])
+    return catalog
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="llm-operator",
+        description="Reconcile LLMDeployments into llm-server Deployments (kopf operator).",
+    )
+    scope = p.add_mutually_exclusive_group(required=True)
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch this namespace (repeat)"
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch cluster-wide")
+    peering = p.add_mutually_exclusive_group()
+    peering.add_argument(
+        "--peering",
+        default="llm-operator",
+        metavar="NAME",
+        help="kopf peering object for leader election (default llm-operator; needs "
+        "crds/kopf.dev_peerings.yaml and the peering object)",
+    )
+    peering.add_argument(
+        "--standalone", action="store_true", help="no peering: only for a single replica / dev"
+    )
+    p.add_argument("--metrics-port", type=int, default=8080, help="0 disables /metrics")
+    p.add_argument("--liveness", help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    p.add_argument("--resync-seconds", type=float, default=60.0)
+    p.add_argument(
+        "--fallback-timeout-seconds",
+        type=float,
+        default=300.0,
+        help="how long pods may stay unschedulable before the next GPU fallback",
+    )
+    p.add_argument(
+        "--primary-retry-seconds",
+        type=float,
+        default=1800.0,
+        help="first probe of the primary after switching to a fallback (doubles, max 4h)",
+    )
+    p.add_argument("--service-monitor", action="store_true", help="render ServiceMonitors")
+    p.add_argument("--network-policy", action="store_true", help="render NetworkPolicies")
+    p.add_argument("--image-repository", default=RenderSettings().image_repository)
+    p.add_argument("--image-tag", default=RenderSettings().image_tag)
+    catalog = p.add_mutually_exclusive_group()
+    catalog.add_argument("--catalog-file", help="GPU catalog override YAML")
+    catalog.add_argument(
+        "--catalog-configmap", metavar="NAMESPACE/NAME", help="ConfigMap with catalog.yaml"
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> OperatorConfig:
+    defaults = FallbackSettings()
+    return OperatorConfig(
+        namespaces=tuple(args.namespace),
+        all_namespaces=args.all_namespaces,
+        peering=None if args.standalone else args.peering,
+        metrics_port=args.metrics_port,
+        liveness=args.liveness,
+        resync_seconds=args.resync_seconds,
+        fallback=FallbackSettings(
+            unschedulable_seconds=args.fallback_timeout_seconds,
+            primary_retry_seconds=args.primary_retry_seconds,
+            primary_retry_max_seconds=max(
+                defaults.primary_retry_max_seconds, args.primary_retry_seconds
+            ),
+        ),
+        render=RenderSettings(
+            image_repository=args.image_repository,
+            image_tag=args.image_tag,
+            service_monitor=args.service_monitor,
+            network_policy=args.network_policy,
+        ),
+        catalog_file=args.catalog_file,
+        catalog_configmap=args.catalog_configmap,
+    )

@@ -1,0 +1,263 @@
+"""Harness: the real operator (kopf, in-process) against KMock's stateful Kubernetes API.
+
+KMock stores objects and streams watch events, but it is no API server: it assigns no uid,
+resourceVersion or generation (the harness sets uid and generation as the API server would),
+merges every PATCH as a JSON merge patch (server-side apply included), does not create on
+apply (the executor falls back to a create; see k8s.py), runs no controllers and no garbage
+collector. `Cluster.collect_garbage` plays Kubernetes' garbage collector by ownerReference
+uid, and tests play the Deployment controller and the scheduler by patching status and
+creating Pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import jsonpatch
+import kmock
+import kopf
+
+from llm_operator.plan import FallbackSettings
+from llm_operator.settings import OperatorConfig
+
+NAMESPACE = "default"
+LLMD = "inference.llmops.dev/v1alpha1/llmdeployments"
+RESOURCES: dict[str, tuple[str, set[str]]] = {
+    LLMD: ("LLMDeployment", {"status"}),
+    "apps/v1/deployments": ("Deployment", {"status", "scale"}),
+    "v1/configmaps": ("ConfigMap", set()),
+    "v1/services": ("Service", {"status"}),
+    "v1/pods": ("Pod", {"status"}),
+    "v1/events": ("Event", set()),
+    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", {"status"}),
+    "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", set()),
+}
+VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
+CHILD_KINDS = ("configmaps", "services", "deployments", "poddisruptionbudgets")
+
+BASE: dict[str, Any] = {
+    "apiVersion": "inference.llmops.dev/v1alpha1",
+    "kind": "LLMDeployment",
+    "metadata": {"name": "chat", "namespace": NAMESPACE},
+    "spec": {
+        "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct", "parameterCount": "8B"},
+        "optimization": {"quantization": "int8"},
+        "accelerator": {"type": "L4", "fallbacks": [{"type": "A10G"}]},
+        "replicas": {"min": 1, "max": 2},
+    },
+}
+
+
+def manifest(name: str = "chat", **spec: Any) -> dict[str, Any]:
+    out = copy.deepcopy(BASE)
+    out["metadata"]["name"] = name
+    out["spec"].update(spec)
+    return out
+
+
+def resource_path(resource: str, name: str | None = None, sub: str | None = None) -> str:
+    group_version, plural = resource.rsplit("/", 1)
+    root = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    out = f"{root}/namespaces/{NAMESPACE}/{plural}"
+    return out + (f"/{name}" if name else "") + (f"/{sub}" if sub else "")
+
+
+class ApiServer(kmock.KubernetesEmulator):
+    """KMock plus what the operator relies on: uid and a resourceVersion bumped on each write.
+
+    kopf guards its own patches with a JSON-patch `test` of metadata.resourceVersion and waits
+    for the watch event carrying the version its patch produced, so versions must move.
+    """
+
+    _version = 1
+
+    async def _handle(self, request: Any) -> Any:
+        if request.resource is not None and request.action is not None:
+            action = str(request.action).rsplit(".", 1)[-1].upper()
+            if action in {"CREATE", "UPDATE"}:
+                type(self)._version += 1
+                version = str(self._version)
+                if isinstance(request.data, dict):
+                    meta = request.data.setdefault("metadata", {})
+                    meta["resourceVersion"] = version
+                    if action == "CREATE":
+                        meta.setdefault("uid", str(uuid.uuid4()))
+                elif isinstance(request.data, list):  # a JSON patch
+                    request.data.append(
+                        {"op": "add", "path": "/metadata/resourceVersion", "value": version}
+                    )
+        try:
+            return await super()._handle(request)
+        except jsonpatch.JsonPatchTestFailed as exc:  # the API server answers 422 Invalid
+            raise kmock.KubernetesError(status=422, reason="Invalid", message=str(exc)) from exc
+
+
+class Cluster:
+    """Test-side client of the mock API: every change goes over HTTP, so watches see it."""
+
+    def __init__(self, server: kmock.KubernetesEmulator) -> None:
+        self.server = server
+
+    def _resource(self, resource: str) -> Any:
+        group_version, plural = resource.rsplit("/", 1)
+        group, _, version = group_version.rpartition("/")
+        return kmock.resource(group, version, plural)
+
+    def objects(self, resource: str) -> list[dict[str, Any]]:
+        wanted = self._resource(resource)
+        return [
+            obj.raw
+            for (res, _, _), obj in list(self.server.objects.items())
+            if res == wanted and not obj.deleted
+        ]
+
+    def get(self, resource: str, name: str) -> dict[str, Any] | None:
+        return next((o for o in self.objects(resource) if o["metadata"]["name"] == name), None)
+
+    def requests(self, method: str, resource: str, name: str | None = None) -> int:
+        """Requests with `method` (POST, PATCH, DELETE) sent for `resource`, or one object."""
+        wanted = self._resource(resource)
+        count = 0
+        for request in list(self.server):  # KMock iterates over the requests it served
+            if request.resource != wanted or str(request.method.value).upper() != method:
+                continue
+            body_name = (
+                (request.data or {}).get("metadata", {}).get("name")
+                if isinstance(request.data, dict)
+                else None
+            )
+            if name is None or name in (request.name, body_name):
+                count += 1
+        return count
+
+    async def _send(self, method: str, url: str, body: Any = None) -> dict[str, Any]:
+        response = await self.server.request(method, url, json=body)
+        data: dict[str, Any] = await response.json()
+        assert response.status < 400, data
+        return data
+
+    async def create(self, resource: str, body: dict[str, Any]) -> dict[str, Any]:
+        body = copy.deepcopy(body)
+        meta = body.setdefault("metadata", {})
+        meta.setdefault("namespace", NAMESPACE)
+        meta.setdefault("uid", str(uuid.uuid4()))  # the API server would set these
+        meta.setdefault("generation", 1)
+        meta.setdefault("creationTimestamp", "2025-01-01T00:00:00Z")
+        return await self._send("POST", resource_path(resource), body)
+
+    async def patch(
+        self, resource: str, name: str, patch: dict[str, Any], sub: str | None = None
+    ) -> None:
+        if "spec" in patch and sub is None:  # a spec change bumps metadata.generation
+            current = self.get(resource, name) or {}
+            generation = current.get("metadata", {}).get("generation", 1) + 1
+            patch = {**patch, "metadata": {**patch.get("metadata", {}), "generation": generation}}
+        await self._send("PATCH", resource_path(resource, name, sub), patch)
+
+    async def delete(self, resource: str, name: str) -> None:
+        await self._send("DELETE", resource_path(resource, name))
+
+    async def collect_garbage(self) -> int:
+        """Kubernetes' garbage collector: delete objects whose owner (by uid) is gone."""
+        alive = {o["metadata"].get("uid") for resource in RESOURCES for o in self.objects(resource)}
+        collected = 0
+        for resource in RESOURCES:
+            for obj in self.objects(resource):
+                owners = obj["metadata"].get("ownerReferences") or []
+                if owners and not any(ref.get("uid") in alive for ref in owners):
+                    await self.delete(resource, obj["metadata"]["name"])
+                    collected += 1
+        return collected
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict((self.get(LLMD, name) or {}).get("status") or {})
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.objects("v1/events")
+            if name is None or e["involvedObject"]["name"] == name
+        ]
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Poll until `check()` is truthy (the API is eventually consistent; never assert time)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {check}")
+        await asyncio.sleep(0.02)
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return dict(c)
+    return {}
+
+
+def operator_config(**overrides: Any) -> OperatorConfig:
+    values: dict[str, Any] = {
+        "namespaces": (NAMESPACE,),
+        "peering": None,
+        "metrics_port": 0,
+        "resync_seconds": 0.5,
+        "fallback": FallbackSettings(
+            unschedulable_seconds=0.5, primary_retry_seconds=3600, primary_retry_max_seconds=3600
+        ),
+    }
+    values.update(overrides)
+    return OperatorConfig(**values)
+
+
+@contextlib.asynccontextmanager
+async def running_operator(config: OperatorConfig | None = None) -> AsyncIterator[kopf.Memo]:
+    """The real operator (handlers.py) in a thread with its own event loop, as in a pod.
+
+    Its own loop also keeps kopf from waiting on the mock server's tasks when it stops.
+    """
+    import llm_operator.handlers  # noqa: F401  (registers the handlers)
+
+    config = config or operator_config()
+    stop, ready = threading.Event(), threading.Event()
+    memo = kopf.Memo(config=config)
+    settings = kopf.OperatorSettings()
+    settings.queueing.exit_timeout = 0.1  # no lingering on stop: tests start it many times
+    settings.watching.reconnect_backoff = 0.01
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(
+                kopf.operator(
+                    standalone=True,
+                    namespaces=list(config.namespaces),
+                    memo=memo,
+                    settings=settings,
+                    stop_flag=stop,
+                    ready_flag=ready,
+                )
+            )
+        except BaseException as exc:  # surfaced in the test below
+            failure.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=run, name="operator", daemon=True)
+    thread.start()
+    await asyncio.to_thread(ready.wait, 30)
+    if failure:
+        raise failure[0]
+    try:
+        yield memo
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join, 30)
