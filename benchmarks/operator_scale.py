@@ -317,12 +317,14 @@ def main() -> int:
 
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
+    done = (
+        f"{r['all_children_and_status_seconds']} s"
+        if r["converged"]
+        else f"not reached: {r['llmdeployments_with_status']} of {r['llmdeployments']} after "
+        f"{r['all_children_and_status_seconds']} s"
+    )
     goal = [
-        (
-            "all LLMDeployments have children + status",
-            f"{r['all_children_and_status_seconds']} s",
-            "≤ 60 s",
-        ),
+        ("all LLMDeployments have children + status", done, "≤ 60 s"),
         ("reconcile p50", f"{r['reconcile_p50_ms']} ms", ""),
         ("reconcile p99", f"{r['reconcile_p99_ms']} ms", "< 1 s"),
         (
@@ -354,6 +356,10 @@ kopf {m["kopf"]}, kubernetes {m["kubernetes"]}, kmock {m["kmock"]}.
 Reconciles: {r["reconciles"]} (create handlers plus daemon re-evaluations woken by child
 events). Operator CPU: {r["operator_cpu_seconds"]} s. Creating the {r["llmdeployments"]} objects
 took {r["create_requests_seconds"]} s of that time.
+
+Reconcile latency is measured around observe -> decide -> act, so it includes waiting for the
+mock API server; `decide()` alone is the operator's own CPU per (first) reconcile, measured
+on the same {r["llmdeployments"]} manifests before the run.
 
 Caveat: KMock does not create objects on server-side apply, so each first apply is a PATCH
 answered 404 followed by a POST (`child_writes_per_child_incl_kmock_create_fallback`:
