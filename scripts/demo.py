@@ -16,9 +16,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
+
+from llm_operator.local import wait_until_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 LLMOPS = str(Path(sys.executable).with_name("llmops"))
@@ -55,20 +56,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def wait_ready(base: str, process: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"llmops up exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{base}/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit("the server did not become ready")
 
 
 def talk_to_server(base: str) -> None:
@@ -112,7 +99,7 @@ def serve_cpu_example() -> int:
     print(f"\n$ llmops up -f {CPU_EXAMPLE} --port {port}", flush=True)
     process = subprocess.Popen([LLMOPS, "up", "-f", CPU_EXAMPLE, "--port", str(port)], cwd=ROOT)
     try:
-        wait_ready(base, process)
+        wait_until_ready(base, process, timeout_s=300)
         talk_to_server(base)
     finally:
         print("\nstopping with SIGTERM (in-flight requests drain first)", flush=True)
