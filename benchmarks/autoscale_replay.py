@@ -50,7 +50,6 @@ import heapq
 import json
 import math
 import os
-import platform
 import random
 import tempfile
 from collections import deque
@@ -60,6 +59,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import bench_common  # benchmarks/bench_common.py (run as scripts: the folder is on sys.path)
 from llm_operator import __version__ as operator_version
 from llm_operator.autoscale import (
     DeploymentSignals,
@@ -652,22 +652,7 @@ def plot_timelines(picked: dict[str, Run], interval: float, path: Path) -> None:
 def machine() -> dict[str, Any]:
     import matplotlib
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "llm_operator": operator_version,
-        "matplotlib": matplotlib.__version__,
-        "platform": platform.platform(),
-    }
+    return bench_common.machine(llm_operator=operator_version, matplotlib=matplotlib.__version__)
 
 
 def summarize(runs: list[Run], level: float) -> dict[str, Any]:

@@ -25,7 +25,6 @@ import datetime
 import itertools
 import json
 import os
-import platform
 import random
 import tempfile
 import time
@@ -37,21 +36,13 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, GenerationConfig, StoppingCriteria
 
+import bench_common  # benchmarks/bench_common.py (run as scripts: the folder is on sys.path)
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine
 from llm_server.engine.request import SamplingParams
 from llm_server.tiny_model import build_tiny_model
 
-MODEL_SIZES = {
-    "vocab_size": 8192,
-    "hidden_size": 512,
-    "intermediate_size": 1408,
-    "num_hidden_layers": 8,
-    "num_attention_heads": 8,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 2048,
-    "initializer_range": 0.02,
-}
+MODEL_SIZES = bench_common.BENCH_LLAMA_SIZES
 
 
 @dataclass
@@ -239,23 +230,11 @@ def run_hf_continuous_batching(model_dir: Path, workload: Workload, max_num_seqs
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "platform": platform.platform(),
-    }
+    return bench_common.machine(
+        torch_threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+    )
 
 
 def write_report(out_dir: Path, report: dict[str, Any]) -> None:
