@@ -306,21 +306,22 @@ def _with_args(resolution: Resolution, spec: LLMDeploymentSpec) -> Resolution:
     return replace(resolution, server_args=tuple(args))
 
 
-MODEL_MOUNT = "/models"  # where a pvc:// claim is mounted (read-only)
+MODEL_MOUNT = "/models"  # where a pvc:// claim or an oci:// image volume is mounted (read-only)
 
 
 def model_argument(uri: str) -> str:
     """What `--model` gets for a model URI.
 
     file:///PATH -> PATH (a node directory, mounted at the same path); pvc://CLAIM/PATH ->
-    /models/PATH (the claim mounted read-only); hf://ORG/NAME -> ORG/NAME (the server downloads
-    into the model cache); s3://, gs://, oci:// -> the URI as is (the server fetches it).
+    /models/PATH (the claim mounted read-only); oci://REF -> /models (the artifact mounted as an
+    image volume); hf://, s3://, gs:// -> the URI as is (the server fetches it into the model
+    cache volume).
     """
     if uri.startswith("file://"):
         return uri.removeprefix("file://")
     if uri.startswith("pvc://"):
         _, _, path = uri.removeprefix("pvc://").partition("/")
         return f"{MODEL_MOUNT}/{path}".rstrip("/")
-    if uri.startswith("hf://"):
-        return uri.removeprefix("hf://")
+    if uri.startswith("oci://"):
+        return MODEL_MOUNT
     return uri

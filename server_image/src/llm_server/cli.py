@@ -21,7 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--version", action="version", version=f"llm-server {__version__}")
-    add("--model", required=True, help=f"Hugging Face-format directory, or {TINY_RANDOM}")
+    add(
+        "--model",
+        required=True,
+        help=f"Hugging Face-format directory, hf://ORG/NAME, s3:// or gs:// URI, or {TINY_RANDOM}",
+    )
     add("--served-model-name", nargs="+", default=None, dest="served_model_names",
         help="Name(s) clients use in `model`; the first labels metrics. Default: the "
         "model directory's name")  # fmt: skip

@@ -84,9 +84,11 @@ class ServerConfig:
         self._validate()
 
     def default_model_name(self) -> str:
-        if self.model == TINY_RANDOM or self.model.startswith("hf://"):
+        if self.model == TINY_RANDOM:
+            return self.model
+        if self.model.startswith("hf://"):
             return self.model.removeprefix("hf://")
-        return Path(self.model).name or self.model
+        return Path(self.model.rstrip("/")).name or self.model
 
     def engine_config(self, model_dir: str, cuda_available: bool) -> EngineConfig:
         """The engine's settings once the model is on disk and the device is known."""
@@ -118,7 +120,7 @@ class ServerConfig:
     def _validate(self) -> None:
         if not self.model:
             raise ConfigError("--model is required")
-        if self.model != TINY_RANDOM and not self.model.startswith("hf://"):
+        if self.model != TINY_RANDOM and "://" not in self.model:
             path = Path(self.model)
             if not (path / "config.json").is_file():
                 raise ConfigError(f"--model {self.model}: no config.json in that directory")
@@ -184,8 +186,8 @@ class ServerConfig:
         size = self.tensor_parallel_size
         if size < 1:
             raise ConfigError(f"{TP_FLAG} {size}: must be positive")
-        if size == 1 or self.model.startswith("hf://"):
-            return  # hf:// is checked once downloaded, still before the weights load
+        if size == 1 or "://" in self.model:
+            return  # a URI is checked once fetched, still before the weights load
         if self.model == TINY_RANDOM:
             from llm_server.tiny_model import DEFAULT_SIZES
 

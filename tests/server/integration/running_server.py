@@ -53,7 +53,7 @@ def _wait_ready(server: ServerProcess) -> None:
 
 
 @contextlib.contextmanager
-def run_server(model_dir: Path, log_dir: Path, *extra_args: str) -> Iterator[ServerProcess]:
+def run_server(model_dir: Path | str, log_dir: Path, *extra_args: str) -> Iterator[ServerProcess]:
     port = _free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SERVER_SRC), env.get("PYTHONPATH")]))

@@ -343,6 +343,38 @@ def test_tensor_parallel_gets_shared_memory() -> None:
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 4
 
 
+@pytest.mark.parametrize(
+    ("uri", "model_arg", "volume_source"),
+    [
+        ("hf://org/llama-8b", "hf://org/llama-8b", None),
+        ("s3://models-bucket/llama-8b", "s3://models-bucket/llama-8b", None),
+        ("pvc://weights/llama-8b", "/models/llama-8b", {"persistentVolumeClaim"}),
+        ("file:///mnt/llama-8b", "/mnt/llama-8b", {"hostPath"}),
+        ("oci://registry.example.com/models/llama:8b", "/models", {"image"}),
+    ],
+)
+def test_each_model_uri_reaches_the_server(
+    uri: str, model_arg: str, volume_source: set[str] | None
+) -> None:
+    """Remote URIs go to the server as they are (it fetches them into the model cache);
+    pvc://, file:// and oci:// are mounted and the server gets the mounted directory."""
+    manifest = sized(base_manifest())
+    manifest["spec"]["model"]["uri"] = uri
+    objects = render(manifest)
+    pod = pod_spec(objects)
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--model") + 1] == model_arg
+    model_volumes = [v for v in pod["volumes"] if v["name"] == "model"]
+    if volume_source is None:
+        assert model_volumes == []
+    else:
+        assert set(model_volumes[0]) - {"name"} == volume_source
+    deployment = by_kind(objects)["Deployment"]
+    # Image volumes entered the schema in 1.31; the other kinds validate at our 1.29 floor.
+    version = "1.33" if uri.startswith("oci://") else KUBERNETES_VERSION
+    kubernetes_validate.validate(deployment, version, strict=True)
+
+
 def test_unresolved_spec_renders_nothing() -> None:
     manifest = base_manifest()
     manifest["spec"]["model"]["parameterCount"] = "70B"

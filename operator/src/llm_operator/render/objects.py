@@ -277,6 +277,13 @@ def _volumes(
             {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
         mounts.append({"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True})
+    elif uri.startswith("oci://"):
+        # An image volume (Kubernetes 1.31+, ImageVolume): the kubelet pulls the artifact.
+        reference = uri.removeprefix("oci://")
+        volumes.append(
+            {"name": "model", "image": {"reference": reference, "pullPolicy": "IfNotPresent"}}
+        )
+        mounts.append({"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True})
     if not resolution.accelerator.is_cpu and resolution.count > 1:
         # NCCL between tensor-parallel ranks needs more than the runtime's 64 MiB /dev/shm.
         volumes.append(

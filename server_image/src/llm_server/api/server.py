@@ -25,7 +25,8 @@ import uvicorn
 
 from llm_server.api.app import create_app
 from llm_server.api.state import ServerState
-from llm_server.config import TINY_RANDOM, ServerConfig
+from llm_server.config import ServerConfig
+from llm_server.model_source import ModelFetchError, local_model_dir
 
 if TYPE_CHECKING:  # torch loads with the engine, after the listener is up
     from llm_server.engine.async_engine import AsyncEngine
@@ -73,12 +74,8 @@ def _load_engine(config: ServerConfig, cuda_available: bool) -> AsyncEngine:
     """Blocking: runs on a worker thread so /health answers while weights load."""
     from llm_server.engine.async_engine import AsyncEngine
 
-    model_dir = config.model
-    if model_dir == TINY_RANDOM:
-        from llm_server.tiny_model import ensure_tiny_model
-
-        model_dir = str(ensure_tiny_model(config.cache_dir))
-    return AsyncEngine.from_config(config.engine_config(model_dir, cuda_available))
+    model_dir = local_model_dir(config.model, config.revision, config.cache_dir)
+    return AsyncEngine.from_config(config.engine_config(str(model_dir), cuda_available))
 
 
 async def serve(config: ServerConfig) -> int:
@@ -142,6 +139,9 @@ async def serve(config: ServerConfig) -> int:
             logger.info("stopping before the model finished loading")
         if stop.is_set() and not serving.done() and exit_code == 0:
             await _drain(state, config.drain_grace_seconds, lambda: signals_seen > 1)
+    except ModelFetchError as exc:
+        logger.error("cannot load the model: %s", exc)
+        exit_code = 1
     except Exception:
         logger.exception("the server failed")
         exit_code = 1

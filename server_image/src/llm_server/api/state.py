@@ -63,9 +63,10 @@ class ServerState:
     @staticmethod
     def _cache_identity(config: ServerConfig, info: dict[str, str]) -> dict[str, str]:
         """What the response cache keys on besides the request: the checkpoint and how it is
-        run. `tiny-random` and hf:// names identify themselves (the builder is seeded)."""
-        is_dir = config.model != TINY_RANDOM and not config.model.startswith("hf://")
-        revision = model_revision(config.model) if is_dir else config.model
+        run. `tiny-random` and URIs (at --revision) identify themselves (the builder is seeded)."""
+        is_dir = config.model != TINY_RANDOM and "://" not in config.model
+        pinned = f"{config.model}@{config.revision}" if config.revision else config.model
+        revision = model_revision(config.model) if is_dir else pinned
         return {"revision": revision, **{key: info[key] for key in sorted(info)}}
 
     def _engine_stats(self) -> EngineStats | None:
