@@ -1,7 +1,8 @@
 """Cost model: dollars per hour of an LLMDeployment, per accelerator option, against its budget.
 
-One function prices a replica; everything else (llmops cost, the operator's status and metrics
-in later issues) builds on it, so every figure a user sees comes from the same arithmetic.
+One function prices a replica; everything else (llmops cost, the operator's status and
+/metrics, the autoscaler's budget clamp, the KEDA ScaledObject's maxReplicaCount) builds on it,
+so every figure a user sees comes from the same arithmetic.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from llm_operator.api.spec import LLMDeploymentSpec
-from llm_operator.catalog import Capacity, Catalog
+from llm_operator.catalog import Accelerator, Capacity, Catalog
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,25 @@ def replica_dollars_per_hour(
     entry = catalog.get(accelerator)
     if entry is None:
         raise KeyError(f"accelerator {accelerator!r} is not in the catalog")
+    return entry_dollars_per_hour(entry, count, capacity)
+
+
+def entry_dollars_per_hour(entry: Accelerator, count: int, capacity: Capacity) -> float:
+    """$/h of one replica on `count` of a catalog entry (the resolved option of a spec)."""
     return entry.dollars_per_hour(capacity) * count
 
 
 def affordable_replicas(budget: float, per_replica: float) -> int:
     # A small epsilon keeps 3 x $1.10 within a $3.30 budget despite float rounding.
     return math.floor(budget / per_replica + 1e-9)
+
+
+def budget_capped_max(spec: LLMDeploymentSpec, per_replica: float) -> int:
+    """replicas.max, lowered to what the budget pays for (the budget wins over min too)."""
+    budget = spec.autoscaling.budget
+    if budget is None or per_replica <= 0:
+        return spec.replicas.max
+    return min(spec.replicas.max, affordable_replicas(budget.max_dollars_per_hour, per_replica))
 
 
 def estimate(spec: LLMDeploymentSpec, catalog: Catalog) -> list[OptionCost]:
@@ -55,7 +69,7 @@ def estimate(spec: LLMDeploymentSpec, catalog: Catalog) -> list[OptionCost]:
     for label, accelerator, count in options:
         per_replica = replica_dollars_per_hour(catalog, accelerator, count, capacity)
         affordable = affordable_replicas(budget, per_replica) if budget is not None else None
-        capped = spec.replicas.max if affordable is None else min(spec.replicas.max, affordable)
+        capped = budget_capped_max(spec, per_replica)
         out.append(
             OptionCost(
                 label=label,

@@ -5,7 +5,8 @@
 - indices of the children and pods we manage (kopf fills them before any handler runs).
 - create / update / resume: one reconcile.
 - a daemon per LLMDeployment: re-evaluates when its pods or children change, when a
-  fallback timer is due, and every resync interval.
+  fallback timer is due, every resync interval, and on each autoscaler tick (after scraping
+  the ready pods' /metrics).
 - child DELETED events: forget and re-create; LLMDeployment DELETED: forget (the children go
   with the owner references, through Kubernetes' garbage collector).
 """
@@ -19,6 +20,7 @@ import kopf
 
 from llm_operator import metrics
 from llm_operator.api.resource import GROUP, PLURAL, VERSION
+from llm_operator.autoscale.collector import Collector
 from llm_operator.k8s import KubeApi, connection_info, load_configuration
 from llm_operator.plan.observed import summarize_child, summarize_pod
 from llm_operator.reconciler import CHILD_INDEX_PREFIX, POD_INDEX, Runtime
@@ -37,6 +39,7 @@ CHILDREN = (
     ("policy/v1", "poddisruptionbudgets"),
     ("monitoring.coreos.com/v1", "servicemonitors"),
     ("networking.k8s.io/v1", "networkpolicies"),
+    ("keda.sh/v1alpha1", "scaledobjects"),
 )
 
 
@@ -52,7 +55,14 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         settings.watching.label_selectors[api_version, plural] = MANAGED_SELECTOR
     api = KubeApi.from_environment(on_request=metrics.count_request)
     catalog = await load_catalog(config, api)
-    memo.runtime = Runtime(config.reconcile_settings(catalog), api, config.resync_seconds)
+    memo.runtime = Runtime(
+        config.reconcile_settings(catalog),
+        api,
+        config.resync_seconds,
+        scrape_interval=config.scrape_interval_seconds,
+        collector=Collector(config.scrape_timeout_seconds),
+        max_concurrent=config.max_concurrent_reconciles,
+    )
     metrics.serve(config.metrics_port)
 
 
@@ -65,6 +75,7 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 async def close(memo: kopf.Memo, **_: Any) -> None:
     if getattr(memo, "runtime", None) is not None:
         memo.runtime.close()
+        await memo.runtime.collector.close()
 
 
 async def _index_child(namespace: str | None, labels: Any, body: Any, **_: Any) -> dict[Any, Any]:
@@ -94,11 +105,13 @@ async def keep_reconciling(body: kopf.Body, stopped: Any, memo: kopf.Memo, **kwa
     runtime: Runtime = memo.runtime
     key = (str(body.metadata.namespace), str(body.metadata.name))
     while not stopped and not runtime.closed:
-        await runtime.wait(key, stopped.wait())
+        woken = await runtime.wait(key, stopped.wait())
         if stopped or runtime.closed:
             return
         try:
-            await runtime.reconcile(body, kwargs)
+            scrape = await runtime.scrape(key, kwargs)  # when the autoscaler's tick is due
+            if runtime.worth_reconciling(key, woken, scrape):
+                await runtime.reconcile(body, kwargs, scrape)
         except (kopf.PermanentError, kopf.TemporaryError) as exc:
             logger.debug("re-evaluation of %s/%s: %s", *key, exc)
 
@@ -124,6 +137,7 @@ for _kind, (_api_version, _plural) in zip(
         "PodDisruptionBudget",
         "ServiceMonitor",
         "NetworkPolicy",
+        "ScaledObject",
         "Pod",
     ),
     (*CHILDREN, ("v1", "pods")),

@@ -47,6 +47,7 @@ PLURALS: dict[tuple[str, str], str] = {
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
     ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
     ("v1", "Event"): "events",
     ("v1", "Pod"): "pods",
 }

@@ -8,6 +8,9 @@
   and reads the truth from the indices, which kopf fills before any handler runs.
 - a lock per LLMDeployment (the create/update handler and the daemon never overlap),
 - a wake-up per LLMDeployment (child and pod events wake its daemon) and when it is due.
+- the autoscaler: its collector, each LLMDeployment's next scrape and its ScalingMemory
+  (stabilization windows, counter readings). Memory only: a restarted operator starts with
+  empty windows, so its first decisions hold the current count until the windows refill.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ import kopf
 
 from llm_operator import metrics
 from llm_operator.api.status import REJECTED_BY_API
+from llm_operator.autoscale.collector import Collector, ScrapeTarget
 from llm_operator.k8s import KubeApi, RejectedError
 from llm_operator.plan import ChildSummary, Observed, Plan, ReconcileSettings, decide
 from llm_operator.plan.children import manifest_hash
 from llm_operator.plan.decide import failed
-from llm_operator.plan.observed import APPLIED_HASH_ANNOTATION
+from llm_operator.plan.observed import APPLIED_HASH_ANNOTATION, ScalingMemory, Scrape
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +58,26 @@ class Runtime:
     wakeups: dict[Key, asyncio.Event] = field(default_factory=dict)
     due: dict[Key, float] = field(default_factory=dict)  # monotonic time a requeue is due
     closed: bool = False  # set on operator cleanup: daemons spawned late must exit too
+    scrape_interval: float = 10.0
+    collector: Collector = field(default_factory=Collector)
+    memories: dict[Key, ScalingMemory] = field(default_factory=dict)
+    next_scrape: dict[Key, float] = field(default_factory=dict)  # monotonic time
+    last_reconciled: dict[Key, float] = field(default_factory=dict)  # monotonic time
     durations: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    # Reconciles in flight at once: a burst (1,000 creates) queues here instead of
+    # interleaving 1,000 renders and API calls on one event loop (each would take seconds).
+    max_concurrent: int = 16
+    slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slots = asyncio.Semaphore(self.max_concurrent)
 
     # --- memory -----------------------------------------------------------------------------
 
     def forget(self, key: Key) -> None:
         """Drop what we remember about an LLMDeployment (deleted, or its name reused)."""
         tables = (self.applied, self.statuses, self.rejected, self.due, self.uids, self.gone)
-        for table in tables:
+        for table in (*tables, self.memories, self.next_scrape, self.last_reconciled):
             table.pop(key, None)
 
     def child_gone(self, key: Key, kind: str, name: str) -> None:
@@ -81,13 +97,17 @@ class Runtime:
         if event is not None:
             event.set()
 
-    async def wait(self, key: Key, stopped: Awaitable[Any] | None = None) -> None:
-        """Until woken, a requeue is due, the resync interval passed, or `stopped` finishes."""
+    async def wait(self, key: Key, stopped: Awaitable[Any] | None = None) -> bool:
+        """Until woken, a requeue, a scrape or a resync is due, or `stopped` finishes.
+
+        True when woken by an event."""
         event = self.wakeups.setdefault(key, asyncio.Event())
         timeout = self.resync_seconds
         due = self.due.get(key)
         if due is not None:
             timeout = max(min(timeout, due - time.monotonic()), 0.0)
+        scrape_at = self.next_scrape.get(key, 0.0)
+        timeout = max(min(timeout, scrape_at - time.monotonic()), 0.0)
         waiters = [asyncio.ensure_future(event.wait())]
         if stopped is not None:
             waiters.append(asyncio.ensure_future(stopped))
@@ -96,9 +116,37 @@ class Runtime:
         finally:
             for waiter in waiters:
                 waiter.cancel()
+        woken = event.is_set()
         event.clear()
+        return woken
+
+    def worth_reconciling(self, key: Key, woken: bool, scrape: Scrape | None) -> bool:
+        """Whether a daemon wake-up has anything for a reconcile: an event, a scrape with
+        pods in it, a requeue or a resync that is due. A tick of a deployment without ready
+        pods is not (1,000 of them would otherwise re-render every scrape interval)."""
+        now = time.monotonic()
+        if woken or scrape is not None or self.due.get(key, now + 1) <= now:
+            return True
+        return now - self.last_reconciled.get(key, float("-inf")) >= self.resync_seconds
 
     # --- observe -> decide -> act -----------------------------------------------------------
+
+    async def scrape(self, key: Key, indices: Mapping[str, Any]) -> Scrape | None:
+        """The autoscaler's tick: each ready pod's /metrics, when due and there are ready pods
+        (else None)."""
+        if time.monotonic() < self.next_scrape.get(key, 0.0):
+            return None
+        self.next_scrape[key] = time.monotonic() + self.scrape_interval
+        pods = indices[POD_INDEX].get(key, ()) if POD_INDEX in indices else ()
+        targets = [
+            ScrapeTarget(p.name, p.ip, p.port)
+            for p in sorted(pods, key=lambda p: p.name)
+            if p.ready and not p.deleting
+        ]
+        if not targets:
+            return None
+        signals = await self.collector.scrape(targets)
+        return Scrape(signals, time.monotonic())
 
     def observe(self, key: Key, indices: Mapping[str, Any]) -> Observed:
         children: dict[tuple[str, str], ChildSummary] = {}
@@ -116,14 +164,17 @@ class Runtime:
         pods = tuple(indices[POD_INDEX].get(key, ())) if POD_INDEX in indices else ()
         return Observed(children, tuple(sorted(pods, key=lambda p: p.name)))
 
-    async def reconcile(self, body: Mapping[str, Any], indices: Mapping[str, Any]) -> Plan:
+    async def reconcile(
+        self, body: Mapping[str, Any], indices: Mapping[str, Any], scrape: Scrape | None = None
+    ) -> Plan:
         meta = body["metadata"]
         key: Key = (meta["namespace"], meta["name"])
         lock = self.locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with lock, self.slots:
+            self.last_reconciled[key] = time.monotonic()
             started = time.perf_counter()
             try:
-                plan = await self._reconcile(key, body, indices)
+                plan = await self._reconcile(key, body, indices, scrape)
             except kopf.PermanentError:
                 metrics.observe_reconcile(time.perf_counter() - started, "invalid")
                 raise
@@ -141,7 +192,7 @@ class Runtime:
             return plan
 
     async def _reconcile(
-        self, key: Key, body: Mapping[str, Any], indices: Mapping[str, Any]
+        self, key: Key, body: Mapping[str, Any], indices: Mapping[str, Any], scrape: Scrape | None
     ) -> Plan:
         uid = str(body["metadata"].get("uid"))
         if self.uids.setdefault(key, uid) != uid:
@@ -150,7 +201,9 @@ class Runtime:
         manifest = dict(body)
         if key in self.statuses:
             manifest["status"] = self.statuses[key]
-        plan = decide(manifest, self.observe(key, indices), datetime.now(tz=UTC), self.settings)
+        memory = self.memories.get(key) or ScalingMemory()
+        observed = replace(self.observe(key, indices), scrape=scrape, memory=memory)
+        plan = decide(manifest, observed, datetime.now(tz=UTC), self.settings)
         refused = self.rejected.get(key, set())
         if any(_stamp(m) in refused for m in plan.apply):
             raise kopf.PermanentError("the API server refused this spec's objects before")
@@ -170,6 +223,8 @@ class Runtime:
             [e.reason for e in plan.events],
         )
         metrics.set_replicas(*key, plan.replicas, plan.ready_replicas, plan.desired_replicas)
+        if plan.report is not None:
+            metrics.report_cost(*key, plan.report)
         if plan.requeue_after is not None:
             self.due[key] = time.monotonic() + plan.requeue_after
         else:
@@ -201,6 +256,8 @@ class Runtime:
             memory[(ref.kind, ref.name)] = (ref.api_version, None)
         if plan.status is not None:
             self.statuses[key] = plan.status
+        if plan.memory is not None:
+            self.memories[key] = plan.memory
 
 
 def _stamp(manifest: Mapping[str, Any]) -> str:

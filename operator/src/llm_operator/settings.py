@@ -32,6 +32,9 @@ class OperatorConfig:
     metrics_port: int = 8080
     liveness: str | None = None  # e.g. http://0.0.0.0:8081/healthz
     resync_seconds: float = 60.0
+    max_concurrent_reconciles: int = 16
+    scrape_interval_seconds: float = 10.0  # the autoscaler's tick: pod /metrics scrapes
+    scrape_timeout_seconds: float = 2.0  # per pod
     fallback: FallbackSettings = field(default_factory=FallbackSettings)
     render: RenderSettings = field(default_factory=RenderSettings)
     catalog_file: str | None = None
@@ -95,6 +98,29 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--liveness", help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
     p.add_argument("--resync-seconds", type=float, default=60.0)
     p.add_argument(
+        "--max-concurrent-reconciles",
+        type=int,
+        default=16,
+        help="reconciles in flight at once; a burst of changes queues beyond this",
+    )
+    p.add_argument(
+        "--scrape-interval-seconds",
+        type=float,
+        default=10.0,
+        help="how often each LLMDeployment's ready pods' /metrics are scraped (autoscaler tick)",
+    )
+    p.add_argument(
+        "--scrape-timeout-seconds",
+        type=float,
+        default=2.0,
+        help="per-pod scrape timeout; a pod that does not answer counts as unknown load",
+    )
+    p.add_argument(
+        "--keda-prometheus-address",
+        default=RenderSettings().keda_prometheus_address,
+        help="Prometheus URL in the KEDA ScaledObjects (autoscaling.mode keda)",
+    )
+    p.add_argument(
         "--fallback-timeout-seconds",
         type=float,
         default=300.0,
@@ -108,6 +134,14 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--service-monitor", action="store_true", help="render ServiceMonitors")
     p.add_argument("--network-policy", action="store_true", help="render NetworkPolicies")
+    p.add_argument(
+        "--network-policy-namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="namespace the NetworkPolicies admit besides the pods' own (repeat); include the "
+        "operator's, whose autoscaler scrapes the pods, and Prometheus'",
+    )
     p.add_argument("--image-repository", default=RenderSettings().image_repository)
     p.add_argument("--image-tag", default=RenderSettings().image_tag)
     catalog = p.add_mutually_exclusive_group()
@@ -128,6 +162,9 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         metrics_port=args.metrics_port,
         liveness=args.liveness,
         resync_seconds=args.resync_seconds,
+        max_concurrent_reconciles=args.max_concurrent_reconciles,
+        scrape_interval_seconds=args.scrape_interval_seconds,
+        scrape_timeout_seconds=args.scrape_timeout_seconds,
         fallback=FallbackSettings(
             unschedulable_seconds=args.fallback_timeout_seconds,
             primary_retry_seconds=args.primary_retry_seconds,
@@ -140,6 +177,8 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
             image_tag=args.image_tag,
             service_monitor=args.service_monitor,
             network_policy=args.network_policy,
+            network_policy_namespaces=tuple(args.network_policy_namespace),
+            keda_prometheus_address=args.keda_prometheus_address,
         ),
         catalog_file=args.catalog_file,
         catalog_configmap=args.catalog_configmap,

@@ -37,6 +37,7 @@ RESOURCES: dict[str, tuple[str, set[str]]] = {
     "v1/events": ("Event", set()),
     "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", {"status"}),
     "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", set()),
+    "keda.sh/v1alpha1/scaledobjects": ("ScaledObject", {"status"}),
 }
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 CHILD_KINDS = ("configmaps", "services", "deployments", "poddisruptionbudgets")

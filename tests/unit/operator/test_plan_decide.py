@@ -82,10 +82,12 @@ def test_first_reconcile_applies_every_child_and_says_progressing() -> None:
         "Progressing": ("True", "RollingOut"),
         "Degraded": ("False", "AsExpected"),
         "FallbackActive": ("False", "OnPrimary"),
+        "BudgetLimited": ("False", "NoBudget"),
+        "ScalingLimited": ("False", "WithinRange"),
     }
     assert all(c["observedGeneration"] == 3 for c in plan.status["conditions"])
     assert plan.status["desiredReplicas"] == 2
-    assert plan.status["cost"] == {"dollarsPerHour": 1.42}  # 2 replicas x 1 L4 on-demand
+    assert plan.status["cost"] == {"dollarsPerHour": 0.0}  # no pod exists yet: nothing billed
     assert [(e.type, e.reason) for e in plan.events] == [("Normal", "Created")]
     assert plan.error is None
 

@@ -123,7 +123,15 @@ def test_every_rendered_object_matches_the_kubernetes_schema(path: Path) -> None
 def test_service_monitor_shape() -> None:
     monitor = by_kind(render(base_manifest()))["ServiceMonitor"]
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    # Dashboards select by `deployment`, taken from the Service's label (docs/observability.md).
+    relabel = {
+        "sourceLabels": ["__meta_kubernetes_service_label_inference_llmops_dev_deployment"],
+        "targetLabel": "deployment",
+        "action": "replace",
+    }
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http", "path": "/metrics", "interval": "15s", "relabelings": [relabel]}
+    ]
     service = by_kind(render(base_manifest()))["Service"]
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()

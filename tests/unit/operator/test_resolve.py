@@ -173,7 +173,7 @@ def test_unchunked_prefill_and_revision_flags() -> None:
         optimization={"batching": {"chunkedPrefill": False, "maxBatchTokens": 2048}},
     )
     args = resolve(body, CATALOG).server_args
-    assert args[:4] == ("--model", "org/m", "--revision", "abc")
+    assert args[:4] == ("--model", "hf://org/m", "--revision", "abc")
     assert "--no-chunked-prefill" in args and "--enable-prefix-caching" in args
 
 

@@ -27,6 +27,10 @@ class PodSignals:
     # left the queue. Its rate is the queue length averaged over the interval, which sees the
     # bursts that come and go between two scrapes; None when the server does not export it.
     queue_seconds_total: float | None = None
+    # vllm:e2e_request_latency_seconds_sum (counter): seconds in the server (queued + running)
+    # of the requests that finished. Its rate minus the queue counter's is the number of
+    # running requests averaged over the interval (Little's law again); None when not exported.
+    latency_seconds_total: float | None = None
 
     @staticmethod
     def failed(name: str) -> PodSignals:

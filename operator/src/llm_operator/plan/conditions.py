@@ -9,7 +9,14 @@ from llm_operator.api.status import Condition, ConditionStatus
 from llm_operator.plan.timefmt import format_time
 
 # Order in which conditions are listed in the status.
-CONDITION_ORDER = ("Ready", "Progressing", "Degraded", "FallbackActive")
+CONDITION_ORDER = (
+    "Ready",
+    "Progressing",
+    "Degraded",
+    "FallbackActive",
+    "BudgetLimited",
+    "ScalingLimited",
+)
 
 
 def find(conditions: Sequence[Condition], type_: str) -> Condition | None:

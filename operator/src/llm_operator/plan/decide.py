@@ -8,7 +8,7 @@ conditions and phase; emit Events on transitions only; write the status only whe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,6 @@ from llm_operator.api.status import (
     UNSCHEDULABLE,
     Condition,
     ConditionStatus,
-    Cost,
     LLMDeploymentStatus,
     Phase,
     ResolvedAccelerator,
@@ -33,10 +32,11 @@ from llm_operator.plan import children
 from llm_operator.plan.conditions import set_condition, transitioned
 from llm_operator.plan.fallback import FallbackStep, describe, step_fallback
 from llm_operator.plan.observed import DeploymentState, Observed
+from llm_operator.plan.scaling import plan_scaling
 from llm_operator.plan.status import merge_patch, parse_status, status_dict
 from llm_operator.plan.types import EventSpec, Plan, PlanError, ReconcileSettings
 from llm_operator.render import default_replicas, desired_objects, selector_labels
-from llm_operator.resolve import Resolution, resolve
+from llm_operator.resolve import resolve
 from llm_operator.validation import validate_manifest
 
 AS_EXPECTED = "AsExpected"
@@ -81,17 +81,23 @@ def decide(
         message = "; ".join(p.message for p in resolution.problems)
         return _failed(raw_previous or {}, previous, problem.reason, message, now, generation)
 
-    desired = [
-        children.stamp(o) for o in desired_objects(resource, resolution, settings.render, replicas)
-    ]
-    to_apply = tuple(o for o in desired if children.needs_apply(o, observed.children))
-    to_delete = tuple(children.stale(desired, observed.children, resource.metadata.namespace))
+    per_replica = replica_dollars_per_hour(
+        settings.catalog, resolution.accelerator.name, resolution.count, resolution.capacity
+    )
     deployment_child = observed.children.get(("Deployment", resource.metadata.name))
     deployment = deployment_child.deployment if deployment_child else None
+    scaling = plan_scaling(
+        spec, resolution, per_replica, previous, observed, deployment, now, generation
+    )
+    wanted = scaling.wanted
+    rendered = desired_objects(resource, resolution, settings.render, scaling.replicas)
+    desired = [children.stamp(o) for o in rendered]
+    to_apply = tuple(o for o in desired if children.needs_apply(o, observed.children))
+    to_delete = tuple(children.stale(desired, observed.children, resource.metadata.namespace))
     deployment_applied = any(o["kind"] == "Deployment" for o in to_apply)
 
     conditions = _conditions(
-        previous.conditions, spec, fallback, deployment, deployment_applied, wanted, now, generation
+        scaling.conditions, spec, fallback, deployment, deployment_applied, wanted, now, generation
     )
     status = LLMDeploymentStatus(
         observed_generation=generation,
@@ -109,11 +115,12 @@ def decide(
         ),
         quantization=resolution.quantization,
         endpoint=_endpoint(resource, settings),
-        cost=_cost(spec, resolution, wanted, settings),
-        last_scaling=previous.last_scaling,
+        cost=scaling.cost,
+        last_scaling=scaling.last_scaling,
         fallback=fallback.state,
     )
     events = _events(previous.conditions, conditions, fallback, to_apply, to_delete, deployment)
+    events += scaling.events
     new_status = status_dict(status)
     changed = new_status != raw_previous
     return Plan(
@@ -126,11 +133,13 @@ def decide(
         replicas=status.replicas or 0,
         ready_replicas=status.ready_replicas or 0,
         desired_replicas=wanted,
+        report=scaling.report,
+        memory=scaling.memory,
     )
 
 
 def _conditions(
-    previous: list[Condition],
+    previous: Sequence[Condition],
     spec: LLMDeploymentSpec,
     fallback: FallbackStep,
     deployment: DeploymentState | None,
@@ -232,19 +241,6 @@ def _endpoint(resource: LLMDeployment, settings: ReconcileSettings) -> str:
     port = settings.render.service_port
     host = f"{resource.metadata.name}.{resource.metadata.namespace or 'default'}.svc"
     return f"http://{host}{'' if port == 80 else f':{port}'}/v1"
-
-
-def _cost(
-    spec: LLMDeploymentSpec, resolution: Resolution, replicas: int, settings: ReconcileSettings
-) -> Cost:
-    per_replica = replica_dollars_per_hour(
-        settings.catalog, resolution.accelerator.name, resolution.count, resolution.capacity
-    )
-    budget = spec.autoscaling.budget
-    return Cost(
-        dollars_per_hour=round(per_replica * replicas, 4),
-        budget_dollars_per_hour=budget.max_dollars_per_hour if budget else None,
-    )
 
 
 def failed(manifest: Mapping[str, Any], reason: str, message: str, now: datetime) -> Plan:

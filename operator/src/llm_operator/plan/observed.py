@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from llm_operator.autoscale.policy import PolicyState
+from llm_operator.autoscale.signals import PodSignals
+from llm_operator.autoscale.tokens import TokenMeter
 from llm_operator.plan.timefmt import parse_time
-from llm_operator.render.objects import OPTION_LABEL
+from llm_operator.render.objects import CONTAINER, OPTION_LABEL
 
 APPLIED_HASH_ANNOTATION = "inference.llmops.dev/applied-hash"
 UNSCHEDULABLE_REASONS = frozenset({"Unschedulable", "FailedScheduling"})
@@ -61,12 +64,38 @@ class PodSummary:
     ready: bool = False
     unschedulable_since: datetime | None = None  # PodScheduled=False (Unschedulable) since
     deleting: bool = False
+    ip: str | None = None  # status.podIP: where the autoscaler scrapes /metrics
+    port: int | None = None  # the llm-server container's port named `http`
+
+    @property
+    def starting(self) -> bool:
+        """Created, not ready, not going away: capacity on its way (it bills already)."""
+        return not self.ready and not self.deleting
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """One tick of the signal collector: a PodSignals per ready pod, at `at` (monotonic s)."""
+
+    pods: tuple[PodSignals, ...]
+    at: float
+
+
+@dataclass(frozen=True)
+class ScalingMemory:
+    """What the autoscaler remembers between ticks; in the operator's memory only (a restarted
+    operator starts with empty windows and token readings)."""
+
+    policy: PolicyState = field(default_factory=PolicyState)
+    tokens: TokenMeter = field(default_factory=TokenMeter)
 
 
 @dataclass(frozen=True)
 class Observed:
     children: Mapping[tuple[str, str], ChildSummary] = field(default_factory=dict)  # (kind, name)
     pods: tuple[PodSummary, ...] = ()
+    scrape: Scrape | None = None  # set when the collector scraped for this reconcile
+    memory: ScalingMemory = field(default_factory=ScalingMemory)
 
     @classmethod
     def of(cls, children: list[ChildSummary], pods: list[PodSummary]) -> Observed:
@@ -120,4 +149,17 @@ def summarize_pod(body: Mapping[str, Any]) -> PodSummary:
         if unschedulable
         else None,
         deleting=bool(meta.get("deletionTimestamp")),
+        ip=str(status["podIP"]) if status.get("podIP") else None,
+        port=_http_port(body.get("spec") or {}),
     )
+
+
+def _http_port(pod_spec: Mapping[str, Any]) -> int | None:
+    """The `http` port of the llm-server container (of any container if renamed by a patch)."""
+    containers = [c for c in pod_spec.get("containers") or [] if isinstance(c, dict)]
+    containers.sort(key=lambda c: c.get("name") != CONTAINER)
+    for container in containers:
+        for port in container.get("ports") or []:
+            if isinstance(port, dict) and port.get("name") == "http":
+                return _int(port.get("containerPort"))
+    return None

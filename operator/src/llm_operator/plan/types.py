@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from llm_operator.catalog import Catalog, default_catalog
 from llm_operator.plan.fallback import FallbackSettings
+from llm_operator.plan.observed import ScalingMemory
 from llm_operator.render.settings import RenderSettings
 
 FIELD_MANAGER = "llm-operator"
@@ -47,6 +48,25 @@ class PlanError:
 
 
 @dataclass(frozen=True)
+class CostReport:
+    """The figures of the operator's llmops_* series for one LLMDeployment (metrics.py)."""
+
+    accelerator: str  # the resolved option's catalog name
+    capacity: str  # spec.accelerator.capacity: on-demand, spot, spot-preferred
+    dollars_per_hour: float  # pods that exist x $/h per replica
+    budget_dollars_per_hour: float | None
+    dollars_per_million_tokens: float | None  # None: no tokens generated in the last interval
+    desired: int
+    current: int  # pods that exist (billed, starting ones included)
+    ready: int
+    starting: int
+    budget_limited: bool | None = None  # None: not evaluated in this mode
+    max_limited: bool | None = None
+    direction: int = 0  # this reconcile's autoscaler decision: 1 up, -1 down, 0 none
+    scrape_failures: int = 0  # pods that did not answer this reconcile's scrape
+
+
+@dataclass(frozen=True)
 class Plan:
     apply: tuple[dict[str, Any], ...] = ()  # full manifests, server-side applied
     delete: tuple[ChildRef, ...] = ()  # children that should no longer exist
@@ -58,6 +78,8 @@ class Plan:
     replicas: int = 0  # for the per-deployment gauges
     ready_replicas: int = 0
     desired_replicas: int = 0
+    report: CostReport | None = None  # None when the spec could not be acted on
+    memory: ScalingMemory | None = None  # the autoscaler's new memory; None = unchanged
 
     @property
     def writes(self) -> int:

@@ -15,6 +15,7 @@ import yaml
 
 from llm_operator.api.resource import API_VERSION, KIND, LLMDeployment
 from llm_operator.api.spec import LLMDeploymentSpec
+from llm_operator.cost import budget_capped_max, entry_dollars_per_hour
 from llm_operator.render.config import config_data, config_hash
 from llm_operator.render.merge import strategic_merge
 from llm_operator.render.scheduling import affinity, tolerations
@@ -93,9 +94,11 @@ def desired_objects(
     settings: RenderSettings | None = None,
     replicas: int | None = None,
 ) -> list[dict[str, Any]]:
-    """ConfigMap, Service, Deployment, PodDisruptionBudget [, ServiceMonitor, NetworkPolicy].
+    """ConfigMap, Service, Deployment, PodDisruptionBudget [, ServiceMonitor, ScaledObject,
+    NetworkPolicy] (ScaledObject with autoscaling.mode keda).
 
-    `replicas` is the autoscaler's number; None = `default_replicas(spec)`.
+    `replicas` is the autoscaler's number; None = `default_replicas(spec)` within the budget
+    (what the operator's first reconcile applies, so `llmops render` shows the same).
     """
     if not resolution.ok:
         raise UnresolvedSpecError("; ".join(p.message for p in resolution.problems))
@@ -139,6 +142,8 @@ def desired_objects(
                 scrape_interval=settings.scrape_interval,
             )
         )
+    if resource.spec.autoscaling.mode == "keda":
+        objects.append(_scaled_object(resource, resolution, settings, metadata()))
     if settings.network_policy:
         peers: list[dict[str, Any]] = [{"podSelector": {}}]
         peers += [
@@ -155,6 +160,56 @@ def desired_objects(
             )
         )
     return objects
+
+
+# The HPA refuses stabilization windows over an hour.
+HPA_MAX_WINDOW_SECONDS = 3600
+
+
+def _budgeted(spec: LLMDeploymentSpec, resolution: Resolution, replicas: int | None) -> int | None:
+    if replicas is None:
+        return None
+    per_replica = entry_dollars_per_hour(
+        resolution.accelerator, resolution.count, resolution.capacity
+    )
+    return min(replicas, budget_capped_max(spec, per_replica))
+
+
+def _scaled_object(
+    resource: LLMDeployment,
+    resolution: Resolution,
+    settings: RenderSettings,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """KEDA ScaledObject on the same queue metric and bounds as the builtin autoscaler.
+
+    The query sums the deployment's waiting requests (the series Prometheus scraped through
+    the Service, hence its `service` label); AverageValue divides it by the replica count, so
+    the HPA aims at targetQueueDepth waiting requests per replica. maxReplicaCount is the
+    budget-capped max, priced for the resolved option like the builtin clamp.
+    """
+    name, spec = resource.metadata.name, resource.spec
+    per_replica = entry_dollars_per_hour(
+        resolution.accelerator, resolution.count, resolution.capacity
+    )
+    capped = budget_capped_max(spec, per_replica)
+    namespace = resource.metadata.namespace or "default"
+    autoscaling = spec.autoscaling
+    return _render(
+        "scaledobject",
+        metadata=metadata,
+        target=name,
+        min_replicas=min(spec.replicas.min, capped),
+        max_replicas=capped,
+        polling_seconds=settings.keda_polling_seconds,
+        scale_up_seconds=min(autoscaling.scale_up_stabilization_seconds, HPA_MAX_WINDOW_SECONDS),
+        scale_down_seconds=min(
+            autoscaling.scale_down_stabilization_seconds, HPA_MAX_WINDOW_SECONDS
+        ),
+        server_address=settings.keda_prometheus_address,
+        query=f'sum(vllm:num_requests_waiting{{namespace="{namespace}",service="{name}"}})',
+        threshold=str(autoscaling.target_queue_depth),
+    )
 
 
 def _deployment(
@@ -178,7 +233,9 @@ def _deployment(
     deployment = _render(
         "deployment",
         metadata=metadata,
-        replicas=default_replicas(spec) if replicas is None else replicas,
+        replicas=_budgeted(spec, resolution, default_replicas(spec))
+        if replicas is None
+        else replicas,
         progress_deadline_seconds=settings.startup_timeout_seconds + 300,
         selector=selector_labels(name),
         pod_labels=pod_labels,

@@ -23,6 +23,10 @@ class RenderSettings:
     run_as_user: int = 1000
     model_cache_claim: str | None = None  # a PVC for the model cache instead of an emptyDir
     shared_memory_size: str = "2Gi"  # /dev/shm for tensor-parallel (NCCL) pods
+    # autoscaling.mode keda: the Prometheus the ScaledObject's trigger queries (it must scrape
+    # the llm-server pods, e.g. through the ServiceMonitor) and KEDA's polling interval.
+    keda_prometheus_address: str = "http://prometheus-operated.monitoring.svc:9090"
+    keda_polling_seconds: int = 10
 
     def image(self, cpu: bool) -> str:
         suffix = self.cpu_image_suffix if cpu else ""
