@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CRD_FILE := crds/inference.llmops.dev_llmdeployments.yaml
 
-.PHONY: venv tools demo test lint format crds bench e2e clean
+.PHONY: venv tools demo test lint format crds observability bench e2e clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,12 +46,19 @@ format: venv
 crds: venv
 	$(BIN)/llmops crd > $(CRD_FILE)
 	$(BIN)/llmops crd --reference > docs/api-reference.md
+	# The Helm chart ships the same CRDs (tests/chart/ fails when its copies are stale).
+	cp $(CRD_FILE) crds/kopf.dev_peerings.yaml charts/llm-operator/files/crds/
+
+# Prometheus rules and Grafana dashboards of the chart (tests/observability/ fails when stale).
+observability: venv
+	$(BIN)/python -m llm_operator.observability
 
 bench: venv
 	@ls benchmarks/*.py >/dev/null 2>&1 && for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done || echo "no benchmarks yet"
 
+# Against the cluster in $$KUBECONFIG (docs/e2e.md: kind + helm install); skips without one.
 e2e: venv
-	$(BIN)/pytest e2e
+	$(BIN)/pytest -q -p no:cacheprovider e2e
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
