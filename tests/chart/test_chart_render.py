@@ -179,6 +179,15 @@ def test_operator_accepts_the_arguments_the_chart_passes(mode: str) -> None:
     assert config.render.service_monitor == bool(
         MODES[mode].get("server", {}).get("serviceMonitor")
     )
+    assert config.scrape_timeout_seconds == 2
+    assert config.render.keda_prometheus_address.startswith("http://")
+
+
+def test_network_policies_admit_the_operator_that_scrapes_the_pods() -> None:
+    values = {"server": {"networkPolicy": True, "networkPolicyNamespaces": ["monitoring"]}}
+    config = config_from_args(parser().parse_args(container(values)["args"]))
+    assert config.render.network_policy
+    assert config.render.network_policy_namespaces == (RELEASE_NAMESPACE, "monitoring")
 
 
 def test_pod_is_restricted_and_probed_where_the_operator_listens() -> None:
