@@ -66,7 +66,7 @@ class Runtime:
     durations: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
     # Reconciles in flight at once: a burst (1,000 creates) queues here instead of
     # interleaving 1,000 renders and API calls on one event loop (each would take seconds).
-    max_concurrent: int = 16
+    max_concurrent: int = 8
     slots: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:

@@ -10,6 +10,9 @@ import yaml
 
 from llm_operator.resolve import Resolution
 
+# libyaml's emitter when PyYAML has it (the same text; the pure-Python one is slow).
+_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 
 def config_data(resolution: Resolution) -> dict[str, str]:
     """The ConfigMap's data: the server arguments and what was resolved, and why."""
@@ -44,7 +47,7 @@ def config_data(resolution: Resolution) -> dict[str, str]:
     }
     return {
         "server-args.json": json.dumps(list(resolution.server_args), indent=2) + "\n",
-        "resolution.yaml": yaml.safe_dump(resolved, sort_keys=False),
+        "resolution.yaml": yaml.dump(resolved, Dumper=_Dumper, sort_keys=False),
     }
 
 

@@ -7,7 +7,7 @@ The same function feeds the operator (server-side apply) and `llmops render` (Gi
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import jinja2
@@ -84,8 +84,15 @@ _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def _render(template: str, **values: Any) -> dict[str, Any]:
     text = _environment().get_template(f"{template}.yaml.j2").render(**values)
-    rendered: dict[str, Any] = yaml.load(text, Loader=_Loader)
+    rendered: dict[str, Any] = json.loads(_parsed_as_json(text))
     return rendered
+
+
+@lru_cache(maxsize=8192)
+def _parsed_as_json(text: str) -> str:
+    """YAML parsing dominated a reconcile; an unchanged spec renders the same text every
+    resync and autoscaler tick. Cached as JSON so each caller gets its own fresh objects."""
+    return json.dumps(yaml.load(text, Loader=_Loader))
 
 
 def desired_objects(

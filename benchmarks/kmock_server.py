@@ -1,0 +1,258 @@
+"""KMock's stateful Kubernetes API, made to scale to thousands of objects (benchmarks only).
+
+The same emulation as tests/integration/operator/operator_harness.py (KMock's
+KubernetesEmulator plus a uid and a resourceVersion bumped on every write, 422 on a failed
+JSON-patch `test`), changed only by overriding methods in a subclass (no monkey-patching):
+
+1. No request history in the matching path. KMock picks the reaction for a request by
+   checking `request in reaction_view`, and a view iterates over every request the server
+   has ever received (kmock 0.8: `RawHandler._handle` -> `View.__contains__` ->
+   `Root.__iter__`): O(requests so far) filter evaluations per reaction per request,
+   quadratic in the run (120 ms per request after ~700 requests, 99 % of the server's CPU in
+   our profile). Here `__iter__` yields only the request this task is serving, which is all
+   the matching needs (no reaction here slices or counts requests). The server counts
+   requests by method and resource itself (`counts`).
+2. Object lookups by key: KMock's `_serve_fetch/_create/_update/_delete` scan every stored
+   object for the one a request names; the overrides look it up by its key. The state
+   changes still happen in KubernetesEmulator._handle, unchanged.
+3. Watches without a gap, with bookmarks (see `_serve_watch`).
+4. A server-side apply of a missing object creates it, as the API server does (KMock answers
+   404 and the operator falls back to a POST: two writes per new child).
+
+Lists and watch starts still scan the store (kopf does that a handful of times per run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import attrs
+import jsonpatch
+import kmock
+
+APPLY = "application/apply-patch+yaml"
+BOOKMARK_SECONDS = 30.0
+VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
+RESOURCES: dict[str, tuple[str, set[str]]] = {
+    "inference.llmops.dev/v1alpha1/llmdeployments": ("LLMDeployment", {"status"}),
+    "apps/v1/deployments": ("Deployment", {"status", "scale"}),
+    "v1/configmaps": ("ConfigMap", set()),
+    "v1/services": ("Service", {"status"}),
+    "v1/pods": ("Pod", {"status"}),
+    "v1/events": ("Event", set()),
+    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", {"status"}),
+    "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", set()),
+    "keda.sh/v1alpha1/scaledobjects": ("ScaledObject", {"status"}),
+}
+# The request this task is serving (aiohttp serves each request in its own task).
+_serving: contextvars.ContextVar[Any] = contextvars.ContextVar("serving", default=None)
+
+
+class ScalableApiServer(kmock.KubernetesEmulator):
+    """KMock's emulator with uid/resourceVersion, no history scans and keyed lookups."""
+
+    _version = 1
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.counts: Counter[str] = Counter()  # "METHOD plural" -> requests
+        self.service_seconds = 0.0  # wall time spent inside request handling (excl. watches)
+        self.watches: Counter[str] = Counter()  # plural -> open watch streams
+        self.observers: list[Callable[[Any], None]] = []  # called with each request served
+
+    def __iter__(self) -> Any:
+        # The view of "all requests" that KMock's reaction matching walks: only the one this
+        # task is serving, which is the one being matched.
+        request = _serving.get()
+        if request is not None:
+            yield request
+
+    def declare_resources(self) -> None:
+        for name, (kind, subresources) in RESOURCES.items():
+            self.resources[name] = kmock.ResourceInfo(
+                kind=kind, namespaced=True, verbs=VERBS, subresources=subresources
+            )
+        # kopf waits for namespaces to be discoverable even when it watches named ones only.
+        self.resources["v1/namespaces"] = kmock.ResourceInfo(
+            kind="Namespace", namespaced=False, verbs=VERBS
+        )
+
+    async def _handle(self, request: Any) -> Any:
+        watching = request.action == kmock.action.WATCH
+        request = self._create_on_apply(request)
+        if request.resource is not None:
+            self.counts[f"{request.method.value} {request.resource.plural or '?'}"] += 1
+            if request.action is not None:
+                self._stamp(request)
+        token = _serving.set(request)
+        started = time.perf_counter()
+        try:
+            response = await super()._handle(request)
+            for observer in self.observers:
+                observer(request)
+            return response
+        except jsonpatch.JsonPatchTestFailed as exc:  # the API server answers 422 Invalid
+            raise kmock.KubernetesError(status=422, reason="Invalid", message=str(exc)) from exc
+        finally:
+            _serving.reset(token)
+            if not watching:
+                self.service_seconds += time.perf_counter() - started
+
+    def _create_on_apply(self, request: Any) -> Any:
+        """A server-side apply of a missing object creates it, as the API server does.
+
+        (KMock answers 404; the operator would then retry as a POST, two writes per child.)
+        """
+        if (
+            request.action != kmock.action.UPDATE
+            or request.subresource is not None
+            or not request.headers.get("Content-Type", "").startswith(APPLY)
+            or not isinstance(request.data, dict)
+        ):
+            return request
+        obj = self._named(request, request.namespace, request.name)
+        if obj is not None and not obj.deleted:
+            return request
+        return attrs.evolve(request, action=kmock.action.CREATE, name=None)
+
+    def _stamp(self, request: Any) -> None:
+        action = str(request.action).rsplit(".", 1)[-1].upper()
+        if action not in {"CREATE", "UPDATE"}:
+            return
+        type(self)._version += 1
+        version = str(self._version)
+        if isinstance(request.data, dict):
+            meta = request.data.setdefault("metadata", {})
+            meta["resourceVersion"] = version
+            if action == "CREATE":
+                meta.setdefault("uid", str(uuid.uuid4()))
+        elif isinstance(request.data, list):  # a JSON patch
+            request.data.append(
+                {"op": "add", "path": "/metadata/resourceVersion", "value": version}
+            )
+
+    # --- keyed lookups (KMock scans all objects for these) ----------------------------------
+
+    def _named(self, request: Any, namespace: str | None, name: str | None) -> Any:
+        key = (request.resource, namespace, name)
+        try:  # ObjectsArray has no .get()
+            return self.objects[key]
+        except KeyError:
+            return None
+
+    async def _serve_fetch(self, request: Any) -> Any:
+        obj = self._named(request, request.namespace, request.name)
+        if obj is None or obj.deleted:
+            raise kmock.KubernetesObjectNotFoundError()
+        return obj.raw
+
+    async def _serve_create(self, request: Any) -> Any:
+        meta = request.data.get("metadata", {})
+        obj = self._named(
+            request, request.namespace or meta.get("namespace"), request.name or meta.get("name")
+        )
+        assert obj is not None  # created in KubernetesEmulator._handle
+        return obj.raw
+
+    async def _serve_update(self, request: Any) -> Any:
+        obj = self._named(request, request.namespace, request.name)
+        assert obj is not None  # updated in KubernetesEmulator._handle
+        return obj.last.raw
+
+    async def _serve_delete(self, request: Any) -> Any:
+        obj = self._named(request, request.namespace, request.name)
+        assert obj is not None  # deleted in KubernetesEmulator._handle
+        return obj.last.raw
+
+    # --- watches without a gap ---------------------------------------------------------------
+
+    async def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
+        """KMock's watch, subscribed to changes in the same locked step as the snapshot, with
+        bookmarks.
+
+        KMock 0.8 snapshots the objects under its lock, streams them, and only then subscribes
+        to the change bus: changes in between are lost. kopf lists before it watches, so an
+        object created in that window arrives as a stale ADDED whose follow-up MODIFIED never
+        comes; kopf's finalizer patch then fails its resourceVersion test (422) and waits for
+        a "next cycle" that only the operator's resync brings (60 s).
+
+        KMock sends no BOOKMARK events; kopf treats a watch silent for 70 s as dead and
+        re-watches, and KMock then replays every object as ADDED (1,000 index and handler
+        calls per idle resource). The API server bookmarks about once a minute when asked
+        (allowWatchBookmarks=true); so does this one, every BOOKMARK_SECONDS.
+        """
+        yield b""  # start the stream (headers) at once, as KMock does
+        bus = self._buses[request.resource]
+        async with self._lock:
+            snapshot = [
+                obj.raw
+                for (resource, namespace, name), obj in self.objects.items()
+                if not obj.deleted and self._watched(request, resource, namespace, name)
+            ]
+            marker = await bus.mark()
+        changes: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def pump() -> None:
+            async for event in bus.stream(since=marker):
+                meta = event.get("object", {}).get("metadata", {})
+                if self._watched(
+                    request, request.resource, meta.get("namespace"), meta.get("name")
+                ):
+                    changes.put_nowait(event)
+
+        async def bookmark() -> None:
+            while True:
+                await asyncio.sleep(BOOKMARK_SECONDS)
+                changes.put_nowait(self._bookmark(request))
+
+        helpers = [asyncio.create_task(pump())]
+        if request.params.get("allowWatchBookmarks") == "true":
+            helpers.append(asyncio.create_task(bookmark()))
+        self.watches[request.resource.plural] += 1
+        try:
+            for raw in snapshot:
+                yield {"type": "ADDED", "object": raw}
+            while True:
+                yield await changes.get()
+        finally:
+            self.watches[request.resource.plural] -= 1
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            await bus.unmark(marker)
+
+    def _bookmark(self, request: Any) -> dict[str, Any]:
+        resource = request.resource
+        api_version = f"{resource.group}/{resource.version}" if resource.group else resource.version
+        return {
+            "type": "BOOKMARK",
+            "object": {
+                "apiVersion": api_version,
+                "kind": RESOURCES.get(f"{api_version}/{resource.plural}", ("",))[0],
+                "metadata": {"resourceVersion": str(self._version)},
+            },
+        }
+
+    @staticmethod
+    def _watched(request: Any, resource: Any, namespace: str | None, name: str | None) -> bool:
+        return bool(
+            resource == request.resource
+            and (request.namespace is None or namespace == request.namespace)
+            and (request.name is None or name == request.name)
+        )
+
+
+async def serve_forever(port: int, ready: Any, extra: Any = None) -> None:
+    """Run the server on 127.0.0.1:`port`; `extra(server)` may add reactions; set `ready`."""
+    async with ScalableApiServer() as server, kmock.Server(server, port=port):
+        server.declare_resources()
+        if extra is not None:
+            extra(server)
+        ready.set()
+        await asyncio.Event().wait()
