@@ -3,7 +3,7 @@
 A deterministic (seeded) discrete-event simulation. Requests of a trace (TIMESTAMP,
 ContextTokens, GeneratedTokens; default ../shared/traces/azure-llm-2023-code.csv) arrive at a
 gateway that sends each to the ready replica with the shortest prefill backlog. Each replica is
-a capacity model (defaults: one L4 serving an 8B model in int8, see `Capacity`):
+a capacity model (defaults: one L40S serving an 8B model in int8, see `Capacity`):
 
 - prefill is serialized per replica at `prefill_tokens_per_s` (chunked prefill), plus a fixed
   per-request overhead; time to first token = queueing + own prefill;
@@ -17,18 +17,21 @@ ready replica (waiting, running, token counters, KV use; each scrape fails with 
 after `--start-delay` seconds (90 s: pulling and loading weights) and cost money from creation;
 removed pods stop taking requests, finish what they hold (drain), then stop costing.
 
-Policies (each swept over its main knob; every dynamic policy also over the replica floor):
+Policies (each swept over its main knobs, the same floors and scale-down windows for every
+dynamic policy, and each also pinned at min = max; SWEEP_TEXT lists the grids):
 
-- ours:   llm_operator.autoscale.policy.decide, the function the operator runs; knob: target
-          running requests per replica (and targetQueueDepth);
+- ours:   llm_operator.autoscale.policy.decide, the function the operator runs; knobs:
+          targetQueueDepth, the prefill target (prompt tokens/s per replica), load averaging
+          (last tick or 10 minutes), the scale-down window;
 - static: a fixed replica count; knob: the count ("static at the peak" = the smallest count
           reaching the SLO level);
 - hpa:    Kubernetes HPA on GPU utilization (DCGM duty cycle: share of the interval a replica
           had work), HPA's algorithm: 10 % tolerance, unready pods count as 0 % on scale-up,
-          missing metrics as 100 % on scale-down / 0 % on scale-up, no scale-up window, 300 s
-          scale-down window, max(4 pods, 100 %) up per step; knob: target utilization;
-- kubeai: KubeAI-style: a 10-minute moving average of in-flight requests (counted at the
-          gateway), divided by a per-replica target; knob: target in-flight per replica.
+          missing metrics as 100 % on scale-down / 0 % on scale-up, no scale-up window,
+          max(4 pods, 100 %) up per step; knobs: target utilization, scale-down window;
+- kubeai: KubeAI's autoscaler: a 10-minute moving average of in-flight requests (counted at
+          the gateway), divided by targetRequests, a lower count applied after
+          scaleDownDelaySeconds; knobs: the target, the delay.
 
 Reported per policy configuration: GPU-hours, dollars (catalog price of the accelerator), SLO
 attainment (share of requests with TTFT under `--slo-ttft`, 2 s), p50/p99 TTFT and scale
@@ -36,8 +39,8 @@ events. Figures: load vs replicas over time (one panel per policy) and dollars v
 attainment for every configuration of every policy. Writes docs/benchmarks/autoscale_replay.
 {json,md} and autoscale_replay_{frontier,timeline}.png.
 
-    python benchmarks/autoscale_replay.py            # full sweep (about three minutes on 2 cores)
-    python benchmarks/autoscale_replay.py --quick    # a small sweep, written to /tmp
+    python benchmarks/autoscale_replay.py          # ~4,200 runs: ~3 min on 2 idle cores
+    python benchmarks/autoscale_replay.py --quick  # a small sweep, written to /tmp
 """
 
 from __future__ import annotations
@@ -157,6 +160,8 @@ class Replica:
     generated_done: float = 0.0
     queue_left: list[tuple[float, float]] = field(default_factory=list)  # (when, queued s), heap
     queue_seconds: float = 0.0  # the vllm:request_queue_time_seconds_sum counter
+    prefill_left: list[tuple[float, int]] = field(default_factory=list)  # (first token, prompt)
+    latency_seconds: float = 0.0  # the vllm:e2e_request_latency_seconds_sum counter
 
     def backlog(self, now: float) -> float:
         return max(self.prefill_free_at, now)
@@ -174,6 +179,7 @@ class Replica:
         end = first + (req.output - 1) * (cap.decode_step_s + cap.decode_step_per_seq_s * batch)
         heapq.heappush(self.slots, end)
         heapq.heappush(self.queue_left, (start, start - req.arrival))
+        heapq.heappush(self.prefill_left, (first, req.prompt))
         self.jobs.append((start, end, req))
         self.last_end = max(self.last_end, end)
         return first - req.arrival
@@ -182,13 +188,15 @@ class Replica:
         """(waiting, running, kv use, busy share of the last `window` s); forgets old jobs."""
         while self.queue_left and self.queue_left[0][0] <= now:
             self.queue_seconds += heapq.heappop(self.queue_left)[1]
+        while self.prefill_left and self.prefill_left[0][0] <= now:
+            self.prompt_done += heapq.heappop(self.prefill_left)[1]  # counted once prefilled
         waiting = running = kv = 0
         busy: list[tuple[float, float]] = []
         keep = []
         for start, end, req in self.jobs:
             if end <= now:
-                self.prompt_done += req.prompt
                 self.generated_done += req.output
+                self.latency_seconds += end - req.arrival
             else:
                 keep.append((start, end, req))
                 if start > now:
@@ -227,30 +235,27 @@ class Policy(Protocol):
 
 
 class Ours:
-    def __init__(
-        self,
-        floor: int,
-        running: float,
-        queue: float,
-        up_s: float,
-        down_s: float,
-        averaged: bool = True,
-    ):
-        self.averaged = averaged  # False: the queue gauge alone (the policy before the counter)
+    def __init__(self, floor: int, ceiling: int, knobs: dict[str, float], averaged: bool = True):
+        # averaged=False: the gauges alone, no interval averages from the counters (ablation)
+        self.averaged = averaged
         self.config = PolicyConfig(
             min_replicas=floor,
-            max_replicas=MAX_REPLICAS,
-            target_queue_depth=queue,
-            target_running_per_replica=running,
-            scale_up_stabilization_s=up_s,
-            scale_down_stabilization_s=down_s,
+            max_replicas=ceiling,
+            target_queue_depth=knobs.get("target_queue", 4.0),
+            target_running_per_replica=knobs.get("target_running", 8.0),
+            target_prompt_tokens_per_replica_s=knobs.get("target_prompt_tokens_s"),
+            load_average_window_s=knobs.get("average_s", 0.0),
+            scale_up_stabilization_s=0.0,
+            scale_down_stabilization_s=knobs.get("down_window_s", 300.0),
         )
         self.state = PolicyState()
 
     def __call__(self, tick: Tick) -> int:
         pods = tick.pods
         if not self.averaged:
-            pods = tuple(replace(p, queue_seconds_total=None) for p in pods)
+            pods = tuple(
+                replace(p, queue_seconds_total=None, latency_seconds_total=None) for p in pods
+            )
         signals = DeploymentSignals(tick.current, pods, tick.starting)
         decision = decide(signals, self.config, self.state, tick.now)
         self.state = decision.state
@@ -268,8 +273,10 @@ class Static:
 class Hpa:
     """The HPA controller's algorithm on a per-pod utilization metric (duty cycle)."""
 
-    def __init__(self, floor: int, target: float, down_s: float = 300.0):
-        self.floor, self.target, self.down_s = floor, target, down_s
+    def __init__(
+        self, floor: int, target: float, down_s: float = 300.0, ceiling: int = MAX_REPLICAS
+    ):
+        self.floor, self.target, self.down_s, self.ceiling = floor, target, down_s, ceiling
         self.history: deque[tuple[float, int]] = deque()
 
     def _raw(self, tick: Tick) -> int:
@@ -295,20 +302,38 @@ class Hpa:
         down = max(r for _, r in self.history)  # no scale-up window: up = raw
         desired = raw if raw > tick.current else min(down, tick.current)
         desired = min(desired, tick.current + max(4, tick.current))
-        return max(self.floor, min(MAX_REPLICAS, desired))
+        return max(self.floor, min(self.ceiling, desired))
 
 
 class KubeAi:
-    """Average in-flight requests over a 10-minute moving window, per-replica target."""
+    """KubeAI's model autoscaler: in-flight requests (counted at its proxy) averaged over a
+    moving window (`timeWindow`, 10 minutes), divided by `targetRequests`, rounded up; a lower
+    count waits `scaleDownDelaySeconds` (default 30 s) before it is applied."""
 
-    def __init__(self, floor: int, target: float, window_s: float = 600.0, interval: float = 10.0):
-        self.floor, self.target = floor, target
+    def __init__(
+        self,
+        floor: int,
+        target: float,
+        window_s: float = 600.0,
+        interval: float = 10.0,
+        down_delay_s: float = 30.0,
+        ceiling: int = MAX_REPLICAS,
+    ):
+        self.floor, self.target, self.ceiling = floor, target, ceiling
+        self.down_delay_s = down_delay_s
         self.samples: deque[int] = deque(maxlen=max(1, round(window_s / interval)))
+        self.history: deque[tuple[float, int]] = deque()
 
     def __call__(self, tick: Tick) -> int:
         self.samples.append(tick.in_flight)
         average = sum(self.samples) / len(self.samples)
-        return max(self.floor, min(MAX_REPLICAS, math.ceil(average / self.target - 1e-9)))
+        raw = max(self.floor, min(self.ceiling, math.ceil(average / self.target - 1e-9)))
+        self.history.append((tick.now, raw))
+        while tick.now - self.history[0][0] > self.down_delay_s:
+            self.history.popleft()
+        if raw >= tick.current:
+            return raw
+        return min(tick.current, max(r for _, r in self.history))
 
 
 # --- the simulation -----------------------------------------------------------------------------
@@ -345,7 +370,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def simulate(
-    trace: list[Request], policy: Policy, initial: int, sim: SimConfig, name: str, knobs: dict
+    trace: list[Request],
+    policy: Policy,
+    initial: int,
+    sim: SimConfig,
+    name: str,
+    knobs: dict[str, Any],
 ) -> Run:
     rng = random.Random(sim.seed)
     cap = sim.capacity
@@ -396,6 +426,7 @@ def simulate(
                     generation_tokens_total=pod.generated_done,
                     kv_cache_usage=kv,
                     queue_seconds_total=pod.queue_seconds,
+                    latency_seconds_total=pod.latency_seconds,
                 )
             )
             busy.append(duty)
@@ -448,54 +479,75 @@ def simulate(
 Factory = Callable[[], Policy]
 
 
+FLOORS = range(1, 17)  # replicas.min / minReplicas: the same for every dynamic policy
+DOWN_WINDOWS = (300.0, 450.0, 600.0)  # scale-down windows / delays: the same for each
+OURS_QUEUE = (1.0, 2.0, 4.0, 16.0, 64.0)  # targetQueueDepth
+OURS_PREFILL = (None, 2000.0, 2750.0, 3500.0, 4500.0)  # prompt tokens/s per replica (None: off)
+OURS_AVERAGE = (0.0, 600.0)  # load averaged over: the last tick, or 10 minutes (like KubeAI)
+HPA_TARGETS = (0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+KUBEAI_TARGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 8.0)
+KUBEAI_DELAYS = (30.0, *DOWN_WINDOWS)  # 30 s is KubeAI's default scaleDownDelaySeconds
+
+
+SWEEP_TEXT = {
+    "ours": "replicas.min (floor) 1-16 x targetQueueDepth {1, 2, 4, 16, 64} x prefill target "
+    "{off, 2000, 2750, 3500, 4500} prompt tokens/s per replica x load average {last tick, "
+    "600 s} x scale-down window {300, 450, 600} s; running target 8, no scale-up window; "
+    "plus min = max (pinned) for each floor",
+    "static": "replicas 1-30",
+    "hpa": "minReplicas (floor) 1-16 x target utilization {0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, "
+    "0.75, 0.8, 0.85, 0.9, 0.95} x scale-down stabilization window {300, 450, 600} s; plus "
+    "min = max (pinned) for each floor",
+    "kubeai": "minReplicas (floor) 1-16 x targetRequests (in flight per replica) {0.1, 0.2, "
+    "0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3, 4, 8} x scaleDownDelaySeconds {30, 300, 450, 600}; "
+    "10-minute moving average; plus min = max (pinned) for each floor",
+    "ours-gauge-only": "the ours configurations with the last-tick load and a 300 s window, "
+    "without the counters (an ablation, never a baseline)",
+}
+
+
 def sweep(quick: bool, interval: float) -> list[tuple[str, dict[str, float], int, Factory]]:
-    """(policy, knobs, initial replicas, factory) for every configuration of every policy."""
-    floors = [1, 4, 8] if quick else list(range(1, 13))  # the same floors for every policy
+    """(policy, knobs, initial replicas, factory) for every configuration of every policy.
+
+    Every dynamic policy gets the same replica floors, the same scale-down windows, and also
+    runs pinned (min = max = floor: a static count) so that where not scaling is best no policy
+    is handicapped. Knob values are denser for a baseline's single target than for each of our
+    two targets.
+    """
+    floors = [1, 4, 8, 12] if quick else list(FLOORS)
+    windows = DOWN_WINDOWS[:1] if quick else DOWN_WINDOWS
     out: list[tuple[str, dict[str, float], int, Factory]] = []
     for n in range(1, 31, 3 if quick else 1):
         out.append(("static", {"replicas": n}, n, _factory(Static, n)))
     for floor in floors:
-        for running in [1.0, 2.0, 4.0] if quick else [0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 8.0]:
-            for queue in [4.0] if quick else [1.0, 2.0, 4.0, 8.0, 16.0]:
-                for up in [0.0, 30.0]:
-                    knobs = {
-                        "floor": floor,
-                        "target_running": running,
-                        "target_queue": queue,
-                        "up_window_s": up,
-                    }
-                    out.append(
-                        ("ours", knobs, floor, _factory(Ours, floor, running, queue, up, 300.0))
-                    )
-                    # The same policy reading only the queue gauge: what the counter buys.
-                    if up == 0.0:
+        pinned: dict[str, float] = {"floor": floor, "max": floor}
+        out.append(("ours", pinned, floor, _factory(Ours, floor, floor, {})))
+        out.append(("hpa", pinned, floor, _factory(Hpa, floor, 0.6, 300.0, floor)))
+        out.append(
+            ("kubeai", pinned, floor, _factory(KubeAi, floor, 1.0, 600.0, interval, 30.0, floor))
+        )
+        for down in windows:
+            for average in OURS_AVERAGE:
+                for prefill in OURS_PREFILL[::2] if quick else OURS_PREFILL:
+                    for queue in OURS_QUEUE[::2] if quick else OURS_QUEUE:
+                        knobs: dict[str, Any] = {"floor": floor, "target_queue": queue}
+                        if prefill is not None:
+                            knobs["target_prompt_tokens_s"] = prefill
+                        knobs |= {"average_s": average, "down_window_s": down}
                         out.append(
-                            (
-                                "ours-gauge-only",
-                                knobs,
-                                floor,
-                                _factory(Ours, floor, running, queue, up, 300.0, False),
-                            )
+                            ("ours", knobs, floor, _factory(Ours, floor, MAX_REPLICAS, knobs))
                         )
-        for target in [0.4, 0.6, 0.8] if quick else [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]:
-            out.append(
-                (
-                    "hpa",
-                    {"floor": floor, "target_util": target},
-                    floor,
-                    _factory(Hpa, floor, target),
-                )
-            )
-        targets = [0.5, 1.0, 2.0] if quick else [0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0]
-        for target in targets:
-            out.append(
-                (
-                    "kubeai",
-                    {"floor": floor, "target_in_flight": target},
-                    floor,
-                    _factory(KubeAi, floor, target, 600.0, interval),
-                )
-            )
+                        if down == DOWN_WINDOWS[0] and not average:  # ablation: no counters
+                            factory = _factory(Ours, floor, MAX_REPLICAS, knobs, False)
+                            out.append(("ours-gauge-only", knobs, floor, factory))
+            for target in HPA_TARGETS[::3] if quick else HPA_TARGETS:
+                knobs = {"floor": floor, "target_util": target, "down_window_s": down}
+                out.append(("hpa", knobs, floor, _factory(Hpa, floor, target, down)))
+        for delay in KUBEAI_DELAYS[:2] if quick else KUBEAI_DELAYS:
+            for target in KUBEAI_TARGETS[::3] if quick else KUBEAI_TARGETS:
+                knobs = {"floor": floor, "target_in_flight": target, "down_delay_s": delay}
+                factory = _factory(KubeAi, floor, target, 600.0, interval, delay)
+                out.append(("kubeai", knobs, floor, factory))
     return out
 
 
@@ -503,7 +555,7 @@ def _factory(cls: Any, *args: Any) -> Factory:
     return functools.partial(cls, *args)  # picklable, for the process pool
 
 
-def _run_one(job: tuple[list[Request], SimConfig, str, dict, int, Factory]) -> Run:
+def _run_one(job: tuple[list[Request], SimConfig, str, dict[str, Any], int, Factory]) -> Run:
     trace, sim, name, knobs, initial, factory = job
     return simulate(trace, factory(), initial, sim, name, knobs)
 
@@ -570,8 +622,9 @@ def plot_frontier(runs: list[Run], level: float, path: Path) -> None:
             ax.scatter(
                 [r.dollars for r in mine],
                 [100 * r.slo_attainment for r in mine],
-                s=0 if ablation else 8,
-                alpha=0.3,
+                s=0 if ablation else 5,
+                alpha=0.25,
+                linewidths=0,
                 color=COLORS[name],
             )
             front = pareto(mine)
@@ -608,6 +661,7 @@ def plot_timelines(picked: dict[str, Run], interval: float, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(picked), 1, figsize=(8, 1.9 * len(picked)), dpi=90, sharex=True)
+    top = max(r for run in picked.values() for _, _, r, _ in run.timeline) + 1
     for ax, (name, run) in zip(axes, picked.items(), strict=True):
         minutes = [t / 60 for t, _, _, _ in run.timeline]
         ax.fill_between(
@@ -635,7 +689,7 @@ def plot_timelines(picked: dict[str, Run], interval: float, path: Path) -> None:
             linewidth=1.0,
         )
         twin.set_ylabel("replicas", fontsize=8)
-        twin.set_ylim(0, max(r for _, _, r, _ in run.timeline) + 1)
+        twin.set_ylim(0, top)  # the same scale in every panel
         knobs = ", ".join(f"{k}={v:g}" for k, v in run.knobs.items())
         ax.set_title(
             f"{name} ({knobs}): ${run.dollars:.2f}, SLO {100 * run.slo_attainment:.2f} %",
@@ -748,6 +802,15 @@ def write_report(out_dir: Path, report: dict[str, Any], runs: list[Run], interva
         f"seed {setup['seed']}. SLO: TTFT under {setup['slo_ttft_s']:g} s. "
         f"{report['configurations']} configurations simulated.",
         "",
+        "Capacity model and calibration: a replica prefills prompts one after another at the "
+        "prefill rate (plus 20 ms per request), so time to first token is its wait in the "
+        "replica's prefill queue plus its own prefill; decoding runs alongside in steps whose "
+        "time grows with the batch. `--calibrate docs/benchmarks/server_throughput.json` "
+        "derives the prefill rate and decode step from our server benchmark instead (its "
+        "burst's last first token and median inter-token latency); that benchmark ran a small "
+        "model on a 2-core CPU, so a GPU replay uses the datasheet-derived defaults, and "
+        "`--prefill` overrides the rate.",
+        "",
         f"## Cheapest configuration of each policy reaching {pct} SLO attainment",
         "",
         "| policy | knobs | GPU-hours | dollars | SLO attainment | TTFT p50 | TTFT p99 "
@@ -768,6 +831,21 @@ def write_report(out_dir: Path, report: dict[str, Any], runs: list[Run], interva
         f"**Ours at {pct} SLO: "
         + ("not reached" if fraction is None else f"{100 * fraction:.1f} % of the dollars")
         + f" of static provisioning at the peak** (the smallest static count reaching {pct}).",
+        "",
+        "## Sweeps",
+        "",
+        "Every dynamic policy gets the same floors and scale-down windows (KubeAI: delays), "
+        "and each also runs pinned at min = max (a static count), so that where not scaling is "
+        "best no policy is handicapped. Pod start delay, control loop, scrapes and capacity "
+        "model are the same for all.",
+        "",
+        "| policy | configurations | knobs swept |",
+        "|---|---:|---|",
+        *[
+            f"| {name} | {report['configurations_per_policy'].get(name, 0)} | "
+            f"{SWEEP_TEXT[name] if not report['setup']['quick'] else 'quick: a subset'} |"
+            for name in SHOWN
+        ],
         "",
         "## Does our frontier dominate?",
         "",
@@ -917,6 +995,9 @@ def main() -> None:
             "quick": args.quick,
         },
         "configurations": len(runs),
+        "configurations_per_policy": {
+            name: sum(1 for r in runs if r.policy == name) for name in SHOWN
+        },
         "summary": summarize(runs, args.slo_level),
         "run_columns": RUN_COLUMNS,
         "runs": [_compact(r) for r in runs],

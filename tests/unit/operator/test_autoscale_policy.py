@@ -485,7 +485,20 @@ def test_config_from_spec(manifest: dict[str, Any]) -> None:
     assert (config.scale_up_stabilization_s, config.scale_down_stabilization_s) == (15, 600)
     assert config.target_queue_depth == 3
     assert config.target_running_per_replica == 8  # 64 concurrent sequences / 8
+    # unset in the spec: the prefill term and load averaging stay off
+    assert config.target_prompt_tokens_per_replica_s is None
+    assert config.load_average_window_s == 0
     assert config.affordable == int(3.0 // per_replica)
+
+    manifest["spec"]["autoscaling"] |= {
+        "targetPromptTokensPerSecond": 3000,
+        "loadAverageSeconds": 600,
+    }
+    resource, problems = validate_manifest(manifest)
+    assert resource is not None, problems
+    config = PolicyConfig.from_spec(resource.spec, per_replica)
+    assert config.target_prompt_tokens_per_replica_s == 3000
+    assert config.load_average_window_s == 600
 
 
 @pytest.mark.parametrize(
@@ -540,3 +553,194 @@ def test_counters_follow_the_pods() -> None:
     kept = decide(sig, BASE, state, NOW).state.queue_counters
     # a pod that left is forgotten; one that did not answer keeps its last reading
     assert kept == (("new", NOW, 1.0), ("silent", NOW - 10, 7.0))
+
+
+# --- the latency counter: running requests averaged over the interval -------------------------
+
+
+def timed(name: str, waiting: int, running: int, queue_s: float, latency_s: float) -> PodSignals:
+    return PodSignals(
+        name,
+        waiting=waiting,
+        running=running,
+        queue_seconds_total=queue_s,
+        latency_seconds_total=latency_s,
+    )
+
+
+@pytest.mark.parametrize(
+    ("before", "pod", "recommendation"),
+    [
+        # 10 queue-seconds and 90 seconds in the server in 10 s: on average 1 queued and
+        # 8 running, although the gauges read 0 and 0: ceil(8/8 + 1/4) = 2
+        ((100.0, 200.0), timed("a", 0, 0, 110.0, 290.0), 2),
+        # a burst of short requests between scrapes: 160 running-seconds in 10 s = 16 running
+        ((100.0, 200.0), timed("a", 0, 0, 100.0, 360.0), 2),
+        # the gauge is larger than the average: the gauge wins
+        ((100.0, 200.0), timed("a", 0, 16, 100.0, 210.0), 2),
+        # the latency counter went down (the pod restarted): no running average this time
+        ((100.0, 200.0), timed("a", 0, 0, 110.0, 50.0), 1),
+        # the queue counter went down: time in the server cannot be split, no running average
+        ((100.0, 200.0), timed("a", 0, 0, 5.0, 290.0), 0),
+        # first reading of this pod: no average yet
+        (None, timed("a", 0, 0, 110.0, 290.0), 0),
+    ],
+    ids=[
+        "queued-and-running-between-scrapes",
+        "burst-between-scrapes",
+        "gauge-wins",
+        "latency-counter-reset",
+        "queue-counter-reset",
+        "first-reading",
+    ],
+)
+def test_latency_counter_averages_running_over_the_interval(
+    before: tuple[float, float] | None, pod: PodSignals, recommendation: int
+) -> None:
+    state = PolicyState()
+    if before is not None:
+        queue_before, latency_before = before
+        state = PolicyState(
+            (), (("a", NOW - 10, queue_before),), (("a", NOW - 10, latency_before),)
+        )
+    decision = decide(DeploymentSignals(1, (pod,)), BASE, state, NOW)
+    assert decision.recommendation == recommendation, decision.reason
+    assert decision.state.latency_counters == (("a", NOW, pod.latency_seconds_total),)
+    if recommendation == 2 and pod.running == 0:
+        assert "on average" in decision.reason
+
+
+def test_latency_counter_alone_gives_no_running_average() -> None:
+    """Without the queue counter, time in the server cannot be split into queued and running."""
+    pod = PodSignals("a", running=1, latency_seconds_total=300.0)
+    state = PolicyState((), (), (("a", NOW - 10, 100.0),))
+    decision = decide(DeploymentSignals(1, (pod,)), BASE, state, NOW)
+    assert decision.recommendation == 1  # the gauge: 1 running, not 20 on average
+    assert decision.state.latency_counters == (("a", NOW, 300.0),)
+
+
+def test_latency_counters_follow_the_pods() -> None:
+    state = PolicyState((), (), (("gone", NOW - 10, 5.0), ("silent", NOW - 10, 7.0)))
+    sig = DeploymentSignals(
+        2, (timed("new", 0, 0, 1.0, 2.0), PodSignals.failed("silent")), starting=0
+    )
+    kept = decide(sig, BASE, state, NOW).state.latency_counters
+    assert kept == (("new", NOW, 2.0), ("silent", NOW - 10, 7.0))
+
+
+# --- the prefill term: prompt tokens per second against a per-replica target ------------------
+
+PREFILL = replace(BASE, target_prompt_tokens_per_replica_s=2000)
+
+
+def prompted(name: str, running: int, prompt_tokens: float, waiting: int = 0) -> PodSignals:
+    return PodSignals(name, waiting=waiting, running=running, prompt_tokens_total=prompt_tokens)
+
+
+@pytest.mark.parametrize(
+    ("config", "before", "pod", "recommendation"),
+    [
+        # 60,000 prompt tokens in 10 s = 6,000/s: three replicas at 2,000/s each, although
+        # one running request is far below the batch target of 8
+        (PREFILL, 1000.0, prompted("a", 1, 61000.0), 3),
+        # the batch is the tighter limit: 24 running want 3, 500 tokens/s want 1
+        (PREFILL, 1000.0, prompted("a", 24, 6000.0), 3),
+        # the prefill and queue terms add up: 3 for the prefill, 8 queued / 4 = 2 more
+        (PREFILL, 1000.0, prompted("a", 1, 61000.0, waiting=8), 5),
+        # without a prefill target the token rate is not a load signal
+        (BASE, 1000.0, prompted("a", 1, 61000.0), 1),
+        # the counter went down (pod restarted): no rate this time
+        (PREFILL, 90000.0, prompted("a", 1, 61000.0), 1),
+        # first reading of this pod: no rate yet
+        (PREFILL, None, prompted("a", 1, 61000.0), 1),
+    ],
+    ids=["prefill-bound", "batch-bound", "plus-queue", "no-target", "counter-reset", "first"],
+)
+def test_prefill_term_from_the_prompt_token_counter(
+    config: PolicyConfig, before: float | None, pod: PodSignals, recommendation: int
+) -> None:
+    prompt = () if before is None else (("a", NOW - 10, before),)
+    state = PolicyState((), (), (), prompt)
+    decision = decide(DeploymentSignals(1, (pod,)), config, state, NOW)
+    assert decision.recommendation == recommendation, decision.reason
+    assert decision.state.prompt_counters == (("a", NOW, pod.prompt_tokens_total),)
+
+
+def test_prefill_load_orders_replicas_while_pods_start() -> None:
+    """Prompt tokens being prefilled are load already served, like running requests: unlike the
+    queue, they may order more than the starting pods bring."""
+    pods = (prompted("a", 1, 80000.0, waiting=40), prompted("b", 1, 80000.0, waiting=40))
+    state = PolicyState((), (), (), (("a", NOW - 10, 0.0), ("b", NOW - 10, 0.0)))
+    config = replace(PREFILL, scale_up_stabilization_s=0, max_replicas=40)
+    decision = decide(DeploymentSignals(5, pods, starting=3), config, state, NOW)
+    assert decision.desired == 8  # 16,000 tokens/s at 2,000 per replica; the queue waits
+    assert decision.limit == "starting"
+    assert "starting pod(s) will absorb the queue" in decision.reason
+
+
+def test_config_rejects_a_nonpositive_prefill_target() -> None:
+    with pytest.raises(ValueError):
+        replace(BASE, target_prompt_tokens_per_replica_s=0)
+    with pytest.raises(ValueError):
+        replace(BASE, load_average_window_s=-1)
+
+
+# --- load averaging: a sustained level instead of the last tick's snapshot --------------------
+
+AVERAGED = replace(BASE, load_average_window_s=600, scale_up_stabilization_s=0)
+
+
+def loads(
+    value: float, seconds: float = 590, ago_from: float = 10
+) -> tuple[tuple[float, float], ...]:
+    return tuple((NOW - ago, value) for ago in range(int(seconds), int(ago_from) - 1, -10))
+
+
+@pytest.mark.parametrize(
+    ("past", "pods", "recommendation"),
+    [
+        # a burst after ten quiet minutes: 80 running = 10 replicas' worth, averaged over 60
+        # samples is 1/6 of a replica
+        (loads(0.0), [(0, 80)], 1),
+        # ten minutes at 6 replicas' worth, then the same burst: (59 x 6 + 10) / 60 -> 7
+        (loads(6.0), [(0, 80)], 7),
+        # idle now after ten busy minutes: the average still wants 6
+        (loads(6.0), [(0, 0)], 6),
+        # samples older than the window are forgotten
+        (tuple((NOW - ago, 30.0) for ago in (700, 650, 610)), [(0, 0)], 0),
+        # no history yet: the load now
+        ((), [(0, 80)], 10),
+    ],
+    ids=["burst-after-quiet", "burst-on-busy", "quiet-after-busy", "old-samples", "no-history"],
+)
+def test_load_averaged_over_the_window(
+    past: tuple[tuple[float, float], ...], pods: list[tuple[int, int]], recommendation: int
+) -> None:
+    state = PolicyState(loads=past)
+    decision = decide(signals(len(pods), pods), AVERAGED, state, NOW)
+    assert decision.recommendation == recommendation, decision.reason
+    kept = decision.state.loads
+    assert kept[-1][0] == NOW and all(NOW - t < 600 for t, _ in kept)
+    assert "averaged over 600s" in decision.reason
+
+
+def test_without_a_load_window_no_loads_are_kept() -> None:
+    decision = decide(signals(1, [(0, 80)]), BASE, PolicyState(loads=loads(6.0)), NOW)
+    assert decision.recommendation == 10 and decision.state.loads == ()
+
+
+@pytest.mark.parametrize("pattern", sorted(FLAPPING))
+def test_flapping_input_with_load_averaging_changes_direction_once_per_window(
+    pattern: str,
+) -> None:
+    config = replace(
+        BASE,
+        scale_up_stabilization_s=30,
+        scale_down_stabilization_s=300,
+        load_average_window_s=120,
+        max_replicas=40,
+    )
+    moves = changes(run(FLAPPING[pattern], config, start=2))
+    for (before, old), (after, new) in itertools.pairwise(moves):
+        if new != old:
+            assert after - before >= (300 if new < 0 else 30), moves

@@ -159,6 +159,16 @@ INVALID: list[tuple[str, Mutation, str]] = [
         "spec.autoscaling.scaleDownStabilizationSeconds",
     ),
     (
+        "zero-prompt-token-target",
+        _set("autoscaling.targetPromptTokensPerSecond", 0),
+        "spec.autoscaling.targetPromptTokensPerSecond",
+    ),
+    (
+        "load-average-over-an-hour",
+        _set("autoscaling.loadAverageSeconds", 7200),
+        "spec.autoscaling.loadAverageSeconds",
+    ),
+    (
         "zero-response-ttl",
         _set("optimization.cache.response", {"enabled": True, "ttlSeconds": 0}),
         "spec.optimization.cache.response.ttlSeconds",

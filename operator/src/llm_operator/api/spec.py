@@ -306,6 +306,20 @@ class Autoscaling(ApiModel):
     )
     scale_up_stabilization_seconds: int = Field(default=30, ge=0, le=3600)
     scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=86400)
+    target_prompt_tokens_per_second: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000_000,
+        description="Prompt tokens per second one replica should prefill: also scale on prefill "
+        "load (long prompts, short answers). Unset: scale on queue and running requests only.",
+    )
+    load_average_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="Size for the load averaged over this window (cheaper on bursty traffic, "
+        "slower to follow a burst); 0 sizes for the load of each scrape.",
+    )
     budget: Budget | None = None
 
 

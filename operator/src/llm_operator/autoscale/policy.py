@@ -6,18 +6,23 @@ stabilization windows travels in `PolicyState`, which the caller keeps and passe
 
 The steps, in order (docs/autoscaling.md explains each):
 
-1. Recommendation. Over the pods that answered, with W queued and U running requests:
+1. Recommendation. Over the pods that answered, with W queued and U running requests and P
+   prompt tokens prefilled per second:
 
-       recommendation = ceil(U / targetRunningPerReplica + W / targetQueueDepth)
+       served = max(U / targetRunningPerReplica, P / targetPromptTokensPerReplica)
+       recommendation = ceil(served + W / targetQueueDepth)
 
-   a replica is "full" at targetRunningPerReplica running requests, and every
-   targetQueueDepth requests queued beyond that ask for one more replica. A pod's W is the
-   larger of its queue now and its queue averaged since the last decision (the rate of its
-   queue-time counter): a burst that came and went between two scrapes still counts. Pods
-   that did not answer are assumed as loaded as the average answering pod (never as idle).
+   a replica is "full" at its batch target or its prefill target (the latter optional: on
+   prefill-bound traffic a replica saturates with one or two requests running), and every
+   targetQueueDepth requests queued beyond that ask for one more replica. Each figure is the
+   larger of the gauge now and its average since the last decision, from the pods' counters
+   (queue time; latency minus queue time; prompt tokens): a burst that came and went between
+   two scrapes still counts. Pods that did not answer are assumed as loaded as the average
+   answering pod (never as idle). Optionally the load (in replicas, before rounding) is
+   averaged over load_average_window_s: capacity follows how much traffic came recently.
 2. Coming capacity. While pods are starting, the queue term is dropped from scale-up: the
    queue grew because capacity is still loading weights and those pods will absorb it. Only
-   the running term (load already being served) can raise the count above current.
+   the served term (load already being served) can raise the count above current.
 3. Stabilization (Kubernetes HPA semantics): scale up to the lowest recommendation of the
    scale-up window, down to the highest of the scale-down window.
 4. Unknown load: no scale-down while a ready pod does not answer.
@@ -54,10 +59,23 @@ class PolicyConfig:
     max_step_down_percent: float = 50.0
     dollars_per_replica_hour: float | None = None
     budget_dollars_per_hour: float | None = None
+    # Prompt tokens per second one replica should prefill (vllm:prompt_tokens rate); None: the
+    # prefill term is off. Prefill-bound traffic (long prompts, short answers) saturates a
+    # replica at a few running requests, so a batch-size target alone cannot see it.
+    target_prompt_tokens_per_replica_s: float | None = None
+    # Average the load (in replicas) over this many seconds before rounding: a sustained level
+    # instead of the last tick's snapshot (0: the last tick). Capacity then follows how much
+    # traffic came recently, not how high its latest peak was.
+    load_average_window_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.target_queue_depth <= 0 or self.target_running_per_replica <= 0:
             raise ValueError("targets must be positive")
+        prefill = self.target_prompt_tokens_per_replica_s
+        if prefill is not None and prefill <= 0:
+            raise ValueError("targets must be positive")
+        if self.load_average_window_s < 0:
+            raise ValueError("load_average_window_s must not be negative")
         if not 0 <= self.min_replicas <= self.max_replicas:
             raise ValueError("need 0 <= min_replicas <= max_replicas")
 
@@ -81,6 +99,8 @@ class PolicyConfig:
             ),
             scale_up_stabilization_s=autoscaling.scale_up_stabilization_seconds,
             scale_down_stabilization_s=autoscaling.scale_down_stabilization_seconds,
+            target_prompt_tokens_per_replica_s=autoscaling.target_prompt_tokens_per_second,
+            load_average_window_s=autoscaling.load_average_seconds,
             dollars_per_replica_hour=dollars_per_replica_hour,
             budget_dollars_per_hour=(
                 autoscaling.budget.max_dollars_per_hour if autoscaling.budget else None
@@ -100,10 +120,16 @@ class PolicyState:
 
     recommendations: of the longest window, oldest first: (time in seconds, replicas).
     queue_counters: each pod's last queue-time counter reading: (pod, time, seconds).
+    latency_counters: each pod's last latency counter reading: (pod, time, seconds).
+    prompt_counters: each pod's last prompt-token counter reading: (pod, time, tokens).
+    loads: of the load-average window, oldest first: (time, load in replicas before rounding).
     """
 
     recommendations: tuple[tuple[float, int], ...] = ()
     queue_counters: tuple[tuple[str, float, float], ...] = ()
+    latency_counters: tuple[tuple[str, float, float], ...] = ()
+    prompt_counters: tuple[tuple[str, float, float], ...] = ()
+    loads: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,53 +151,125 @@ class Decision:
         return (self.desired > self.current) - (self.desired < self.current)
 
 
-def _queue(
-    signals: DeploymentSignals, state: PolicyState, now: float
-) -> tuple[float, tuple[tuple[str, float, float], ...]]:
-    """Queued requests over the answering pods, each the larger of now and its interval
-    average; and the counter readings to keep. A counter that went down (pod restarted) or a
-    pod seen for the first time gives no average this time."""
-    seen = {name: (t, total) for name, t, total in state.queue_counters}
+Counters = tuple[tuple[str, float, float], ...]  # (pod, time, counter value)
+
+
+def _interval_rate(
+    seen: dict[str, tuple[float, float]], name: str, now: float, total: float
+) -> tuple[float, float] | None:
+    """(seconds since the last reading, counter increase) of one pod's counter; None when
+    there is no usable previous reading (first sight of the pod, or it restarted)."""
+    before = seen.get(name)
+    if before is None or now <= before[0] or total < before[1]:
+        return None
+    return now - before[0], total - before[1]
+
+
+@dataclass(frozen=True)
+class _Load:
+    """The answering pods' load, interval-averaged where counters allow; counters to keep."""
+
+    waiting: float
+    running: float
+    prompt_tokens_per_s: float
+    queue_counters: Counters
+    latency_counters: Counters
+    prompt_counters: Counters
+
+
+def _load(signals: DeploymentSignals, state: PolicyState, now: float) -> _Load:
+    """Queued and running requests over the answering pods, each the larger of the gauge now
+    and its average since the last decision; their prompt tokens per second.
+
+    The queue average is the rate of the queue-time counter; the running average is the rate
+    of the latency counter minus the queue counter's (time in the server minus time queued);
+    the prefill rate is the prompt-token counter's. A counter that went down (pod restarted)
+    or a pod seen for the first time gives no average this time."""
     ready = {p.name for p in signals.ready}
-    keep = {name: v for name, v in seen.items() if name in ready}
-    waiting = 0.0
+
+    def seen(counters: Counters) -> dict[str, tuple[float, float]]:
+        return {name: (t, total) for name, t, total in counters if name in ready}
+
+    queue, latency, prompt = (
+        seen(state.queue_counters),
+        seen(state.latency_counters),
+        seen(state.prompt_counters),
+    )
+    before_queue, before_latency, before_prompt = dict(queue), dict(latency), dict(prompt)
+    waiting = running = prompt_rate = 0.0
     for pod in signals.answered:
-        queued = float(pod.waiting)
+        queued, served = float(pod.waiting), float(pod.running)
+        queue_delta = None
         if pod.queue_seconds_total is not None:
-            before = seen.get(pod.name)
-            if before and now > before[0] and pod.queue_seconds_total >= before[1]:
-                average = (pod.queue_seconds_total - before[1]) / (now - before[0])
-                queued = max(queued, average)
-            keep[pod.name] = (now, pod.queue_seconds_total)
+            queue_delta = _interval_rate(before_queue, pod.name, now, pod.queue_seconds_total)
+            if queue_delta is not None:
+                queued = max(queued, queue_delta[1] / queue_delta[0])
+            queue[pod.name] = (now, pod.queue_seconds_total)
+        if pod.latency_seconds_total is not None:
+            latency_delta = _interval_rate(before_latency, pod.name, now, pod.latency_seconds_total)
+            if latency_delta is not None and queue_delta is not None:
+                busy = latency_delta[1] - queue_delta[1]
+                served = max(served, busy / latency_delta[0])
+            latency[pod.name] = (now, pod.latency_seconds_total)
+        prompt_delta = _interval_rate(before_prompt, pod.name, now, pod.prompt_tokens_total)
+        if prompt_delta is not None:
+            prompt_rate += prompt_delta[1] / prompt_delta[0]
+        prompt[pod.name] = (now, pod.prompt_tokens_total)
         waiting += queued
-    return waiting, tuple((name, t, total) for name, (t, total) in sorted(keep.items()))
+        running += served
+
+    def flat(kept: dict[str, tuple[float, float]]) -> Counters:
+        return tuple((name, t, total) for name, (t, total) in sorted(kept.items()))
+
+    return _Load(waiting, running, prompt_rate, flat(queue), flat(latency), flat(prompt))
 
 
 def _recommend(
-    signals: DeploymentSignals, config: PolicyConfig, waiting_now: float
-) -> tuple[int, str, bool]:
-    """Step 1-2: (recommendation, explanation, held for coming capacity)."""
+    signals: DeploymentSignals,
+    config: PolicyConfig,
+    load: _Load,
+    past: tuple[tuple[float, float], ...],
+    now: float,
+) -> tuple[int, str, bool, tuple[tuple[float, float], ...]]:
+    """Step 1-2: (recommendation, explanation, held for coming capacity, loads to keep)."""
     answered = signals.answered
     current = signals.current_replicas
+    window = config.load_average_window_s
+    loads = tuple((t, x) for t, x in past if now - t < window and t < now)
     if not answered:
         what = "no ready pod answered" if signals.ready else "no ready pod to measure"
-        return current, f"{what}; holding", False
+        return current, f"{what}; holding", False, loads
     scale = len(signals.ready) / len(answered)  # unanswered pods: assumed average load
-    waiting, running = waiting_now * scale, signals.running * scale
-    running_term = running / config.target_running_per_replica
-    queue_term = waiting / config.target_queue_depth
-    raw = math.ceil(running_term + queue_term - 1e-9)
-    averaged = f" ({waiting_now:.1f} on average)" if waiting_now > signals.waiting + 0.05 else ""
+    served_term = load.running * scale / config.target_running_per_replica
+    prefill = config.target_prompt_tokens_per_replica_s
+    if prefill is not None:  # a replica is full at its batch or its prefill target
+        served_term = max(served_term, load.prompt_tokens_per_s * scale / prefill)
+    queue_term = load.waiting * scale / config.target_queue_depth
+    loads += ((now, served_term + queue_term),) if window > 0 else ()
+
+    def averaged(latest: float) -> float:  # the window's mean, the latest sample as given
+        return (sum(x for _, x in loads[:-1]) + latest) / len(loads) if loads else latest
+
+    raw = math.ceil(averaged(served_term + queue_term) - 1e-9)
+
+    def average(now: int, avg: float) -> str:
+        return f" ({avg:.1f} on average)" if avg > now + 0.05 else ""
+
+    prefill_text = "" if prefill is None else f", {prefill:g} prompt tokens/s"
+    rate_text = "" if prefill is None else f", {load.prompt_tokens_per_s:.0f} prompt tokens/s"
+    over = f" averaged over {window:g}s" if window > 0 else ""
     text = (
-        f"{signals.waiting} waiting{averaged}, {signals.running} running on {len(answered)} "
-        f"pod(s) want {raw} (targets: {config.target_queue_depth:g} waiting, "
-        f"{config.target_running_per_replica:g} running per replica)"
+        f"{signals.waiting} waiting{average(signals.waiting, load.waiting)}, "
+        f"{signals.running} running{average(signals.running, load.running)}{rate_text} on "
+        f"{len(answered)} pod(s) want {raw}{over} (targets: {config.target_queue_depth:g} waiting, "
+        f"{config.target_running_per_replica:g} running{prefill_text} per replica)"
     )
     if signals.starting and raw > current:
-        held = max(math.ceil(running_term - 1e-9), current)
+        held = max(math.ceil(averaged(served_term) - 1e-9), current)
         if held < raw:
-            return held, f"{text}; {signals.starting} starting pod(s) will absorb the queue", True
-    return raw, text, False
+            why = f"{text}; {signals.starting} starting pod(s) will absorb the queue"
+            return held, why, True, loads
+    return raw, text, False, loads
 
 
 def _windows(
@@ -191,10 +289,12 @@ def decide(
 ) -> Decision:
     """Desired replicas for one deployment at time `now` (seconds, any monotonic origin)."""
     current = signals.current_replicas
-    waiting, counters = _queue(signals, state, now)
-    raw, why, coming = _recommend(signals, config, waiting)
+    load = _load(signals, state, now)
+    raw, why, coming, loads = _recommend(signals, config, load, state.loads, now)
     up, down, history = _windows(state, config, now, raw)
-    new_state = PolicyState(history, counters)
+    new_state = PolicyState(
+        history, load.queue_counters, load.latency_counters, load.prompt_counters, loads
+    )
     limit: Limit | None = "starting" if coming else None
     if signals.ready and not signals.answered:
         limit = "unknown-load"
