@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 GIB = 1024**3
 
-# Bytes per weight parameter at each precision: THE table (the server tests against it).
+# Bytes per weight parameter at each precision. The figures live in docs/bytes_per_parameter.json
+# (documented in docs/quantization.md); this package and llm_server may not import each other,
+# so each keeps its constants and its tests compare them with that file.
 #   none  16-bit (bf16, or fp16 where the GPU has no bf16). On CPU the server computes in fp32,
 #         so there an unquantized parameter costs DTYPE_BYTES["fp32"] = 4 instead.
 #   fp8   e4m3 with per-channel scales (negligible).

@@ -1,4 +1,8 @@
-"""`llm-server`: parse flags into a frozen ServerConfig, then serve until drained."""
+"""`llm-server`: parse flags into a frozen ServerConfig, then serve until drained.
+
+`llm-server quantize --model DIR --quantization int8|int4 --out DIR` saves pre-quantized
+weights instead (see docs/quantization.md).
+"""
 
 from __future__ import annotations
 
@@ -33,8 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--port", type=int, default=8000)
     add("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA), fp32, bf16, fp16")
     add("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    add("--quantization", default="none", help="none (int8, int4, fp8: not in this build)")
-    add("--kv-cache-dtype", default="auto", help="auto (the compute dtype) or that same dtype")
+    add("--quantization", default="none",
+        help="weight quantization: none, int8 (per channel), int4 (group-wise), fp8 (Ada/"
+        "Hopper GPUs); a pre-quantized --model is detected and needs none")  # fmt: skip
+    add("--quant-group-size", type=int, default=None,
+        help="int4 only: input columns per scale, 32, 64 or 128 (default 128)")  # fmt: skip
+    add("--kv-cache-dtype", default="auto",
+        help="auto (the compute dtype), fp32, bf16, fp16, fp8 (upcast on read)")  # fmt: skip
     add("--revision", default=None, help="model revision, recorded for identity")
     add("--block-size", type=int, default=16, help="tokens per KV-cache block")
     add("--num-kv-blocks", type=int, default=None, help="exact KV block count")
@@ -74,8 +83,42 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
         parser.error(str(exc))  # exits 2 with the usage line, like any bad flag
 
 
+def build_quantize_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llm-server quantize",
+        description="Save a model's weights pre-quantized, so llm-server loads them as they are.",
+    )
+    add = parser.add_argument
+    add("--model", required=True, type=Path, help="Hugging Face-format directory")
+    add("--quantization", required=True, choices=["int8", "int4", "fp8"])
+    add("--group-size", type=int, default=None, help="int4 only: 32, 64 or 128 (default 128)")
+    add("--out", required=True, type=Path, help="new (or empty) directory to write")
+    return parser
+
+
+def quantize_main(argv: Sequence[str]) -> int:
+    parser = build_quantize_parser()
+    args = parser.parse_args(argv)
+    from llm_server.quantization.checkpoint import save_quantized  # torch: after parsing
+    from llm_server.quantization.scheme import QuantScheme
+
+    try:
+        scheme = QuantScheme(args.quantization, args.group_size)
+        if not (args.model / "config.json").is_file():
+            raise ValueError(f"--model {args.model}: no config.json in that directory")
+        sizes = save_quantized(args.model, args.out, scheme)
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
+    before, after = sizes["bytes_before"] / 2**20, sizes["bytes_after"] / 2**20
+    print(f"wrote {args.out} ({scheme.label}): weights {before:.1f} MiB -> {after:.1f} MiB")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    config = parse_config(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["quantize"]:
+        return quantize_main(args[1:])
+    config = parse_config(args)
     logging.basicConfig(
         level=config.log_level.upper() if config.log_level != "trace" else "DEBUG",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -9,6 +9,12 @@ from pathlib import Path
 from llm_server.distributed.sizes import FLAG as TP_FLAG
 from llm_server.distributed.sizes import check_model_dir, model_shapes, tensor_parallel_error
 from llm_server.engine.config import EngineConfig
+from llm_server.quantization.scheme import (
+    INT4_GROUP_SIZES,
+    METHODS,
+    read_scheme,
+    resolve_quantization,
+)
 
 TINY_RANDOM = "tiny-random"
 
@@ -24,8 +30,9 @@ DTYPE_ALIASES = {
     "float16": "fp16",
     "half": "fp16",
 }
-QUANTIZATIONS = ("none", "int8", "int4", "fp8")
-SUPPORTED_QUANTIZATIONS = ("none",)  # the engine does not load quantized weights yet
+QUANTIZATIONS = METHODS  # none, int8, int4, fp8
+# KV-cache storage: auto (the compute dtype), any compute dtype, or fp8 (e4m3, upcast on read).
+KV_CACHE_DTYPES = ("auto", "fp32", "bf16", "fp16", "fp8")
 
 
 class ConfigError(ValueError):
@@ -46,8 +53,9 @@ class ServerConfig:
     port: int = 8000
     dtype: str = "auto"
     device: str = "auto"
-    quantization: str = "none"
-    kv_cache_dtype: str = "auto"  # auto: the compute dtype
+    quantization: str = "none"  # a pre-quantized --model turns none into what it holds
+    quant_group_size: int | None = None  # int4 only; None: 128
+    kv_cache_dtype: str = "auto"  # auto: the compute dtype; see KV_CACHE_DTYPES
     revision: str | None = None  # recorded for identity (metrics, caches); local dirs are as-is
     # Engine sizing (handed to EngineConfig unchanged).
     block_size: int = 16
@@ -110,6 +118,9 @@ class ServerConfig:
             max_model_len=self.max_model_len,
             seed=self.seed,
             tensor_parallel_size=self.tensor_parallel_size,
+            quantization=self.quantization,
+            quant_group_size=self.quant_group_size,
+            kv_cache_dtype=self.kv_cache_dtype,
         )
 
     @property
@@ -130,18 +141,12 @@ class ServerConfig:
             raise ConfigError(f"--port {self.port}: must be within 0..65535")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"--device {self.device!r}: expected auto, cpu, cuda or cuda:N")
-        if self.quantization not in QUANTIZATIONS:
-            raise ConfigError(f"--quantization {self.quantization!r}: expected {QUANTIZATIONS}")
-        kv_dtype = DTYPE_ALIASES.get(self.kv_cache_dtype.lower(), self.kv_cache_dtype)
-        if kv_dtype not in ("auto", self.dtype) and not (
-            self.dtype == "auto" and kv_dtype in ("fp32", "bf16")
-        ):
-            raise ConfigError(
-                f"--kv-cache-dtype {self.kv_cache_dtype}: this build stores the KV cache in the "
-                f"compute dtype (--dtype {self.dtype}); use auto or the same dtype"
-            )
-        if self.quantization not in SUPPORTED_QUANTIZATIONS:
-            raise ConfigError(f"--quantization {self.quantization}: not supported by this build")
+        self._validate_quantization()
+        kv_dtype = DTYPE_ALIASES.get(self.kv_cache_dtype.lower(), self.kv_cache_dtype.lower())
+        kv_dtype = "fp8" if kv_dtype in ("fp8", "fp8_e4m3") else kv_dtype
+        if kv_dtype not in KV_CACHE_DTYPES:
+            raise ConfigError(f"--kv-cache-dtype {self.kv_cache_dtype}: expected {KV_CACHE_DTYPES}")
+        object.__setattr__(self, "kv_cache_dtype", kv_dtype)
         positive = {
             "--block-size": self.block_size,
             "--max-num-seqs": self.max_num_seqs,
@@ -180,6 +185,31 @@ class ServerConfig:
             raise ConfigError(str(exc)) from exc
         if self.log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
             raise ConfigError(f"--log-level {self.log_level!r}: unknown level")
+
+    def _validate_quantization(self) -> None:
+        """Check the flags; a pre-quantized --model directory decides (or must match) them."""
+        if self.quantization not in QUANTIZATIONS:
+            raise ConfigError(f"--quantization {self.quantization!r}: expected {QUANTIZATIONS}")
+        group = self.quant_group_size
+        if group is not None and self.quantization not in ("int4", "none"):
+            raise ConfigError(f"--quant-group-size applies to int4, not {self.quantization}")
+        if group is not None and group not in INT4_GROUP_SIZES:
+            raise ConfigError(f"--quant-group-size {group}: expected one of {INT4_GROUP_SIZES}")
+        is_dir = self.model != TINY_RANDOM and "://" not in self.model  # URIs: once fetched
+        try:
+            stored = read_scheme(Path(self.model)) if is_dir else None
+            if group is not None and self.quantization == "none" and stored is None:
+                raise ValueError("--quant-group-size needs --quantization int4")
+            scheme = resolve_quantization(self.quantization, group, stored)
+        except ValueError as exc:
+            raise ConfigError(f"--quantization: {exc}") from exc
+        object.__setattr__(self, "quantization", scheme.method)
+        object.__setattr__(self, "quant_group_size", scheme.group_size)
+        if scheme.method == "fp8" and self.device == "cpu":
+            raise ConfigError(
+                "--quantization fp8 needs a GPU with fp8 support (Ada L4/L40S, Hopper "
+                "H100/H200); with --device cpu use int8"
+            )
 
     def _validate_tensor_parallel(self) -> None:
         """Refuse a size the model's head counts cannot divide, before anything loads."""

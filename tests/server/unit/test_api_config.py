@@ -37,7 +37,7 @@ def test_auto_dtype_follows_the_device() -> None:
         ({"port": 70000}, "--port"),
         ({"max_waiting": 0}, "--max-waiting"),
         ({"drain_grace_seconds": -1.0}, "--drain-grace-seconds"),
-        ({"quantization": "int8"}, "--quantization"),
+        ({"quantization": "int5"}, "--quantization"),
         ({"device": "tpu"}, "--device"),
     ],
 )

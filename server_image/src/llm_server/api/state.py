@@ -43,6 +43,9 @@ class ServerState:
             "dtype": dtype or config.dtype,
             "device": device,
             "quantization": config.quantization,
+            # Both change outputs, so they belong in the response cache's key as well.
+            "quant_group_size": str(config.quant_group_size or ""),
+            "kv_cache_dtype": config.kv_cache_dtype,
         }
         self.response_cache: ResponseCache | None = None
         self.cache_identity: dict[str, str] = {}

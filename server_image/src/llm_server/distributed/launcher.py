@@ -25,7 +25,12 @@ from llm_server.distributed.tp_runner import TensorParallelRunner
 from llm_server.distributed.workers import WorkerProcesses
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine, kv_blocks_from_memory
-from llm_server.models.loader import LoadedModel, load_model, resolve_device
+from llm_server.models.loader import (
+    LoadedModel,
+    load_model,
+    quantization_options,
+    resolve_device,
+)
 
 
 def check_placement(config: EngineConfig) -> torch.device:
@@ -50,7 +55,8 @@ def load_rank(
     """This rank's shard of the model, and the KV block count every rank agreed on."""
     if device.type == "cpu":
         split_cpu_threads(tp.size)
-    loaded = load_model(config.model, config.dtype, str(rank_device(device, tp.rank)), tp)
+    loaded = load_model(config.model, config.dtype, str(rank_device(device, tp.rank)), tp,
+                        **quantization_options(config))  # fmt: skip
     blocks = config.num_kv_blocks or kv_blocks_from_memory(config, loaded)
     return loaded, StepChannel(tp).agree_min(blocks)
 

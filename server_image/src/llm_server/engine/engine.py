@@ -20,7 +20,7 @@ from llm_server.engine.request import EngineStats, FinishReason, SamplingParams,
 from llm_server.engine.scheduler import Scheduler, SchedulerOutput
 from llm_server.engine.sequence import Sequence
 from llm_server.layers.sampler import SampledToken
-from llm_server.models.loader import LoadedModel, load_model
+from llm_server.models.loader import LoadedModel, load_model, quantization_options
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ class LLMEngine:
             from llm_server.distributed.launcher import launch_tensor_parallel
 
             return launch_tensor_parallel(config)
-        return cls(config, load_model(config.model, config.dtype, config.device))
+        return cls(config, load_model(config.model, config.dtype, config.device,
+                                      **quantization_options(config)))  # fmt: skip
 
     def watch_failures(self, on_failure: Callable[[BaseException], None]) -> None:
         """`on_failure` is called, from any thread, when the engine can no longer run steps."""

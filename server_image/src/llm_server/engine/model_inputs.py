@@ -11,6 +11,12 @@ import torch
 from llm_server.engine.scheduler import ScheduledChunk, SchedulerOutput
 from llm_server.layers.attention import AttentionMetadata, PrefillSegment
 
+# Decodes are sorted by length and split into up to this many groups of at least
+# MIN_DECODE_GROUP sequences: each group gathers the KV blocks of its own longest sequence,
+# not the batch's, which roughly halves the gathered (padded) keys of a mixed-length batch.
+MAX_DECODE_GROUPS = 4
+MIN_DECODE_GROUP = 8
+
 
 @dataclass(frozen=True)
 class PrefillInputs:
@@ -28,6 +34,7 @@ class ModelInputs:
     num_decode_tokens: int = 0
     decode_block_tables: list[list[int]] = field(default_factory=list)  # padded to one width
     decode_context_lens: list[int] = field(default_factory=list)
+    decode_groups: list[tuple[int, int]] = field(default_factory=list)  # (end row, blocks)
     prefills: list[PrefillInputs] = field(default_factory=list)
 
     def tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
@@ -39,6 +46,7 @@ class ModelInputs:
         meta = AttentionMetadata(
             slot_mapping=None if self.slot_mapping is None else tensor(self.slot_mapping),
             num_decode_tokens=self.num_decode_tokens,
+            decode_groups=self.decode_groups,
         )
         if self.num_decode_tokens:
             meta.decode_block_tables = tensor(self.decode_block_tables)
@@ -54,7 +62,8 @@ def build_inputs(
 ) -> tuple[ModelInputs, list[int], list[ScheduledChunk]]:
     """The step's inputs, the rows whose logits are sampled, and the chunks they belong to.
 
-    Decode tokens come first (one per sequence, batched together), then each prefill chunk.
+    Decode tokens come first (one per sequence, shortest context first), then each prefill
+    chunk.
     """
     tokens: list[int] = []
     positions: list[int] = []
@@ -62,7 +71,8 @@ def build_inputs(
     sample_rows: list[int] = []
     sampling_chunks: list[ScheduledChunk] = []
     inputs = ModelInputs(tokens, positions, slots, num_decode_tokens=len(batch.decodes))
-    for chunk in batch.decodes:
+    decodes = sorted(batch.decodes, key=lambda c: c.start)
+    for chunk in decodes:
         seq, pos = chunk.seq, chunk.start
         tokens.extend(seq.token_ids(pos, pos + 1))
         positions.append(pos)
@@ -70,12 +80,13 @@ def build_inputs(
         if chunk.samples:
             sample_rows.append(len(tokens) - 1)
             sampling_chunks.append(chunk)
-    if batch.decodes:
-        lens = [c.start + 1 for c in batch.decodes]
-        width = max(-(-n // block_size) for n in lens)
-        tables = [c.seq.block_table[:width] for c in batch.decodes]
+    if decodes:
+        lens = [c.start + 1 for c in decodes]
+        width = -(-lens[-1] // block_size)
+        tables = [c.seq.block_table[:width] for c in decodes]
         inputs.decode_block_tables = [t + [0] * (width - len(t)) for t in tables]
         inputs.decode_context_lens = lens
+        inputs.decode_groups = decode_groups(lens, block_size)
     for chunk in batch.prefills:
         seq, start, n = chunk.seq, chunk.start, chunk.num_tokens
         context_len = start + n
@@ -90,3 +101,11 @@ def build_inputs(
             sample_rows.append(len(tokens) - 1)
             sampling_chunks.append(chunk)
     return inputs, sample_rows, sampling_chunks
+
+
+def decode_groups(sorted_lens: list[int], block_size: int) -> list[tuple[int, int]]:
+    """(end row, blocks of its longest sequence) for equal-sized groups of sorted lengths."""
+    count = len(sorted_lens)
+    num_groups = max(1, min(MAX_DECODE_GROUPS, count // MIN_DECODE_GROUP))
+    ends = [count * (i + 1) // num_groups for i in range(num_groups)]
+    return [(end, -(-sorted_lens[end - 1] // block_size)) for end in ends]

@@ -26,8 +26,11 @@ class RunnerOutput:
 
 def kv_block_bytes(model: LlamaForCausalLM, block_size: int, dtype: torch.dtype) -> int:
     """Bytes of one KV block on this rank (its share of the KV heads under tensor parallelism)."""
-    per_token = sum(2 * a.num_kv_heads * a.head_dim for a in model.attention_layers())
-    return per_token * block_size * torch.empty((), dtype=dtype).element_size()
+    per_token = sum(
+        2 * a.num_kv_heads * a.head_dim * (a.kv_cache_dtype or dtype).itemsize
+        for a in model.attention_layers()
+    )  # kv_cache_dtype: fp8 when the loader was asked for an fp8 cache
+    return per_token * block_size
 
 
 class ModelRunner:
@@ -44,8 +47,9 @@ class ModelRunner:
         self.device = device
         for attn in model.attention_layers():
             shape = (num_blocks, block_size, attn.num_kv_heads, attn.head_dim)
-            attn.k_cache = torch.zeros(shape, dtype=dtype, device=device)
-            attn.v_cache = torch.zeros(shape, dtype=dtype, device=device)
+            cache_dtype = attn.kv_cache_dtype or dtype  # the loader may have chosen fp8
+            attn.k_cache = torch.zeros(shape, dtype=cache_dtype, device=device)
+            attn.v_cache = torch.zeros(shape, dtype=cache_dtype, device=device)
 
     def _tensor(self, values: list[int] | list[list[int]]) -> torch.Tensor:
         return torch.tensor(values, dtype=torch.long, device=self.device)

@@ -6,7 +6,10 @@ its slice of every projection's outputs, so q/k/v split by head), o/down are row
 With one rank both are plain linears. Checkpoint tensors arrive as a `WeightSource`: a tensor
 or a lazy safetensors slice, so a rank reads only its own rows or columns from disk.
 
-Quantized variants will subclass these and keep the same `load_shard` / `load_full` contract.
+Weight-only quantization (`quantize_storage`, before the weights are allocated) swaps a
+layer's `weight` for its quantized data plus a `weight_scale` buffer; the layer then quantizes
+each checkpoint tensor as it is copied in (a rank or a packed shard quantizes its own part
+alone; see quantization/quantize.py), or copies a pre-quantized one as is.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from llm_server.distributed.parallel_state import SINGLE, TensorParallel
+from llm_server.layers.cpu_gemm import dense_linear
+from llm_server.quantization.matmul import quantized_matmul
+from llm_server.quantization.quantize import QuantizedTensor, quantize, storage_shapes
+from llm_server.quantization.scheme import QuantScheme
 
 WeightSource = Any  # torch.Tensor, or safetensors' lazy slice (get_shape(), [a:b], [:, a:b])
 
@@ -32,10 +38,60 @@ def read_full(source: WeightSource) -> torch.Tensor:
 
 
 class Linear(nn.Linear):
-    """A plain linear layer; the seam where quantized weights plug in later."""
+    """A linear layer whose weight may be stored quantized (see `quantize_storage`)."""
+
+    weight_scale: torch.Tensor  # a buffer, present once quantize_storage ran
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
         super().__init__(in_features, out_features, bias=bias)
+        self.quant: QuantScheme | None = None
+
+    def quantize_storage(self, scheme: QuantScheme) -> None:
+        """Replace the weight by quantized storage of the same logical shape (call on meta)."""
+        scheme.check_in_features(self.in_features, "the layer")
+        (data_shape, data_dtype), (scale_shape, scale_dtype) = storage_shapes(
+            scheme, self.out_features, self.in_features
+        )
+        device = self.weight.device
+        data = torch.empty(data_shape, dtype=data_dtype, device=device)
+        self.weight = nn.Parameter(data, requires_grad=False)
+        self.register_buffer("weight_scale", torch.empty(scale_shape, dtype=scale_dtype,
+                                                         device=device))  # fmt: skip
+        self.quant = scheme
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.quant is None:
+            return dense_linear(x, self.weight, self.bias)
+        out = self.matmul(x)
+        return out if self.bias is None else out + self.bias
+
+    def matmul(self, x: torch.Tensor) -> torch.Tensor:
+        """x @ weight.T, without the bias."""
+        if self.quant is None:
+            return dense_linear(x, self.weight)
+        return quantized_matmul(x, QuantizedTensor(self.weight, self.weight_scale), self.quant)
+
+    def store_weight_rows(self, start: int, value: torch.Tensor | QuantizedTensor) -> None:
+        """Copy output rows [start, start + n) in: quantized on the way if they are not yet."""
+        if self.quant is None:
+            if not isinstance(value, torch.Tensor):
+                raise ValueError("a pre-quantized weight needs a quantized model (--quantization)")
+            with torch.no_grad():
+                self.weight[start : start + value.shape[0]].copy_(value)
+            return
+        if isinstance(value, torch.Tensor):
+            if value.shape[1] != self.in_features:
+                raise ValueError(f"expects {self.in_features} input columns, has {value.shape[1]}")
+            value = quantize(value.to(self.weight.device), self.quant)
+        rows = slice(start, start + value.data.shape[0])
+        if value.data.shape[1:] != self.weight.shape[1:] or value.data.dtype != self.weight.dtype:
+            raise ValueError(
+                f"pre-quantized weight {tuple(value.data.shape)} {value.data.dtype} does not "
+                f"match {self.quant.label} storage {tuple(self.weight.shape)} {self.weight.dtype}"
+            )
+        with torch.no_grad():
+            self.weight[rows].copy_(value.data)
+            self.weight_scale[rows].copy_(value.scale)
 
 
 class PackedLinear(Linear):
@@ -60,8 +116,6 @@ class PackedLinear(Linear):
 
     def load_shard(self, param_name: str, shard: int, source: WeightSource) -> None:
         """Copy one checkpoint tensor (e.g. k_proj.weight): this rank's rows of it."""
-        param = self.weight if param_name == "weight" else self.bias
-        assert param is not None
         start, size = self.shard_offsets[shard], self.shard_sizes[shard]
         rows = source_shape(source)[0]
         if rows != size * self.tp.size:
@@ -69,8 +123,12 @@ class PackedLinear(Linear):
                 f"shard {shard} expects {size * self.tp.size} rows, checkpoint has {rows}"
             )
         first = self.tp.rank * size
+        if param_name == "weight":
+            self.store_weight_rows(start, source[first : first + size])
+            return
+        assert self.bias is not None
         with torch.no_grad():
-            param[start : start + size].copy_(source[first : first + size])
+            self.bias[start : start + size].copy_(source[first : first + size])
 
 
 class RowParallelLinear(Linear):
@@ -84,22 +142,20 @@ class RowParallelLinear(Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.tp.size == 1:
-            return F.linear(x, self.weight, self.bias)
-        out = self.tp.all_reduce(F.linear(x, self.weight))
+            return super().forward(x)
+        out = self.tp.all_reduce(self.matmul(x))
         return out if self.bias is None else out + self.bias
 
     def load_full(self, param_name: str, source: WeightSource) -> None:
         """Copy a checkpoint tensor: this rank's input columns of the weight, all of the bias."""
         local = self.in_features
         if param_name == "bias":
-            tensor = read_full(source)
-        else:
-            columns = source_shape(source)[1]
-            if columns != local * self.tp.size:
-                raise ValueError(f"expects {local * self.tp.size} input columns, has {columns}")
-            first = self.tp.rank * local
-            tensor = source[:, first : first + local]
-        param = self.weight if param_name == "weight" else self.bias
-        assert param is not None
-        with torch.no_grad():
-            param.copy_(tensor)
+            assert self.bias is not None
+            with torch.no_grad():
+                self.bias.copy_(read_full(source))
+            return
+        columns = source_shape(source)[1]
+        if columns != local * self.tp.size:
+            raise ValueError(f"expects {local * self.tp.size} input columns, has {columns}")
+        first = self.tp.rank * local
+        self.store_weight_rows(0, source[:, first : first + local])

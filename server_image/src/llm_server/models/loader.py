@@ -3,6 +3,11 @@
 config.json goes through transformers' AutoConfig, the tokenizer through AutoTokenizer, and
 the safetensors weights are streamed tensor by tensor into a model built on the meta device.
 Tensors are read lazily (safetensors slices), so a tensor-parallel rank reads only its shard.
+
+With weight quantization the projections' storage is made quantized before anything is
+allocated, and each checkpoint tensor is quantized as it is copied in, so the full-precision
+model never exists in memory. A directory written by `llm-server quantize` is detected by its
+llm_server_quantization.json and copied in as is.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +24,12 @@ from safetensors import safe_open
 
 from llm_server.distributed.parallel_state import SINGLE, TensorParallel
 from llm_server.distributed.sizes import model_shapes, tensor_parallel_error
-from llm_server.layers.linear import WeightSource
+from llm_server.layers.linear import Linear, PackedLinear, RowParallelLinear, WeightSource
 from llm_server.models.llama import LlamaForCausalLM, MistralForCausalLM
 from llm_server.models.qwen import Qwen2ForCausalLM, Qwen3ForCausalLM
+from llm_server.quantization.checkpoint import quantized_sources
+from llm_server.quantization.quantize import FP8_DTYPE
+from llm_server.quantization.scheme import QuantScheme, read_scheme, resolve_quantization
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,7 @@ MODEL_CLASSES: dict[str, type[LlamaForCausalLM]] = {
 }
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+FP8_MIN_CAPABILITY = (8, 9)  # Ada (L4, L40S) and Hopper (H100, H200) have fp8 tensor cores
 
 
 @dataclass
@@ -44,6 +53,8 @@ class LoadedModel:
     max_model_len: int  # what the architecture supports (context window, sliding window)
     device: torch.device
     dtype: torch.dtype
+    quantization: QuantScheme = field(default_factory=QuantScheme)
+    kv_cache_dtype: torch.dtype | None = None  # None: the compute dtype
 
 
 def resolve_device(device: str) -> torch.device:
@@ -58,12 +69,74 @@ def resolve_dtype(dtype: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
+def resolve_kv_cache_dtype(kv_cache_dtype: str, dtype: torch.dtype) -> torch.dtype:
+    """auto -> the compute dtype; fp8 -> float8 e4m3; fp32/bf16/fp16 as named. The cache is
+    written in its dtype and read back in the compute dtype (attention upcasts on read)."""
+    if kv_cache_dtype in ("fp8", "fp8_e4m3"):
+        return FP8_DTYPE
+    if kv_cache_dtype == "auto":
+        return dtype
+    if kv_cache_dtype not in DTYPES:
+        raise ValueError(f"kv cache dtype {kv_cache_dtype!r}: use auto, fp8, {sorted(DTYPES)}")
+    return DTYPES[kv_cache_dtype]
+
+
+def check_device_support(scheme: QuantScheme, device: torch.device) -> None:
+    if scheme.method != "fp8":
+        return
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    if capability is None or capability < FP8_MIN_CAPABILITY:
+        where = "a CPU" if capability is None else f"compute capability {capability}"
+        raise ValueError(
+            f"--quantization fp8 needs a GPU with fp8 support (compute capability 8.9+: "
+            f"Ada L4/L40S, Hopper H100/H200); this device is {where}. Use int8 instead"
+        )
+
+
+def quantizable_linears(model: LlamaForCausalLM) -> dict[str, Linear]:
+    """The projections weight quantization applies to: q/k/v, o, gate/up and down. The
+    embedding and lm_head stay in the compute dtype (see docs/quantization.md)."""
+    return {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, PackedLinear | RowParallelLinear)
+    }
+
+
+def weight_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the model's parameters and buffers as resident (tied tensors counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.data_ptr() not in seen and tensor.device.type != "meta":
+            seen.add(tensor.data_ptr())
+            total += tensor.nbytes
+    return total
+
+
+def quantization_options(config: Any) -> dict[str, Any]:
+    """load_model's quantization keywords from an EngineConfig."""
+    return {
+        "quantization": config.quantization,
+        "quant_group_size": config.quant_group_size,
+        "kv_cache_dtype": config.kv_cache_dtype,
+    }
+
+
 def load_model(
-    model_dir: str | Path, dtype: str = "fp32", device: str = "auto", tp: TensorParallel = SINGLE
+    model_dir: str | Path,
+    dtype: str = "fp32",
+    device: str = "auto",
+    tp: TensorParallel = SINGLE,
+    quantization: str = "none",
+    quant_group_size: int | None = None,
+    kv_cache_dtype: str = "auto",
 ) -> LoadedModel:
     from transformers import AutoConfig, AutoTokenizer
 
     path = Path(model_dir)
+    stored = read_scheme(path)
+    scheme = resolve_quantization(quantization, quant_group_size, stored)
     hf_config = AutoConfig.from_pretrained(path)
     architectures = getattr(hf_config, "architectures", None) or []
     model_cls = next((MODEL_CLASSES[a] for a in architectures if a in MODEL_CLASSES), None)
@@ -73,15 +146,27 @@ def load_model(
     if error is not None:
         raise ValueError(error)
     torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
+    check_device_support(scheme, torch_device)
+    kv_dtype = resolve_kv_cache_dtype(kv_cache_dtype, torch_dtype)
     max_model_len = _architecture_max_len(hf_config)
     with torch.device("meta"):
         model = model_cls.from_hf_config(hf_config, tp)
-    model = model.to_empty(device=torch_device).to(torch_dtype)
+    model = model.to(torch_dtype)  # still on meta: casting first keeps quantized storage as is
+    if scheme.quantized:
+        for name, linear in quantizable_linears(model).items():
+            try:
+                linear.quantize_storage(scheme)
+            except ValueError as exc:
+                raise ValueError(f"--quantization {scheme.method}: {name}: {exc}") from exc
+    model = model.to_empty(device=torch_device)
     if model.spec.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight  # to_empty unties them
-    model.load_weights(_iter_safetensors(path))
+    model.load_weights(_iter_safetensors(path, stored))
     model.rotary.build(torch_device, torch_dtype)
     model.eval().requires_grad_(False)
+    for attn in model.attention_layers():
+        attn.kv_cache_dtype = kv_dtype
+    _log_weights(model, scheme, stored is not None, kv_dtype, tp)
     tokenizer = AutoTokenizer.from_pretrained(path)
     return LoadedModel(
         model=model,
@@ -91,15 +176,42 @@ def load_model(
         max_model_len=max_model_len,
         device=torch_device,
         dtype=torch_dtype,
+        quantization=scheme,
+        kv_cache_dtype=kv_dtype,
     )
 
 
-def _iter_safetensors(path: Path) -> Iterator[tuple[str, WeightSource]]:
+def _log_weights(
+    model: LlamaForCausalLM,
+    scheme: QuantScheme,
+    pre_quantized: bool,
+    kv_dtype: torch.dtype,
+    tp: TensorParallel,
+) -> None:
+    how = "pre-quantized checkpoint" if pre_quantized else "quantized at load time"
+    layers = len(quantizable_linears(model)) if scheme.quantized else 0
+    log.info(
+        "weights: quantization %s%s; %.1f MiB resident on rank %d; kv cache %s",
+        scheme.label,
+        f" ({how}, {layers} projection layers; embedding and lm_head unquantized)"
+        if scheme.quantized else "",
+        weight_bytes(model) / 2**20,
+        tp.rank,
+        str(kv_dtype).removeprefix("torch."),
+    )  # fmt: skip
+
+
+def _iter_safetensors(
+    path: Path, stored: QuantScheme | None = None
+) -> Iterator[tuple[str, WeightSource]]:
     files = sorted(path.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no *.safetensors in {path}")
     for file in files:
         with safe_open(str(file), framework="pt") as handle:
+            if stored is not None:
+                yield from quantized_sources(handle, stored).items()
+                continue
             for name in handle.keys():  # noqa: SIM118 - safe_open is not a dict
                 yield name, handle.get_slice(name)  # read when the model slices it
 

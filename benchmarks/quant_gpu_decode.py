@@ -1,0 +1,290 @@
+"""Batch-1 decode speed of quantized weights on a GPU, against the memory-bandwidth roofline.
+
+Batch-1 decode reads every weight once per token, so its ceiling is
+    roofline tokens/s = measured copy bandwidth / bytes read per token,
+with bandwidth measured in the same run (a device-to-device copy of 2 GiB, read + write
+bytes, triton.testing.do_bench) and bytes per token = the resident weights minus the
+embedding table (one row of it is read) plus the KV cache read at the measured context.
+
+Model: a random-weight Llama with TinyLlama-1.1B's shape (22 layers, hidden 2048, MLP 5632,
+32 heads, 4 KV heads, vocabulary 32000; 1.1B parameters), written as bf16 safetensors and
+loaded through llm-server's loader at bf16 (none), int8, int4 (group 128) and fp8 (Ada/Hopper
+only). For each: tokens/s of the real engine (LLMEngine.step, one request, greedy,
+ignore_eos) and of the model's decode forward alone replayed as a CUDA graph (no Python or
+launch overhead), each as a fraction of the roofline.
+
+Kernel micro-benchmarks: the fused dequantize-matmul kernels against bf16 cuBLAS
+(torch.matmul with W.T) on the model's projection shapes, at 1, 16 and 256 rows.
+
+Writes docs/benchmarks/quant_gpu_decode.{json,md}. Without CUDA it prints one line and exits 0.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHAPE = {  # TinyLlama-1.1B
+    "vocab_size": 32000,
+    "hidden_size": 2048,
+    "intermediate_size": 5632,
+    "num_hidden_layers": 22,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 2048,
+}
+PRECISIONS = ["none", "int8", "int4", "fp8"]
+PROMPT_TOKENS = 128
+DECODE_TOKENS = 256
+MICRO_ROWS = (1, 16, 256)
+
+
+def write_random_checkpoint(out: Path) -> Path:
+    """config.json, a small tokenizer and bf16 N(0, 0.02) weights under Llama's names."""
+    from safetensors.torch import save_file
+    from transformers import LlamaConfig
+
+    from llm_server.tiny_model import build_tokenizer
+
+    out.mkdir(parents=True)
+    tokenizer = build_tokenizer(0, 512)
+    tokenizer.save_pretrained(out)
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    config = LlamaConfig(**SHAPE, eos_token_id=eos, tie_word_embeddings=False)
+    config.architectures = ["LlamaForCausalLM"]
+    config.save_pretrained(out)
+    hidden, mlp, vocab = SHAPE["hidden_size"], SHAPE["intermediate_size"], SHAPE["vocab_size"]
+    head_dim = hidden // SHAPE["num_attention_heads"]
+    kv = SHAPE["num_key_value_heads"] * head_dim
+    generator = torch.Generator().manual_seed(0)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return (torch.randn(shape, generator=generator) * 0.02).to(torch.bfloat16)
+
+    tensors = {"model.embed_tokens.weight": rand(vocab, hidden),
+               "lm_head.weight": rand(vocab, hidden),
+               "model.norm.weight": torch.ones(hidden, dtype=torch.bfloat16)}  # fmt: skip
+    for i in range(SHAPE["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        tensors |= {
+            p + "self_attn.q_proj.weight": rand(hidden, hidden),
+            p + "self_attn.k_proj.weight": rand(kv, hidden),
+            p + "self_attn.v_proj.weight": rand(kv, hidden),
+            p + "self_attn.o_proj.weight": rand(hidden, hidden),
+            p + "mlp.gate_proj.weight": rand(mlp, hidden),
+            p + "mlp.up_proj.weight": rand(mlp, hidden),
+            p + "mlp.down_proj.weight": rand(hidden, mlp),
+            p + "input_layernorm.weight": torch.ones(hidden, dtype=torch.bfloat16),
+            p + "post_attention_layernorm.weight": torch.ones(hidden, dtype=torch.bfloat16),
+        }
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
+def copy_bandwidth() -> float:
+    """Bytes/s of a device-to-device copy (each byte read once and written once)."""
+    import triton.testing
+
+    source = torch.empty(2**30, dtype=torch.uint8, device="cuda")
+    target = torch.empty_like(source)
+    ms = triton.testing.do_bench(lambda: target.copy_(source), warmup=50, rep=500)
+    return 2 * source.numel() / (ms / 1e3)
+
+
+def fp8_supported() -> bool:
+    return torch.cuda.get_device_capability() >= (8, 9)
+
+
+def engine_decode(model_dir: Path, quantization: str) -> dict[str, Any]:
+    from llm_server.engine.config import EngineConfig
+    from llm_server.engine.engine import LLMEngine
+    from llm_server.engine.request import SamplingParams
+    from llm_server.models.loader import weight_bytes
+
+    config = EngineConfig(model=str(model_dir), dtype="bf16", device="cuda", num_kv_blocks=256,
+                          max_model_len=2048, quantization=quantization)  # fmt: skip
+    engine = LLMEngine.from_config(config)
+    model = engine.runner.model
+    prompt = list(range(10, 10 + PROMPT_TOKENS))
+    params = SamplingParams(max_tokens=DECODE_TOKENS, temperature=0.0, ignore_eos=True)
+    engine.generate({"warmup": prompt}, SamplingParams(max_tokens=16, temperature=0.0,
+                                                       ignore_eos=True))  # fmt: skip
+    engine.add_request("r", prompt, params)
+    engine.step()  # the prefill and the first token
+    torch.cuda.synchronize()
+    started, tokens = time.perf_counter(), 0
+    while engine.has_unfinished():
+        tokens += len(engine.step())
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    embedding = model.model.embed_tokens.weight
+    kv_bytes = sum(2 * a.num_kv_heads * a.head_dim * a.k_cache.element_size()  # type: ignore[union-attr]
+                   for a in model.attention_layers())  # fmt: skip
+    context = PROMPT_TOKENS + DECODE_TOKENS // 2  # mean context over the decode
+    read_per_token = weight_bytes(model) - embedding.nbytes + embedding.shape[1] * 2
+    read_per_token += kv_bytes * context
+    graph_tps = graph_decode(engine)
+    return {"engine_tokens_per_s": tokens / seconds, "bytes_per_token": read_per_token,
+            "weight_bytes": weight_bytes(model), **graph_tps}  # fmt: skip
+
+
+def graph_decode(engine: Any) -> dict[str, Any]:
+    """Tokens/s of one decode forward + logits replayed as a CUDA graph (no host overhead)."""
+    from llm_server.layers.attention import AttentionMetadata
+
+    model = engine.runner.model
+    context = PROMPT_TOKENS + DECODE_TOKENS // 2
+    blocks = -(-context // engine.config.block_size)
+    tokens = torch.tensor([11], device="cuda")
+    positions = torch.tensor([context - 1], device="cuda")
+    meta = AttentionMetadata(
+        slot_mapping=torch.tensor([context - 1], device="cuda"),
+        num_decode_tokens=1,
+        decode_block_tables=torch.arange(blocks, device="cuda")[None],
+        decode_context_lens=torch.tensor([context], device="cuda"),
+    )
+    try:
+        with torch.inference_mode():
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3):
+                    model.compute_logits(model(tokens, positions, meta))
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                model.compute_logits(model(tokens, positions, meta))
+        import triton.testing
+
+        ms = triton.testing.do_bench(graph.replay, warmup=20, rep=300)
+        return {"graph_tokens_per_s": 1e3 / ms}
+    except Exception as exc:  # reported, not fatal: the engine figure stands on its own
+        return {"graph_tokens_per_s": None, "graph_error": f"{type(exc).__name__}: {exc}"}
+
+
+def micro_benchmarks() -> list[dict[str, Any]]:
+    import triton.testing
+
+    from llm_server.kernels.channel_matmul import channel_matmul
+    from llm_server.kernels.int4_matmul import int4_matmul
+    from llm_server.quantization.quantize import quantize
+    from llm_server.quantization.scheme import QuantScheme
+
+    hidden, mlp = SHAPE["hidden_size"], SHAPE["intermediate_size"]
+    kv = SHAPE["num_key_value_heads"] * hidden // SHAPE["num_attention_heads"]
+    shapes = {"qkv": (hidden + 2 * kv, hidden), "o": (hidden, hidden),
+              "gate_up": (2 * mlp, hidden), "down": (hidden, mlp)}  # fmt: skip
+    rows_out = []
+    for name, (n, k) in shapes.items():
+        weight = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02
+        int8 = quantize(weight, QuantScheme("int8"))
+        int4 = quantize(weight, QuantScheme("int4"))
+        fp8 = quantize(weight, QuantScheme("fp8")) if fp8_supported() else None
+        for m in MICRO_ROWS:
+            x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+            candidates = {
+                "bf16 cuBLAS": (partial(torch.matmul, x, weight.T), weight.nbytes),
+                "int8": (partial(channel_matmul, x, int8.data, int8.scale),
+                         int8.data.nbytes + int8.scale.nbytes),
+                "int4-g128": (partial(int4_matmul, x, int4.data, int4.scale, 128),
+                              int4.data.nbytes + int4.scale.nbytes),
+            }  # fmt: skip
+            if fp8 is not None:
+                candidates["fp8"] = (partial(channel_matmul, x, fp8.data, fp8.scale),
+                                     fp8.data.nbytes + fp8.scale.nbytes)  # fmt: skip
+            base = None
+            for label, (fn, nbytes) in candidates.items():
+                ms = triton.testing.do_bench(fn, warmup=25, rep=200)
+                base = base or ms
+                rows_out.append({"layer": name, "n": n, "k": k, "rows": m, "kernel": label,
+                                 "us": ms * 1e3, "weight_gb_per_s": nbytes / (ms / 1e3) / 1e9,
+                                 "speedup_vs_bf16": base / ms})  # fmt: skip
+    return rows_out
+
+
+def write_report(report: dict[str, Any]) -> None:
+    out = REPO / "docs" / "benchmarks"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quant_gpu_decode.json").write_text(json.dumps(report, indent=2) + "\n")
+    bw = report["copy_bandwidth_gb_per_s"]
+    lines = [
+        "# Quantized batch-1 decode on GPU",
+        "",
+        f"{report['date']} · {report['gpu']} · torch {report['torch']} · triton "
+        f"{report['triton']} · measured copy bandwidth {bw:.0f} GB/s",
+        "",
+        "Generated by `benchmarks/quant_gpu_decode.py` (method in its docstring). Roofline = "
+        "bandwidth / bytes read per token.",
+        "",
+        "| precision | weights (GiB) | roofline tok/s | engine tok/s | of roofline | "
+        "CUDA-graph forward tok/s | of roofline | engine vs bf16 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    base = report["decode"][0]["engine_tokens_per_s"]
+    for r in report["decode"]:
+        if "skipped" in r:
+            lines.append(f"| {r['precision']} | skipped: {r['skipped']} ||||||| ")
+            continue
+        roof = bw * 1e9 / r["bytes_per_token"]
+        graph = r.get("graph_tokens_per_s")
+        graph_cells = f"{graph:.0f} | {graph / roof:.0%}" if graph else "n/a | n/a"
+        lines.append(
+            f"| {r['precision']} | {r['weight_bytes'] / 2**30:.2f} | {roof:.0f} | "
+            f"{r['engine_tokens_per_s']:.0f} | {r['engine_tokens_per_s'] / roof:.0%} | "
+            f"{graph_cells} | {r['engine_tokens_per_s'] / base:.2f}x |"
+        )
+    lines += ["", "## Kernels against bf16 cuBLAS", "",
+              "| layer (N x K) | rows | kernel | µs | weight GB/s | speedup vs bf16 |",
+              "|---|---:|---|---:|---:|---:|"]  # fmt: skip
+    for r in report["micro"]:
+        lines.append(f"| {r['layer']} ({r['n']} x {r['k']}) | {r['rows']} | {r['kernel']} | "
+                     f"{r['us']:.1f} | {r['weight_gb_per_s']:.0f} | "
+                     f"{r['speedup_vs_bf16']:.2f}x |")  # fmt: skip
+    (out / "quant_gpu_decode.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        print("quant_gpu_decode: no CUDA device; nothing measured (run it on a GPU)")
+        return 0
+    import triton
+
+    sys.path.insert(0, str(REPO / "server_image" / "src"))
+    bandwidth = copy_bandwidth()
+    decode = []
+    with tempfile.TemporaryDirectory() as scratch:
+        model_dir = write_random_checkpoint(Path(scratch) / "llama-1.1b-random")
+        for precision in PRECISIONS:
+            if precision == "fp8" and not fp8_supported():
+                decode.append({"precision": precision, "skipped": "needs compute capability 8.9+"})
+                continue
+            decode.append({"precision": precision, **engine_decode(model_dir, precision)})
+            torch.cuda.empty_cache()
+    report = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "model_shape": SHAPE,
+        "prompt_tokens": PROMPT_TOKENS,
+        "decode_tokens": DECODE_TOKENS,
+        "copy_bandwidth_gb_per_s": bandwidth / 1e9,
+        "decode": decode,
+        "micro": micro_benchmarks(),
+    }
+    write_report(report)
+    print("wrote docs/benchmarks/quant_gpu_decode.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

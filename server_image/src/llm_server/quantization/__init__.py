@@ -1,0 +1,1 @@
+"""Weight-only quantization: schemes, quantize/dequantize, pre-quantized checkpoints."""

@@ -1,0 +1,93 @@
+"""Every Triton kernel compiles to a Hopper (sm_90) cubin, on any machine.
+
+The interpreter runs the kernels' Python semantics, not the GPU compiler; this compiles them
+with Triton's real CUDA backend (it needs no GPU, only the ptxas bundled with triton), so a
+kernel that would fail to compile on the first GPU run fails here instead. fp8 variants too.
+Each compile runs in a child process without TRITON_INTERPRET (which this directory's
+conftest sets, and under which the kernels are not compilable JIT functions).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+pytest.importorskip("triton")
+
+COMPILE = """
+import json, sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from llm_server.kernels import channel_matmul, int4_matmul, paged_decode_attention
+
+kernels = {"channel_gemv": channel_matmul._gemv_kernel, "channel_gemm": channel_matmul._gemm_kernel,
+           "int4_gemv": int4_matmul._gemv_kernel, "int4_gemm": int4_matmul._gemm_kernel,
+           "paged_decode": paged_decode_attention._paged_decode_kernel}
+for name, signature, constexprs in json.loads(sys.argv[1]):
+    for key in constexprs:
+        signature[key] = "constexpr"
+    source = ASTSource(fn=kernels[name], signature=signature, constexprs=constexprs)
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
+    assert compiled.asm["cubin"], name
+    print("compiled", name)
+"""
+I32 = "i32"
+
+
+def _compile(cases: list[tuple[str, dict[str, str], dict[str, Any]]]) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", COMPILE, json.dumps(cases)],
+                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.count("compiled") == len(cases)
+
+
+def _matmul_signature(weight: str, scale: str, x: str, gemm: bool, grouped: bool) -> dict[str, str]:
+    names = ["N", "K", "stride_xm", "stride_wn"] + (["stride_sn"] if grouped else [])
+    names = (["M"] if gemm else []) + names + ["stride_ym"]
+    pointers = {"x_ptr": x, "w_ptr": weight, "s_ptr": scale, "y_ptr": x}
+    return {**pointers, **dict.fromkeys(names, I32)}
+
+
+@pytest.mark.slow
+def test_channel_matmul_kernels_compile() -> None:
+    cases = []
+    for weight, x in [("*i8", "*bf16"), ("*fp8e4nv", "*bf16"), ("*i8", "*fp32")]:
+        precision = "ieee" if x == "*fp32" else "tf32"
+        gemv = _matmul_signature(weight, "*fp32", x, gemm=False, grouped=False)
+        cases.append(("channel_gemv", gemv, {"BLOCK_N": 32, "BLOCK_K": 128}))
+        gemm = _matmul_signature(weight, "*fp32", x, gemm=True, grouped=False)
+        constants = {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64, "PRECISION": precision}
+        cases.append(("channel_gemm", gemm, constants))
+    _compile(cases)
+
+
+@pytest.mark.slow
+def test_int4_matmul_kernels_compile() -> None:
+    cases = []
+    for group in (32, 128):
+        gemv = _matmul_signature("*u8", "*fp16", "*bf16", gemm=False, grouped=True)
+        cases.append(("int4_gemv", gemv, {"G": group, "BLOCK_N": 32}))
+        gemm = _matmul_signature("*u8", "*fp16", "*bf16", gemm=True, grouped=True)
+        constants = {"G": group, "BLOCK_M": 64, "BLOCK_N": 64, "PRECISION": "tf32"}
+        cases.append(("int4_gemm", gemm, constants))
+    _compile(cases)
+
+
+@pytest.mark.slow
+def test_paged_decode_kernel_compiles() -> None:
+    strides = ["stride_qb", "stride_qh", "stride_cb", "stride_ct", "stride_ch", "stride_tb",
+               "stride_ob", "stride_oh", "BLOCK_SIZE", "HEAD_DIM"]  # fmt: skip
+    cases = []
+    for cache in ("*bf16", "*fp8e4nv"):
+        signature = {"q_ptr": "*bf16", "k_ptr": cache, "v_ptr": cache, "table_ptr": "*i64",
+                     "len_ptr": "*i64", "out_ptr": "*bf16", "scale": "fp32",
+                     **dict.fromkeys(strides, I32)}  # fmt: skip
+        cases.append(("paged_decode", signature, {"GROUP": 4, "BLOCK_T": 16, "BLOCK_D": 128}))
+    _compile(cases)
