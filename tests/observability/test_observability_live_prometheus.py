@@ -37,7 +37,7 @@ import httpx
 import openai
 import pytest
 import yaml
-from operator_harness import LLMD, NAMESPACE, Cluster, eventually, running_operator
+from operator_harness import LLMD, NAMESPACE, Cluster, eventually, loopback_pod, running_operator
 from operator_harness import operator_config as base_config
 from running_server import SERVED_NAME, ServerProcess, run_server
 
@@ -46,7 +46,6 @@ from llm_operator.catalog import default_catalog
 from llm_operator.cost import replica_dollars_per_hour
 from llm_operator.observability import rules
 from llm_operator.render import RenderSettings, desired_objects
-from llm_operator.render.objects import OPTION_LABEL
 from llm_operator.resolve import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,36 +97,6 @@ def llmdeployment() -> dict[str, Any]:
                 "scaleUpStabilizationSeconds": 0,
                 "budget": {"maxDollarsPerHour": BUDGET},
             },
-        },
-    }
-
-
-def pod(name: str, port: int) -> dict[str, Any]:
-    """A ready pod of the Deployment whose server listens on 127.0.0.1:`port`."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "app.kubernetes.io/name": "llm-server",
-                "app.kubernetes.io/managed-by": "llm-operator",
-                "inference.llmops.dev/deployment": NAME,
-                OPTION_LABEL: "primary",
-            },
-        },
-        "spec": {
-            "containers": [
-                {"name": "llm-server", "ports": [{"name": "http", "containerPort": port}]}
-            ]
-        },
-        "status": {
-            "phase": "Running",
-            "podIP": "127.0.0.1",
-            "conditions": [
-                {"type": "PodScheduled", "status": "True"},
-                {"type": "Ready", "status": "True"},
-            ],
         },
     }
 
@@ -346,7 +315,7 @@ async def test_every_dashboard_and_rule_query_returns_data(
         service = await eventually(lambda: cluster.get("v1/services", NAME))
         await eventually(lambda: cluster.get(DEPLOYMENTS, NAME))
         server_port = int(server.base_url.rsplit(":", 1)[1])
-        await cluster.create("v1/pods", pod(f"{NAME}-a", server_port))
+        await cluster.create("v1/pods", loopback_pod(NAME, f"{NAME}-a", server_port))
         ready = {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}
         await cluster.patch(DEPLOYMENTS, NAME, {"status": ready}, sub="status")
         await eventually(lambda: cluster.status(NAME).get("phase") == "Ready")
@@ -366,7 +335,8 @@ async def test_every_dashboard_and_rule_query_returns_data(
             async with load(server) as served:
                 # The queue makes the autoscaler scale up (the budget stops it at 2).
                 await eventually(lambda: cluster.status(NAME).get("desiredReplicas") == 2, 60)
-                await cluster.create("v1/pods", pod(f"{NAME}-b", _free_port()))  # never answers
+                silent = loopback_pod(NAME, f"{NAME}-b", _free_port())  # never answers
+                await cluster.create("v1/pods", silent)
                 ready = {"replicas": 2, "readyReplicas": 2, "updatedReplicas": 2}
                 await cluster.patch(DEPLOYMENTS, NAME, {"status": ready}, sub="status")
                 missing = await asyncio.to_thread(wait_for_data, prometheus, DEADLINE_S)

@@ -24,6 +24,7 @@ import kmock
 import kopf
 
 from llm_operator.plan import FallbackSettings
+from llm_operator.render.objects import OPTION_LABEL
 from llm_operator.settings import OperatorConfig
 
 NAMESPACE = "default"
@@ -262,3 +263,34 @@ async def running_operator(config: OperatorConfig | None = None) -> AsyncIterato
     finally:
         stop.set()
         await asyncio.to_thread(thread.join, 30)
+
+
+def loopback_pod(deployment: str, name: str, port: int, ready: bool = True) -> dict[str, Any]:
+    """A pod of `deployment`'s Deployment whose llm-server listens on 127.0.0.1:`port`: what
+    the autoscaler's collector scrapes (podIP + the container port named http)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "app.kubernetes.io/name": "llm-server",
+                "app.kubernetes.io/managed-by": "llm-operator",
+                "inference.llmops.dev/deployment": deployment,
+                OPTION_LABEL: "primary",
+            },
+        },
+        "spec": {
+            "containers": [
+                {"name": "llm-server", "ports": [{"name": "http", "containerPort": port}]}
+            ]
+        },
+        "status": {
+            "phase": "Running",
+            "podIP": "127.0.0.1",
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Ready", "status": "True" if ready else "False"},
+            ],
+        },
+    }

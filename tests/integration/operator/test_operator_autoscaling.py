@@ -24,14 +24,21 @@ from typing import Any
 
 import openai
 import pytest
-from operator_harness import LLMD, NAMESPACE, Cluster, condition, eventually, running_operator
+from operator_harness import (
+    LLMD,
+    NAMESPACE,
+    Cluster,
+    condition,
+    eventually,
+    loopback_pod,
+    running_operator,
+)
 from operator_harness import operator_config as base_config
 
 from llm_operator import metrics
 from llm_operator.autoscale.collector import Collector, ScrapeTarget
 from llm_operator.catalog import default_catalog
 from llm_operator.cost import replica_dollars_per_hour
-from llm_operator.render.objects import OPTION_LABEL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "server" / "integration"))
 from running_server import SERVED_NAME, ServerProcess, run_server
@@ -66,37 +73,6 @@ def spec(**autoscaling: Any) -> dict[str, Any]:
             "accelerator": {"type": "L4"},
             "replicas": {"min": 1, "max": 4},
             "autoscaling": {"budget": {"maxDollarsPerHour": BUDGET}, **autoscaling},
-        },
-    }
-
-
-def server_pod(name: str, server: ServerProcess, ready: bool = True) -> dict[str, Any]:
-    """A pod of the Deployment whose server is the process on loopback (or still starting)."""
-    port = int(server.base_url.rsplit(":", 1)[1])
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "app.kubernetes.io/name": "llm-server",
-                "app.kubernetes.io/managed-by": "llm-operator",
-                "inference.llmops.dev/deployment": NAME,
-                OPTION_LABEL: "primary",
-            },
-        },
-        "spec": {
-            "containers": [
-                {"name": "llm-server", "ports": [{"name": "http", "containerPort": port}]}
-            ]
-        },
-        "status": {
-            "phase": "Running",
-            "podIP": "127.0.0.1",
-            "conditions": [
-                {"type": "PodScheduled", "status": "True"},
-                {"type": "Ready", "status": "True" if ready else "False"},
-            ],
         },
     }
 
@@ -163,7 +139,7 @@ async def test_scales_up_on_a_real_queue_within_budget_and_back_down(
         await cluster.create(LLMD, spec(**autoscaling, scaleDownStabilizationSeconds=2))
         await eventually(lambda: cluster.get(DEPLOYMENTS, NAME))
         assert cluster.get(DEPLOYMENTS, NAME)["spec"]["replicas"] == 1
-        await cluster.create("v1/pods", server_pod(f"{NAME}-a", server))
+        await cluster.create("v1/pods", loopback_pod(NAME, f"{NAME}-a", server.port))
         ready = {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}
         await cluster.patch(DEPLOYMENTS, NAME, {"status": ready}, sub="status")
         await eventually(lambda: cluster.status(NAME).get("phase") == "Ready")
@@ -191,7 +167,8 @@ async def test_scales_up_on_a_real_queue_within_budget_and_back_down(
             )
 
             # The Deployment controller creates pod b; it loads weights (not ready) and bills.
-            await cluster.create("v1/pods", server_pod(f"{NAME}-b", server, ready=False))
+            starting = loopback_pod(NAME, f"{NAME}-b", server.port, ready=False)
+            await cluster.create("v1/pods", starting)
             ready = {"replicas": 2, "readyReplicas": 1, "updatedReplicas": 2}
             await cluster.patch(DEPLOYMENTS, NAME, {"status": ready}, sub="status")
             await eventually(lambda: cluster.status(NAME)["cost"]["dollarsPerHour"] > L4_PER_HOUR)
