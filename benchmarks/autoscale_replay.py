@@ -481,17 +481,21 @@ Factory = Callable[[], Policy]
 
 FLOORS = range(1, 17)  # replicas.min / minReplicas: the same for every dynamic policy
 DOWN_WINDOWS = (300.0, 450.0, 600.0)  # scale-down windows / delays: the same for each
-OURS_QUEUE = (1.0, 2.0, 4.0, 16.0, 64.0)  # targetQueueDepth
-OURS_PREFILL = (None, 2000.0, 2750.0, 3500.0, 4500.0)  # prompt tokens/s per replica (None: off)
+OURS_QUEUE = (1.0, 2.0, 4.0, 64.0)  # targetQueueDepth
 OURS_AVERAGE = (0.0, 600.0)  # load averaged over: the last tick, or 10 minutes (like KubeAI)
 HPA_TARGETS = (0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+# Our prefill target as a share of a replica's prefill rate: the same shares as the HPA's
+# duty-cycle targets (both measure how busy prefill keeps a replica), so neither gets a
+# denser grid on the comparable knob.
+OURS_PREFILL_SHARES = (None, *HPA_TARGETS)
 KUBEAI_TARGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 8.0)
 KUBEAI_DELAYS = (30.0, *DOWN_WINDOWS)  # 30 s is KubeAI's default scaleDownDelaySeconds
 
 
 SWEEP_TEXT = {
-    "ours": "replicas.min (floor) 1-16 x targetQueueDepth {1, 2, 4, 16, 64} x prefill target "
-    "{off, 2000, 2750, 3500, 4500} prompt tokens/s per replica x load average {last tick, "
+    "ours": "replicas.min (floor) 1-16 x targetQueueDepth {1, 2, 4, 64} x prefill target "
+    "{off, or the HPA's 12 utilization targets as shares of a replica's prefill rate} prompt "
+    "tokens/s per replica x load average {last tick, "
     "600 s} x scale-down window {300, 450, 600} s; running target 8, no scale-up window; "
     "plus min = max (pinned) for each floor",
     "static": "replicas 1-30",
@@ -506,7 +510,9 @@ SWEEP_TEXT = {
 }
 
 
-def sweep(quick: bool, interval: float) -> list[tuple[str, dict[str, float], int, Factory]]:
+def sweep(
+    quick: bool, interval: float, prefill_rate: float
+) -> list[tuple[str, dict[str, float], int, Factory]]:
     """(policy, knobs, initial replicas, factory) for every configuration of every policy.
 
     Every dynamic policy gets the same replica floors, the same scale-down windows, and also
@@ -528,7 +534,8 @@ def sweep(quick: bool, interval: float) -> list[tuple[str, dict[str, float], int
         )
         for down in windows:
             for average in OURS_AVERAGE:
-                for prefill in OURS_PREFILL[::2] if quick else OURS_PREFILL:
+                for share in OURS_PREFILL_SHARES[::3] if quick else OURS_PREFILL_SHARES:
+                    prefill = None if share is None else round(share * prefill_rate)
                     for queue in OURS_QUEUE[::2] if quick else OURS_QUEUE:
                         knobs: dict[str, Any] = {"floor": floor, "target_queue": queue}
                         if prefill is not None:
@@ -966,7 +973,7 @@ def main() -> None:
         args.scrape_failure_rate,
         args.seed,
     )
-    configs = sweep(args.quick, args.interval)
+    configs = sweep(args.quick, args.interval, capacity.prefill_tokens_per_s)
     jobs = [(trace, sim, name, knobs, initial, f) for name, knobs, initial, f in configs]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         runs = list(pool.map(_run_one, jobs, chunksize=4))
