@@ -6,6 +6,8 @@ panels by namespace only) and reads the recorded series of rules.py where one ex
 
 from __future__ import annotations
 
+from typing import Any
+
 from llm_operator.observability import promql as q
 from llm_operator.observability import rules as r
 from llm_operator.observability.grafana import (
@@ -244,21 +246,28 @@ def _hit_rate(title: str, description: str, hits: str, *looked_up: str) -> Panel
     )
 
 
+def _per_pod(title: str, description: str, expr: str, how: str = "sum", **options: Any) -> Panel:
+    """One series per pod of the selected deployment (`how`: sum or max over its series)."""
+    return Panel(
+        title,
+        description,
+        (Query(f"{how} by (pod) ({expr})", "{{pod}}"),),
+        width=8,
+        **options,
+    )
+
+
 def deployment_performance() -> Dashboard:
     load = Row(
         "Load and replicas",
         (
-            Panel(
+            _per_pod(
                 "Queue depth",
                 "Requests waiting to be scheduled, per pod: the autoscaler's signal.",
-                (Query(f"sum by (pod) ({scoped(q.WAITING)})", "{{pod}}"),),
-                width=8,
+                scoped(q.WAITING),
             ),
-            Panel(
-                "Running requests",
-                "Requests in each pod's running batch.",
-                (Query(f"sum by (pod) ({scoped(q.RUNNING)})", "{{pod}}"),),
-                width=8,
+            _per_pod(
+                "Running requests", "Requests in each pod's running batch.", scoped(q.RUNNING)
             ),
             Panel(
                 "Replicas: desired vs ready",
@@ -332,29 +341,28 @@ def deployment_performance() -> Dashboard:
                 ),
                 width=8,
             ),
-            Panel(
+            _per_pod(
                 "Batch size",
                 "Sequences in each pod's last engine step.",
-                (Query(f"max by (pod) ({scoped(q.BATCH_SIZE)})", "{{pod}}"),),
-                width=8,
+                scoped(q.BATCH_SIZE),
+                how="max",
             ),
-            Panel(
+            _per_pod(
                 "Preemptions per second",
                 "Requests preempted (recomputed later) because the KV cache was full.",
-                (Query(f"sum by (pod) ({q.rate(scoped(q.PREEMPTIONS))})", "{{pod}}"),),
-                width=8,
+                q.rate(scoped(q.PREEMPTIONS)),
             ),
         ),
     )
     caches = Row(
         "Caches",
         (
-            Panel(
+            _per_pod(
                 "KV cache usage",
                 "Share of each pod's KV-cache blocks in use; near 100 % means preemptions.",
-                (Query(f"max by (pod) ({scoped(q.KV_CACHE_USAGE)})", "{{pod}}"),),
+                scoped(q.KV_CACHE_USAGE),
+                how="max",
                 unit="percentunit",
-                width=8,
                 thresholds=((0.9, "red"),),
             ),
             _hit_rate(
