@@ -1,8 +1,8 @@
 """KMock's stateful Kubernetes API, made to scale to thousands of objects (benchmarks only).
 
-The same emulation as tests/integration/operator/operator_harness.py (KMock's
-KubernetesEmulator plus a uid and a resourceVersion bumped on every write, 422 on a failed
-JSON-patch `test`), changed only by overriding methods in a subclass (no monkey-patching):
+A subclass of the integration tests' emulator (tests/integration/operator/operator_harness.py:
+KMock's KubernetesEmulator plus a uid and a resourceVersion bumped on every write, 422 on a
+failed JSON-patch `test`), changed only by overriding methods (no monkey-patching):
 
 1. No request history in the matching path. KMock picks the reaction for a request by
    checking `request in reaction_view`, and a view iterates over every request the server
@@ -26,38 +26,27 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
-import jsonpatch
 import kmock
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration" / "operator"))
+from operator_harness import RESOURCES, VERBS, ApiServer
 
 APPLY = "application/apply-patch+yaml"
 BOOKMARK_SECONDS = 30.0
-VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
-RESOURCES: dict[str, tuple[str, set[str]]] = {
-    "inference.llmops.dev/v1alpha1/llmdeployments": ("LLMDeployment", {"status"}),
-    "apps/v1/deployments": ("Deployment", {"status", "scale"}),
-    "v1/configmaps": ("ConfigMap", set()),
-    "v1/services": ("Service", {"status"}),
-    "v1/pods": ("Pod", {"status"}),
-    "v1/events": ("Event", set()),
-    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", {"status"}),
-    "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", set()),
-    "keda.sh/v1alpha1/scaledobjects": ("ScaledObject", {"status"}),
-}
 # The request this task is serving (aiohttp serves each request in its own task).
 _serving: contextvars.ContextVar[Any] = contextvars.ContextVar("serving", default=None)
 
 
-class ScalableApiServer(kmock.KubernetesEmulator):
-    """KMock's emulator with uid/resourceVersion, no history scans and keyed lookups."""
-
-    _version = 1
+class ScalableApiServer(ApiServer):
+    """The tests' emulator without history scans, with keyed lookups and gapless watches."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -88,17 +77,13 @@ class ScalableApiServer(kmock.KubernetesEmulator):
         request = self._create_on_apply(request)
         if request.resource is not None:
             self.counts[f"{request.method.value} {request.resource.plural or '?'}"] += 1
-            if request.action is not None:
-                self._stamp(request)
         token = _serving.set(request)
         started = time.perf_counter()
         try:
-            response = await super()._handle(request)
+            response = await super()._handle(request)  # stamps versions, answers 422
             for observer in self.observers:
                 observer(request)
             return response
-        except jsonpatch.JsonPatchTestFailed as exc:  # the API server answers 422 Invalid
-            raise kmock.KubernetesError(status=422, reason="Invalid", message=str(exc)) from exc
         finally:
             _serving.reset(token)
             if not watching:
@@ -120,22 +105,6 @@ class ScalableApiServer(kmock.KubernetesEmulator):
         if obj is not None and not obj.deleted:
             return request
         return attrs.evolve(request, action=kmock.action.CREATE, name=None)
-
-    def _stamp(self, request: Any) -> None:
-        action = str(request.action).rsplit(".", 1)[-1].upper()
-        if action not in {"CREATE", "UPDATE"}:
-            return
-        type(self)._version += 1
-        version = str(self._version)
-        if isinstance(request.data, dict):
-            meta = request.data.setdefault("metadata", {})
-            meta["resourceVersion"] = version
-            if action == "CREATE":
-                meta.setdefault("uid", str(uuid.uuid4()))
-        elif isinstance(request.data, list):  # a JSON patch
-            request.data.append(
-                {"op": "add", "path": "/metadata/resourceVersion", "value": version}
-            )
 
     # --- keyed lookups (KMock scans all objects for these) ----------------------------------
 

@@ -81,23 +81,28 @@ class ApiServer(kmock.KubernetesEmulator):
 
     async def _handle(self, request: Any) -> Any:
         if request.resource is not None and request.action is not None:
-            action = str(request.action).rsplit(".", 1)[-1].upper()
-            if action in {"CREATE", "UPDATE"}:
-                type(self)._version += 1
-                version = str(self._version)
-                if isinstance(request.data, dict):
-                    meta = request.data.setdefault("metadata", {})
-                    meta["resourceVersion"] = version
-                    if action == "CREATE":
-                        meta.setdefault("uid", str(uuid.uuid4()))
-                elif isinstance(request.data, list):  # a JSON patch
-                    request.data.append(
-                        {"op": "add", "path": "/metadata/resourceVersion", "value": version}
-                    )
+            self._stamp(request)
         try:
             return await super()._handle(request)
         except jsonpatch.JsonPatchTestFailed as exc:  # the API server answers 422 Invalid
             raise kmock.KubernetesError(status=422, reason="Invalid", message=str(exc)) from exc
+
+    def _stamp(self, request: Any) -> None:
+        """A new resourceVersion on every write, a uid on every create."""
+        action = str(request.action).rsplit(".", 1)[-1].upper()
+        if action not in {"CREATE", "UPDATE"}:
+            return
+        type(self)._version += 1
+        version = str(self._version)
+        if isinstance(request.data, dict):
+            meta = request.data.setdefault("metadata", {})
+            meta["resourceVersion"] = version
+            if action == "CREATE":
+                meta.setdefault("uid", str(uuid.uuid4()))
+        elif isinstance(request.data, list):  # a JSON patch
+            request.data.append(
+                {"op": "add", "path": "/metadata/resourceVersion", "value": version}
+            )
 
 
 class Cluster:
