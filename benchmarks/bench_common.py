@@ -40,3 +40,21 @@ def machine(**versions: Any) -> dict[str, Any]:
         **versions,
         "platform": platform.platform(),
     }
+
+
+def torch_machine() -> dict[str, Any]:
+    """machine() for the server benchmarks: torch's threads and version, transformers'."""
+    import torch
+    import transformers
+
+    return machine(
+        torch_threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank q-th percentile (q in 0..100); 0.0 for no values."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else 0.0

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
 
 import bench_common  # benchmarks/bench_common.py (run as scripts: the folder is on sys.path)
 from llm_server.engine.config import EngineConfig
@@ -62,11 +61,6 @@ class RunResult:
     prefix_cache_queries: int
     prefix_cache_hits: int
     hit_rate: float
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def make_prompts(
@@ -152,8 +146,8 @@ def summarize(
         mode=mode,
         prefix_caching=on,
         requests=len(ttfts),
-        ttft_p50_s=percentile(ttfts, 50),
-        ttft_p90_s=percentile(ttfts, 90),
+        ttft_p50_s=bench_common.percentile(ttfts, 50),
+        ttft_p90_s=bench_common.percentile(ttfts, 90),
         ttft_mean_s=sum(ttfts) / len(ttfts),
         wall_s=wall,
         prefix_cache_queries=queries,
@@ -181,14 +175,6 @@ def measure(
         outputs[on] = measured[2]
     identical["concurrent"] = outputs[False] == outputs[True]
     return results, identical
-
-
-def machine() -> dict[str, Any]:
-    return bench_common.machine(
-        torch_threads=torch.get_num_threads(),
-        torch=torch.__version__,
-        transformers=transformers.__version__,
-    )
 
 
 def write_report(out_dir: Path, report: dict[str, Any]) -> None:
@@ -278,7 +264,7 @@ def main() -> None:
     shared_blocks = args.prefix_len // BLOCK_SIZE
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": bench_common.torch_machine(),
         "model": {
             "family": "llama",
             "params_millions": params / 1e6,

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
 from transformers import AutoModelForCausalLM, GenerationConfig, StoppingCriteria
 
 import bench_common  # benchmarks/bench_common.py (run as scripts: the folder is on sys.path)
@@ -74,11 +73,6 @@ def make_workload(
     return Workload(prompts, [rng.randint(*out_range) for _ in range(count)])
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else 0.0
-
-
 def summarize(
     name: str, start: float, stamps: list[list[float]], workload: Workload, notes: str = ""
 ) -> SystemResult:
@@ -92,10 +86,10 @@ def summarize(
         wall,
         useful,
         useful / wall,
-        percentile(ttfts, 50),
-        percentile(ttfts, 99),
-        percentile(itls, 50),
-        percentile(itls, 99),
+        bench_common.percentile(ttfts, 50),
+        bench_common.percentile(ttfts, 99),
+        bench_common.percentile(itls, 50),
+        bench_common.percentile(itls, 99),
         notes,
     )
 
@@ -229,14 +223,6 @@ def run_hf_continuous_batching(model_dir: Path, workload: Workload, max_num_seqs
     return summarize("hf_cb", start, stamps, workload, "ContinuousBatchingManager, defaults")
 
 
-def machine() -> dict[str, Any]:
-    return bench_common.machine(
-        torch_threads=torch.get_num_threads(),
-        torch=torch.__version__,
-        transformers=transformers.__version__,
-    )
-
-
 def write_report(out_dir: Path, report: dict[str, Any]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "server_throughput.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -329,7 +315,7 @@ def main() -> None:
             print(results[-1], flush=True)
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": bench_common.torch_machine(),
         "model": {
             "family": "llama",
             "params_millions": params / 1e6,
