@@ -35,6 +35,11 @@ def _variables(source_metric: str) -> tuple[Variable, Variable]:
     )
 
 
+def _stat(title: str, description: str, queries: tuple[Query, ...], **options: Any) -> Panel:
+    """A single-number panel of the fleet row (six across)."""
+    return Panel(title, description, queries, kind="stat", width=4, height=5, **options)
+
+
 def fleet_cost() -> Dashboard:
     cost = scoped(r.DEPLOYMENT_COST)
     budget = scoped(r.DEPLOYMENT_BUDGET)
@@ -42,37 +47,28 @@ def fleet_cost() -> Dashboard:
     fleet = Row(
         "Fleet",
         (
-            Panel(
+            _stat(
                 "Spend now",
                 "Dollars per hour of every selected LLMDeployment's replicas, at catalog prices.",
                 (Query(f"sum({cost})", "$/h"),),
-                kind="stat",
                 unit="currencyUSD",
-                width=4,
-                height=5,
                 decimals=2,
             ),
-            Panel(
+            _stat(
                 "Projected month",
                 f"Spend now x {HOURS_PER_MONTH} hours.",
                 (Query(f"sum({cost}) * {HOURS_PER_MONTH}", "$/month"),),
-                kind="stat",
                 unit="currencyUSD",
-                width=4,
-                height=5,
                 decimals=0,
             ),
-            Panel(
+            _stat(
                 "Budgets",
                 "Sum of maxDollarsPerHour of the selected LLMDeployments that set one.",
                 (Query(f"sum({budget})", "$/h"),),
-                kind="stat",
                 unit="currencyUSD",
-                width=4,
-                height=5,
                 decimals=2,
             ),
-            Panel(
+            _stat(
                 "Budget used",
                 "Spend of the deployments that have a budget, over those budgets.",
                 (
@@ -81,32 +77,23 @@ def fleet_cost() -> Dashboard:
                         "used",
                     ),
                 ),
-                kind="stat",
                 unit="percentunit",
-                width=4,
-                height=5,
                 thresholds=((0.8, "yellow"), (1.0, "red")),
             ),
-            Panel(
+            _stat(
                 "$ per 1M generated tokens",
                 "Fleet spend over its generated tokens (5-minute rate); empty while idle.",
                 (Query(f"sum({cost}) / (sum({tokens}) > 0) / 3600 * 1e6", "$/1M tokens"),),
-                kind="stat",
                 unit="currencyUSD",
-                width=4,
-                height=5,
                 decimals=2,
             ),
-            Panel(
+            _stat(
                 "Replicas",
                 "Pods of the selected LLMDeployments by state.",
                 (
                     Query(f"sum({scoped(q.REPLICAS, q.eq('state', 'ready'))})", "ready"),
                     Query(f"sum({scoped(q.REPLICAS, q.eq('state', 'desired'))})", "desired"),
                 ),
-                kind="stat",
-                width=4,
-                height=5,
             ),
         ),
     )
