@@ -40,13 +40,14 @@ from operator_harness import (  # noqa: E402
     eventually,
     manifest,
     operator_config,
+    pending_pod,
 )
 
 from llm_operator.__main__ import prepare_cluster  # noqa: E402
 from llm_operator.handlers import CHILDREN  # noqa: E402
 from llm_operator.k8s import PLURALS, KubeApi  # noqa: E402
 from llm_operator.render import RenderSettings  # noqa: E402
-from llm_operator.render.objects import DEPLOYMENT_LABEL, OPTION_LABEL  # noqa: E402
+from llm_operator.render.objects import DEPLOYMENT_LABEL  # noqa: E402
 
 PEERING = "llm-operator"
 SCALED_OBJECTS = "keda.sh/v1alpha1/scaledobjects"
@@ -200,34 +201,6 @@ def stale_child(api_version: str, plural: str) -> dict[str, Any]:
     }
 
 
-def pending_pod(option: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": "chat-pending",
-            "labels": {
-                "app.kubernetes.io/name": "llm-server",
-                "app.kubernetes.io/managed-by": "llm-operator",
-                "inference.llmops.dev/deployment": "chat",
-                OPTION_LABEL: option,
-            },
-        },
-        "status": {
-            "phase": "Pending",
-            "conditions": [
-                {
-                    "type": "PodScheduled",
-                    "status": "False",
-                    "reason": "Unschedulable",
-                    "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
-                    "lastTransitionTime": "2025-01-01T00:00:00Z",
-                }
-            ],
-        },
-    }
-
-
 async def test_namespaced_role_grants_exactly_what_the_operator_calls(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -241,7 +214,8 @@ async def test_namespaced_role_grants_exactly_what_the_operator_calls(
         for plural in ("servicemonitors", "networkpolicies", "deployments"):
             await eventually(lambda p=plural: cluster.objects(f"{_api(p)}/{p}"))
         # No pod ready and one unschedulable: the GPU fallback.
-        await cluster.create("v1/pods", pending_pod("primary"))
+        long_ago = "2025-01-01T00:00:00Z"
+        await cluster.create("v1/pods", pending_pod("chat", "chat-pending", "primary", long_ago))
         await eventually(
             lambda: condition(cluster.get(LLMD, "chat"), "FallbackActive").get("status") == "True"
         )

@@ -17,6 +17,7 @@ import copy
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import jsonpatch
@@ -270,9 +271,10 @@ async def running_operator(config: OperatorConfig | None = None) -> AsyncIterato
         await asyncio.to_thread(thread.join, 30)
 
 
-def loopback_pod(deployment: str, name: str, port: int, ready: bool = True) -> dict[str, Any]:
-    """A pod of `deployment`'s Deployment whose llm-server listens on 127.0.0.1:`port`: what
-    the autoscaler's collector scrapes (podIP + the container port named http)."""
+def server_pod(
+    deployment: str, name: str, option: str, status: dict[str, Any], **spec: Any
+) -> dict[str, Any]:
+    """A pod of `deployment`'s llm-server Deployment (option: primary or fallback-N)."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -282,20 +284,39 @@ def loopback_pod(deployment: str, name: str, port: int, ready: bool = True) -> d
                 "app.kubernetes.io/name": "llm-server",
                 "app.kubernetes.io/managed-by": "llm-operator",
                 "inference.llmops.dev/deployment": deployment,
-                OPTION_LABEL: "primary",
+                OPTION_LABEL: option,
             },
         },
-        "spec": {
-            "containers": [
-                {"name": "llm-server", "ports": [{"name": "http", "containerPort": port}]}
-            ]
-        },
-        "status": {
-            "phase": "Running",
-            "podIP": "127.0.0.1",
-            "conditions": [
-                {"type": "PodScheduled", "status": "True"},
-                {"type": "Ready", "status": "True" if ready else "False"},
-            ],
-        },
+        **({"spec": spec} if spec else {}),
+        "status": status,
     }
+
+
+def pending_pod(
+    deployment: str, name: str, option: str, since: str | None = None
+) -> dict[str, Any]:
+    """A pod as the scheduler leaves it when no node has the GPU (unschedulable `since`)."""
+    since = since or datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    unschedulable = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+        "lastTransitionTime": since,
+    }
+    return server_pod(deployment, name, option, {"phase": "Pending", "conditions": [unschedulable]})
+
+
+def loopback_pod(deployment: str, name: str, port: int, ready: bool = True) -> dict[str, Any]:
+    """A pod of `deployment`'s Deployment whose llm-server listens on 127.0.0.1:`port`: what
+    the autoscaler's collector scrapes (podIP + the container port named http)."""
+    status = {
+        "phase": "Running",
+        "podIP": "127.0.0.1",
+        "conditions": [
+            {"type": "PodScheduled", "status": "True"},
+            {"type": "Ready", "status": "True" if ready else "False"},
+        ],
+    }
+    container = {"name": "llm-server", "ports": [{"name": "http", "containerPort": port}]}
+    return server_pod(deployment, name, "primary", status, containers=[container])

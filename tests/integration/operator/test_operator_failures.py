@@ -3,43 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
-from typing import Any
 
-from operator_harness import LLMD, Cluster, condition, eventually, manifest, running_operator
+from operator_harness import (
+    LLMD,
+    Cluster,
+    condition,
+    eventually,
+    manifest,
+    pending_pod,
+    running_operator,
+)
 
 from llm_operator.render.objects import ACCELERATOR_LABEL, OPTION_LABEL
 
 DEPLOYMENTS = "apps/v1/deployments"
-
-
-def pending_pod(name: str, option: str) -> dict[str, Any]:
-    """A pod as the scheduler leaves it when no node has the GPU."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "app.kubernetes.io/name": "llm-server",
-                "app.kubernetes.io/managed-by": "llm-operator",
-                "inference.llmops.dev/deployment": "chat",
-                OPTION_LABEL: option,
-            },
-        },
-        "status": {
-            "phase": "Pending",
-            "conditions": [
-                {
-                    "type": "PodScheduled",
-                    "status": "False",
-                    "reason": "Unschedulable",
-                    "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
-                    "lastTransitionTime": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                }
-            ],
-        },
-    }
 
 
 def pod_labels(cluster: Cluster) -> dict[str, str]:
@@ -52,7 +29,7 @@ async def test_unschedulable_primary_falls_back_after_the_timeout(cluster: Clust
         await cluster.create(LLMD, manifest())
         await eventually(lambda: cluster.get(DEPLOYMENTS, "chat"))
         assert pod_labels(cluster)[OPTION_LABEL] == "primary"
-        await cluster.create("v1/pods", pending_pod("chat-abc", "primary"))
+        await cluster.create("v1/pods", pending_pod("chat", "chat-abc", "primary"))
 
         await eventually(
             lambda: condition(cluster.get(LLMD, "chat"), "FallbackActive").get("status") == "True"
@@ -116,7 +93,7 @@ async def test_delete_removes_every_child(cluster: Cluster) -> None:
 async def test_restart_keeps_status_and_creates_no_duplicates(cluster: Cluster) -> None:
     async with running_operator():
         await cluster.create(LLMD, manifest())
-        await cluster.create("v1/pods", pending_pod("chat-abc", "primary"))
+        await cluster.create("v1/pods", pending_pod("chat", "chat-abc", "primary"))
         await eventually(lambda: cluster.status("chat").get("fallback"))
         before = cluster.status("chat")
     async with running_operator():
