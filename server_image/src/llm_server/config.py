@@ -91,6 +91,11 @@ class ServerConfig:
             object.__setattr__(self, "served_model_names", (self.default_model_name(),))
         self._validate()
 
+    @property
+    def model_is_dir(self) -> bool:
+        """--model names a local directory (not tiny-random, not a URI fetched at load)."""
+        return self.model != TINY_RANDOM and "://" not in self.model
+
     def default_model_name(self) -> str:
         if self.model == TINY_RANDOM:
             return self.model
@@ -131,7 +136,7 @@ class ServerConfig:
     def _validate(self) -> None:
         if not self.model:
             raise ConfigError("--model is required")
-        if self.model != TINY_RANDOM and "://" not in self.model:
+        if self.model_is_dir:
             path = Path(self.model)
             if not (path / "config.json").is_file():
                 raise ConfigError(f"--model {self.model}: no config.json in that directory")
@@ -195,9 +200,8 @@ class ServerConfig:
             raise ConfigError(f"--quant-group-size applies to int4, not {self.quantization}")
         if group is not None and group not in INT4_GROUP_SIZES:
             raise ConfigError(f"--quant-group-size {group}: expected one of {INT4_GROUP_SIZES}")
-        is_dir = self.model != TINY_RANDOM and "://" not in self.model  # URIs: once fetched
         try:
-            stored = read_scheme(Path(self.model)) if is_dir else None
+            stored = read_scheme(Path(self.model)) if self.model_is_dir else None  # URIs: at load
             if group is not None and self.quantization == "none" and stored is None:
                 raise ValueError("--quant-group-size needs --quantization int4")
             scheme = resolve_quantization(self.quantization, group, stored)
@@ -216,7 +220,7 @@ class ServerConfig:
         size = self.tensor_parallel_size
         if size < 1:
             raise ConfigError(f"{TP_FLAG} {size}: must be positive")
-        if size == 1 or "://" in self.model:
+        if size == 1 or (not self.model_is_dir and self.model != TINY_RANDOM):
             return  # a URI is checked once fetched, still before the weights load
         if self.model == TINY_RANDOM:
             from llm_server.tiny_model import DEFAULT_SIZES

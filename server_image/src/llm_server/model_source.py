@@ -21,7 +21,6 @@ from pathlib import Path
 from llm_server.config import TINY_RANDOM
 
 HF_PREFIX = "hf://"
-REMOTE_SCHEMES = ("s3://", "gs://")
 COMPLETE_MARKER = ".llm-server-complete"
 # What a checkpoint needs; other files in a repository (pytorch .bin, onnx, gguf) are skipped.
 HF_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]
@@ -30,11 +29,6 @@ FSSPEC_PACKAGES = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}
 
 class ModelFetchError(RuntimeError):
     """The model could not be made local; the message says why and what to do."""
-
-
-def is_remote(model: str) -> bool:
-    """A URI the server fetches itself (as opposed to a directory or tiny-random)."""
-    return model.startswith((HF_PREFIX, "oci://", *REMOTE_SCHEMES)) or _is_fsspec_uri(model)
 
 
 def _is_fsspec_uri(model: str) -> bool:

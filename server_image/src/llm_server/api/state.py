@@ -10,7 +10,7 @@ from llm_server.api.errors import model_not_found, unavailable
 from llm_server.api.generation import Engine
 from llm_server.cache.key import model_revision
 from llm_server.cache.response_cache import ResponseCache
-from llm_server.config import TINY_RANDOM, ServerConfig
+from llm_server.config import ServerConfig
 from llm_server.engine.request import EngineStats
 from llm_server.metrics import ServerMetrics
 
@@ -67,9 +67,8 @@ class ServerState:
     def _cache_identity(config: ServerConfig, info: dict[str, str]) -> dict[str, str]:
         """What the response cache keys on besides the request: the checkpoint and how it is
         run. `tiny-random` and URIs (at --revision) identify themselves (the builder is seeded)."""
-        is_dir = config.model != TINY_RANDOM and "://" not in config.model
         pinned = f"{config.model}@{config.revision}" if config.revision else config.model
-        revision = model_revision(config.model) if is_dir else pinned
+        revision = model_revision(config.model) if config.model_is_dir else pinned
         return {"revision": revision, **{key: info[key] for key in sorted(info)}}
 
     def _engine_stats(self) -> EngineStats | None:
