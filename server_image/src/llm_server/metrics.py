@@ -196,15 +196,20 @@ class ServerMetrics:
             "llm_server_ready", "1 when serving, 0 while loading or draining.", label,
             registry=self.registry,
         )  # fmt: skip
-        info_gauge = Gauge(
+        self._info = Gauge(
             "llm_server_info",
             "Build and runtime facts; the value is always 1.",
             ["model_name", *sorted(info)],
             registry=self.registry,
         )
-        info_gauge.labels(model_name, *(info[key] for key in sorted(info))).set(1)
+        self.set_info(info)
         for metric in (self._inflight, self._ready):
             metric.labels(model_name)
+
+    def set_info(self, info: Mapping[str, str]) -> None:
+        """One llm_server_info series: the facts as they are now (the same keys each time)."""
+        self._info.clear()
+        self._info.labels(self.model_name, *(info[key] for key in sorted(info))).set(1)
 
     def observe_first_token(self, ttft_s: float, queue_time_s: float | None) -> None:
         self._ttft.labels(self.model_name).observe(ttft_s)

@@ -7,6 +7,7 @@ the startup log say which quantization is active."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -104,6 +105,28 @@ def test_pre_quantized_directory_is_detected_and_serves_the_same_text(
         log = server.log()
     assert labels["quantization"] == "int4" and labels["quant_group_size"] == "64"
     assert "weights: quantization int4-g64 (pre-quantized checkpoint" in log
+    assert text == _in_process_text(model_dir, "int4", 64)
+
+
+def test_a_pre_quantized_checkpoint_fetched_by_uri_shows_its_quantization_in_metrics(
+    model_dir: Path,
+    pre_quantized_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An hf:// checkpoint is only on disk once the server fetched it: the startup flags said
+    nothing, so llm_server_info must follow what the downloaded weights hold."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--acme--tiny-int4"
+    shutil.copytree(pre_quantized_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with run_server("hf://acme/tiny-int4", tmp_path) as server:  # no --quantization flag
+        text = _complete(server)
+        labels = _info_labels(server)
+    assert labels["quantization"] == "int4" and labels["quant_group_size"] == "64"
     assert text == _in_process_text(model_dir, "int4", 64)
 
 

@@ -13,6 +13,7 @@ from llm_server.cache.response_cache import ResponseCache
 from llm_server.config import ServerConfig
 from llm_server.engine.request import EngineStats
 from llm_server.metrics import ServerMetrics
+from llm_server.quantization.scheme import QuantScheme
 
 
 class InflightLease:
@@ -38,7 +39,7 @@ class ServerState:
         self.started_at = int(time.time())
         self._idle = asyncio.Event()
         self._idle.set()
-        info = {
+        self.info = info = {
             "version": __version__,
             "dtype": dtype or config.dtype,
             "device": device,
@@ -83,11 +84,28 @@ class ServerState:
         """False once the engine loop has died: only a restart recovers, so liveness fails."""
         return self.engine is None or not self.engine.failed
 
-    def set_engine(self, engine: Engine) -> None:
-        """Called once the weights are loaded and the engine warmed up."""
+    def set_engine(self, engine: Engine, quantization: QuantScheme | None = None) -> None:
+        """Called once the weights are loaded and the engine warmed up; `quantization` is
+        what the weights run with, when only the fetched checkpoint could tell."""
+        if quantization is not None:
+            self._runs_with(quantization)
         self.engine = engine
         self.max_model_len = engine.max_model_len
         self.metrics.set_ready(self.ready)
+
+    def _runs_with(self, quantization: QuantScheme) -> None:
+        """Correct llm_server_info (and the cache key) where the checkpoint decided."""
+        info = {
+            **self.info,
+            "quantization": quantization.method,
+            "quant_group_size": str(quantization.group_size or ""),
+        }
+        if info == self.info:
+            return
+        self.info = info
+        if self.response_cache is not None:
+            self.cache_identity = self._cache_identity(self.config, info)
+        self.metrics.set_info(info)
 
     def begin_drain(self) -> None:
         self.draining = True
