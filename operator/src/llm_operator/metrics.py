@@ -152,10 +152,14 @@ def report_cost(namespace: str, name: str, report: CostReport) -> None:
         DEPLOYMENT_REPLICAS.labels(*cost_labels, state).set(count)
     for limit, binding in (("budget", report.budget_limited), ("max", report.max_limited)):
         _set_or_remove(LIMITED, (namespace, name, limit), None if binding is None else binding)
+    # Counters start at 0 on the first report, so increase() also sees the first decision
+    # (a series born at 1 has no earlier sample to increase from).
+    decisions = {d: DECISIONS.labels(namespace, name, d) for d in ("up", "down")}
+    failures = SCRAPE_FAILURES.labels(namespace, name)
     if report.direction:
-        DECISIONS.labels(namespace, name, "up" if report.direction > 0 else "down").inc()
+        decisions["up" if report.direction > 0 else "down"].inc()
     if report.scrape_failures:
-        SCRAPE_FAILURES.labels(namespace, name).inc(report.scrape_failures)
+        failures.inc(report.scrape_failures)
 
 
 def _set_or_remove(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:

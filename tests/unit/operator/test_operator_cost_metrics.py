@@ -70,3 +70,16 @@ def test_series_names_labels_and_values() -> None:
     for sample in metrics.REGISTRY.collect():
         for s in sample.samples:
             assert not (s.labels.get("namespace") == NS and s.labels.get("deployment") == NAME), s
+
+
+def test_counters_exist_at_zero_before_the_first_decision() -> None:
+    """Prometheus' increase() needs a sample before the first increment: a counter born at 1
+    would hide the deployment's first scaling decision from the dashboard panel."""
+    metrics.report_cost(NS, NAME, report(direction=0, scrape_failures=0))
+    assert value("llmops_autoscaler_decisions_total", direction="up") == 0
+    assert value("llmops_autoscaler_decisions_total", direction="down") == 0
+    assert value("llmops_autoscaler_scrape_failures_total") == 0
+    metrics.report_cost(NS, NAME, report(direction=1, scrape_failures=0))
+    assert value("llmops_autoscaler_decisions_total", direction="up") == 1
+    assert value("llmops_autoscaler_decisions_total", direction="down") == 0
+    metrics.forget(NS, NAME)

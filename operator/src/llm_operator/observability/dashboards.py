@@ -396,13 +396,15 @@ def deployment_performance() -> Dashboard:
             ),
         ),
     )
-    # A direction's counter is born at 1 with its first decision, which changes() cannot
-    # see: `unless ... offset` catches series that did not exist a minute ago.
+    # The operator creates both directions' counters at 0 on a deployment's first reconcile,
+    # so increase() sees its decisions (and ignores the reset of an operator restart). A
+    # decision in the very first reconcile after a start gives a series born at 1: the
+    # `unless ... offset` term catches series that did not exist a minute ago.
     counter = scoped(q.DECISIONS)
     decisions = Annotation(
         name="Autoscaler decisions",
         expr=f"sum by ({BY_DEPLOYMENT}, direction) "
-        f"(changes({counter}[1m]) > 0 or ({counter} unless {counter} offset 1m))",
+        f"(increase({counter}[1m]) > 0 or ({counter} > 0 unless {counter} offset 1m))",
         title="Scale {{direction}}",
         text="{{namespace}}/{{deployment}}",
         tag_keys="namespace,deployment,direction",
