@@ -313,6 +313,35 @@ CASES: list[tuple[str, DeploymentSignals, dict[str, Any], PolicyState, int, str 
         "scale up 2->6",
     ),
     (
+        # At the cap with a pod still starting: step 2 holds the count, but what the load asks
+        # for is still more than the budget pays for, so the budget is what binds.
+        "budget-binds-while-pods-start",
+        signals(3, [(10, 8), (10, 8)], starting=1),
+        {"dollars_per_replica_hour": 1.10, "budget_dollars_per_hour": 3.30},
+        steady(3, 30),
+        3,
+        "budget",
+        "the load asks for 7; the budget pays for 3",
+    ),
+    (
+        "max-binds-while-pods-start",
+        signals(10, [(10, 8)] * 8, starting=2),
+        {},
+        steady(10, 30),
+        10,
+        "max",
+        "replicas.max=10",
+    ),
+    (
+        "budget-not-binding-below-the-cap-while-pods-start",
+        signals(3, [(10, 8), (10, 8)], starting=1),
+        {"dollars_per_replica_hour": 1.10, "budget_dollars_per_hour": 4.40},
+        steady(3, 30),
+        3,
+        "starting",
+        "will absorb the queue",
+    ),
+    (
         "budget-and-max-budget-wins",
         signals(8, [(8, 8)] * 8),
         {"dollars_per_replica_hour": 1.0, "budget_dollars_per_hour": 9.0},

@@ -29,7 +29,9 @@ The steps, in order (docs/autoscaling.md explains each):
 5. Step: at most max(maxStepUp, current x maxStepUpPercent%) up, and
    max(1, current x maxStepDownPercent%) down, per decision.
 6. Clamp to [min, max], then to what the budget pays for: floor(maxDollarsPerHour / $/h per
-   replica). The budget is the hard ceiling: it wins over min.
+   replica). The budget is the hard ceiling: it wins over min. The limit is `budget` (or
+   `max`) whenever the load asks for more than that ceiling and the count is at it, also
+   when step 2 or a window is what held it there (BudgetLimited stays True while pods start).
 """
 
 from __future__ import annotations
@@ -230,15 +232,16 @@ def _recommend(
     load: _Load,
     past: tuple[tuple[float, float], ...],
     now: float,
-) -> tuple[int, str, bool, tuple[tuple[float, float], ...]]:
-    """Step 1-2: (recommendation, explanation, held for coming capacity, loads to keep)."""
+) -> tuple[int, int, str, bool, tuple[tuple[float, float], ...]]:
+    """Step 1-2: (recommendation, what the load asks for before step 2's hold, explanation,
+    held for coming capacity, loads to keep)."""
     answered = signals.answered
     current = signals.current_replicas
     window = config.load_average_window_s
     loads = tuple((t, x) for t, x in past if now - t < window and t < now)
     if not answered:
         what = "no ready pod answered" if signals.ready else "no ready pod to measure"
-        return current, f"{what}; holding", False, loads
+        return current, current, f"{what}; holding", False, loads
     scale = len(signals.ready) / len(answered)  # unanswered pods: assumed average load
     served_term = load.running * scale / config.target_running_per_replica
     prefill = config.target_prompt_tokens_per_replica_s
@@ -268,8 +271,8 @@ def _recommend(
         held = max(math.ceil(averaged(served_term) - 1e-9), current)
         if held < raw:
             why = f"{text}; {signals.starting} starting pod(s) will absorb the queue"
-            return held, why, True, loads
-    return raw, text, False, loads
+            return held, raw, why, True, loads
+    return raw, raw, text, False, loads
 
 
 def _windows(
@@ -290,7 +293,7 @@ def decide(
     """Desired replicas for one deployment at time `now` (seconds, any monotonic origin)."""
     current = signals.current_replicas
     load = _load(signals, state, now)
-    raw, why, coming, loads = _recommend(signals, config, load, state.loads, now)
+    raw, asked, why, coming, loads = _recommend(signals, config, load, state.loads, now)
     up, down, history = _windows(state, config, now, raw)
     new_state = PolicyState(
         history, load.queue_counters, load.latency_counters, load.prompt_counters, loads
@@ -344,6 +347,16 @@ def decide(
             f"budget ${config.budget_dollars_per_hour:.2f}/h pays for {affordable} replica(s) "
             f"at ${config.dollars_per_replica_hour:.2f}/h"
         )
+
+    # A ceiling binds whenever the load asks for more than it allows and the count is at it,
+    # also when starting pods or a window is what held the count there this time.
+    if limit not in ("max", "budget"):
+        if affordable is not None and asked > affordable and desired >= affordable:
+            limit = "budget"
+            notes.append(f"the load asks for {asked}; the budget pays for {affordable}")
+        elif asked > config.max_replicas and desired >= config.max_replicas:
+            limit = "max"
+            notes.append(f"the load asks for {asked}; replicas.max={config.max_replicas}")
 
     verb = "scale up" if desired > current else "scale down" if desired < current else "hold"
     head = f"{verb} {current}->{desired}" if desired != current else f"hold at {current}"
