@@ -167,6 +167,69 @@ def test_rollout_table(
     assert plan.apply == ()
 
 
+def test_ready_holds_through_a_scale_up_but_not_through_a_new_template() -> None:
+    """A replica count alone is a scale: while replicas.min pods serve, Ready stays True
+    (Progressing says Scaling). A new pod template is a rollout: Ready waits for it."""
+
+    def scaled_to(desired: int, **spec: Any) -> dict[str, Any]:
+        return manifest(
+            replicas={"min": 2, "max": 6, "desired": desired}, autoscaling={"mode": "none"}, **spec
+        )
+
+    def observed_after(plan: Plan, base: Observed, state: DeploymentState) -> Observed:
+        """`base` with the Deployment `plan` applied (or kept), in rollout `state`."""
+        written = {(o["kind"], o["metadata"]["name"]): summarize_child(o) for o in plan.apply}
+        children = []
+        for key, child in base.children.items():
+            child = written.get(key, child)
+            if child.kind == "Deployment":
+                child = ChildSummary(
+                    child.api_version, child.kind, child.name, child.applied_hash, state
+                )
+            children.append(child)
+        return Observed.of(children, [])
+
+    first = decide(scaled_to(2), Observed(), NOW, SETTINGS)
+    running = existing(first, DeploymentState(2, 2, 2, 2))
+    ready = decide(after(first, scaled_to(2)), running, NOW, SETTINGS)
+    assert conditions(ready)["Ready"] == ("True", "ReplicasReady")
+
+    up = decide(after(ready, scaled_to(5)), running, NOW, SETTINGS)
+    assert kinds(up) == ["Deployment"] and up.apply[0]["spec"]["replicas"] == 5
+    assert up.status is not None and up.status["phase"] == "Ready"
+    assert conditions(up)["Ready"] == ("True", "MinimumReplicasReady")
+    assert conditions(up)["Progressing"] == ("True", "Scaling")
+    assert "Ready" not in [e.reason for e in up.events]
+
+    starting = observed_after(up, running, DeploymentState(5, 5, 3, 5))
+    halfway = decide(after(up, scaled_to(5)), starting, NOW, SETTINGS)
+    assert halfway.apply == ()
+    now_status = halfway.status or up.status  # None: nothing changed since `up`
+    assert conditions(now_status)["Ready"] == ("True", "MinimumReplicasReady")
+    assert conditions(now_status)["Progressing"] == ("True", "Scaling")
+
+    done = decide(
+        after(up, scaled_to(5)), observed_after(up, running, DeploymentState(5, 5, 5, 5)), NOW,
+        SETTINGS,
+    )  # fmt: skip
+    assert conditions(done)["Ready"] == ("True", "ReplicasReady")
+    assert conditions(done)["Progressing"] == ("False", "RolloutComplete")
+
+    # Fewer than replicas.min ready (pods crashed): not serving as declared.
+    crashed = observed_after(up, running, DeploymentState(5, 5, 1, 5))
+    short = decide(after(done, scaled_to(5)), crashed, NOW, SETTINGS)
+    assert conditions(short)["Ready"] == ("False", "ReplicasNotReady")
+
+    # A new template (another context length) is a rollout: Ready waits for it.
+    model = {"uri": "hf://org/model", "parameterCount": "8B", "maxContextLength": 2048}
+    edited = scaled_to(5, model=model)
+    rolled = observed_after(up, running, DeploymentState(5, 5, 5, 5))
+    rollout = decide(after(done, edited), rolled, NOW, SETTINGS)
+    assert "Deployment" in kinds(rollout)
+    assert conditions(rollout)["Ready"] == ("False", "ReplicasNotReady")
+    assert conditions(rollout)["Progressing"] == ("True", "RollingOut")
+
+
 def test_becoming_ready_emits_one_event_and_keeps_other_transition_times() -> None:
     first = decide(MANIFEST, Observed(), NOW, SETTINGS)
     later = NOW + timedelta(minutes=3)

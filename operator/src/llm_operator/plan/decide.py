@@ -29,7 +29,7 @@ from llm_operator.api.status import (
 )
 from llm_operator.cost import replica_dollars_per_hour
 from llm_operator.plan import children
-from llm_operator.plan.conditions import set_condition, transitioned
+from llm_operator.plan.conditions import find, set_condition, transitioned
 from llm_operator.plan.fallback import FallbackStep, describe, step_fallback
 from llm_operator.plan.observed import DeploymentState, Observed
 from llm_operator.plan.scaling import plan_scaling
@@ -94,10 +94,13 @@ def decide(
     desired = [children.stamp(o) for o in rendered]
     to_apply = tuple(o for o in desired if children.needs_apply(o, observed.children))
     to_delete = tuple(children.stale(desired, observed.children, resource.metadata.namespace))
-    deployment_applied = any(o["kind"] == "Deployment" for o in to_apply)
+    # A new pod template (or a new Deployment) rolls out; a replica count alone only scales.
+    rollout = any(
+        o["kind"] == "Deployment" and children.changed(o, observed.children) for o in to_apply
+    )
 
     conditions = _conditions(
-        scaling.conditions, spec, fallback, deployment, deployment_applied, wanted, now, generation
+        scaling.conditions, spec, fallback, deployment, rollout, wanted, now, generation
     )
     status = LLMDeploymentStatus(
         observed_generation=generation,
@@ -143,11 +146,15 @@ def _conditions(
     spec: LLMDeploymentSpec,
     fallback: FallbackStep,
     deployment: DeploymentState | None,
-    deployment_applied: bool,
+    rollout: bool,
     wanted: int,
     now: datetime,
     generation: int | None,
 ) -> tuple[Condition, ...]:
+    """Ready: serving the current spec. It turns True once every desired pod of a new
+    template is ready, then stays True through scaling while at least replicas.min (or 1)
+    pods are ready: a scale-up's starting pods are capacity on its way, not an outage."""
+
     def put(
         conditions: tuple[Condition, ...], type_: str, on: bool, reason: str, message: str
     ) -> tuple[Condition, ...]:
@@ -155,24 +162,32 @@ def _conditions(
         return set_condition(conditions, type_, status, reason, message, now, generation)
 
     ready = 0 if deployment is None else deployment.ready_replicas
-    rolled = deployment is not None and not deployment_applied and deployment.rolled_out(wanted)
+    rolled = deployment is not None and not rollout and deployment.rolled_out(wanted)
+    # Ready was True and no new template came since (one sets Ready False until rolled out).
+    was_ready = (old := find(previous, READY)) is not None and old.status == "True"
+    floor = max(1, min(wanted, spec.replicas.min))
+    scaling = deployment is not None and not rollout and was_ready and ready >= floor
     out = tuple(previous)
     if wanted == 0:
         out = put(out, READY, True, "ScaledToZero", "desired replicas is 0")
     elif rolled:
         out = put(out, READY, True, "ReplicasReady", f"{ready}/{wanted} replicas ready")
+    elif scaling:
+        message = f"{ready}/{wanted} replicas ready (at least {floor} serve while the rest start)"
+        out = put(out, READY, True, "MinimumReplicasReady", message)
     else:
         out = put(out, READY, False, "ReplicasNotReady", f"{ready}/{wanted} replicas ready")
 
     if fallback.exhausted:
         out = put(out, PROGRESSING, False, UNSCHEDULABLE, "no accelerator option can be scheduled")
-    elif deployment is None or deployment_applied:
+    elif deployment is None or rollout:
         out = put(out, PROGRESSING, True, "RollingOut", f"{ready}/{wanted} replicas ready")
     elif fallback.waiting:
         message = f"pods of {describe(spec, fallback.index)} wait for capacity"
         out = put(out, PROGRESSING, True, "WaitingForCapacity", message)
     elif not rolled:
-        out = put(out, PROGRESSING, True, "RollingOut", f"{ready}/{wanted} replicas ready")
+        reason = "Scaling" if scaling else "RollingOut"
+        out = put(out, PROGRESSING, True, reason, f"{ready}/{wanted} replicas ready")
     else:
         out = put(out, PROGRESSING, False, "RolloutComplete", f"{ready}/{wanted} replicas ready")
 
