@@ -27,7 +27,6 @@ from llm_server.api.app import create_app
 from llm_server.api.state import ServerState
 from llm_server.config import ServerConfig
 from llm_server.model_source import ModelFetchError, local_model_dir
-from llm_server.quantization.scheme import QuantScheme, read_scheme, resolve_quantization
 
 if TYPE_CHECKING:  # torch loads with the engine, after the listener is up
     from llm_server.engine.async_engine import AsyncEngine
@@ -71,17 +70,12 @@ def _detect_device(config: ServerConfig) -> tuple[str, bool]:
     return device, cuda
 
 
-def _load_engine(config: ServerConfig, cuda_available: bool) -> tuple[AsyncEngine, QuantScheme]:
-    """Blocking: runs on a worker thread so /health answers while weights load.
-
-    Also returns the quantization the weights run with: a pre-quantized checkpoint fetched
-    from a URI decides it only once it is on disk (a local directory did so at startup)."""
+def _load_engine(config: ServerConfig, cuda_available: bool) -> AsyncEngine:
+    """Blocking: runs on a worker thread so /health answers while weights load."""
     from llm_server.engine.async_engine import AsyncEngine
 
     model_dir = local_model_dir(config.model, config.revision, config.cache_dir)
-    engine = AsyncEngine.from_config(config.engine_config(str(model_dir), cuda_available))
-    stored = read_scheme(model_dir)
-    return engine, resolve_quantization(config.quantization, config.quant_group_size, stored)
+    return AsyncEngine.from_config(config.engine_config(str(model_dir), cuda_available))
 
 
 async def serve(config: ServerConfig) -> int:
@@ -127,9 +121,10 @@ async def serve(config: ServerConfig) -> int:
             return_when=asyncio.FIRST_COMPLETED,
         )
         if loading in done:
-            engine, quantization = loading.result()
+            engine = loading.result()
             await engine.start()
-            state.set_engine(engine, quantization)
+            # A pre-quantized checkpoint fetched from a URI decided the scheme only once on disk.
+            state.set_engine(engine, engine.quantization)
             logger.info("ready: serving %s", ", ".join(config.served_model_names))
             failure = asyncio.create_task(engine.wait_failure())
             await asyncio.wait({serving, failure, asyncio.create_task(stop.wait())},

@@ -46,6 +46,7 @@ class AsyncEngine:
         self.engine = engine
         self.tokenizer = engine.tokenizer
         self.max_model_len: int = engine.max_model_len
+        self.quantization = engine.quantization
         self._lock = threading.Lock()
         self._commands: deque[tuple[str, str, Any, Any]] = deque()
         self._streams: dict[str, _Stream] = {}

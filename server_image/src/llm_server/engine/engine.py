@@ -51,6 +51,7 @@ class LLMEngine:
         self.tokenizer = loaded.tokenizer
         self.eos_token_ids = frozenset(loaded.eos_token_ids)
         self.device = loaded.device
+        self.quantization = loaded.quantization  # as the loader resolved it (flags + checkpoint)
         num_blocks = config.num_kv_blocks or kv_blocks_from_memory(config, loaded)
         self.max_model_len = self._max_model_len(loaded, num_blocks)
         self.block_manager = BlockManager(
