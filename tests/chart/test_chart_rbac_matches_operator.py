@@ -14,15 +14,12 @@ real server creates on the apply, which needs `create` too, so `create` is neede
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import kopf
 import pytest
 import yaml
 from chart_rendering import render_objects
@@ -41,6 +38,7 @@ from operator_harness import (  # noqa: E402
     manifest,
     operator_config,
     pending_pod,
+    running_operator,
 )
 
 from llm_operator.__main__ import prepare_cluster  # noqa: E402
@@ -145,50 +143,14 @@ def catalog_file(values: dict[str, Any], tmp_path: Path) -> str:
 
 @contextlib.asynccontextmanager
 async def operator_with_peering(config: Any) -> AsyncIterator[None]:
-    """The real operator in its own thread and loop, as __main__.run starts it (peering on)."""
-    import llm_operator.handlers  # noqa: F401  (registers the handlers)
-
+    """The real operator as __main__.run starts it: prepare_cluster, then peering on."""
     api = KubeApi.from_environment()
     try:
         await prepare_cluster(api, config, timeout=10)
     finally:
         api.close()
-    stop, ready = threading.Event(), threading.Event()
-    settings = kopf.OperatorSettings()
-    settings.queueing.exit_timeout = 0.1
-    settings.watching.reconnect_backoff = 0.01
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(
-                kopf.operator(
-                    standalone=False,
-                    peering_name=config.peering,
-                    priority=7,
-                    clusterwide=config.all_namespaces,
-                    namespaces=list(config.namespaces),
-                    memo=kopf.Memo(config=config),
-                    settings=settings,
-                    stop_flag=stop,
-                    ready_flag=ready,
-                )
-            )
-        except BaseException as exc:
-            failure.append(exc)
-            ready.set()
-
-    thread = threading.Thread(target=run, name="operator", daemon=True)
-    thread.start()
-    await asyncio.to_thread(ready.wait, 30)
-    if failure:
-        raise failure[0]
-    try:
+    async with running_operator(config, peering=True):
         yield
-    finally:
-        stop.set()
-        await asyncio.to_thread(thread.join, 30)
-    assert not failure, failure
 
 
 def stale_child(api_version: str, plural: str) -> dict[str, Any]:

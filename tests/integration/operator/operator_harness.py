@@ -228,10 +228,14 @@ def operator_config(**overrides: Any) -> OperatorConfig:
 
 
 @contextlib.asynccontextmanager
-async def running_operator(config: OperatorConfig | None = None) -> AsyncIterator[kopf.Memo]:
+async def running_operator(
+    config: OperatorConfig | None = None, peering: bool = False
+) -> AsyncIterator[kopf.Memo]:
     """The real operator (handlers.py) in a thread with its own event loop, as in a pod.
 
     Its own loop also keeps kopf from waiting on the mock server's tasks when it stops.
+    peering=True runs it as __main__ does in the chart (config.peering, a fixed priority);
+    the peering object must exist already (__main__.prepare_cluster creates it).
     """
     import llm_operator.handlers  # noqa: F401  (registers the handlers)
 
@@ -242,12 +246,18 @@ async def running_operator(config: OperatorConfig | None = None) -> AsyncIterato
     settings.queueing.exit_timeout = 0.1  # no lingering on stop: tests start it many times
     settings.watching.reconnect_backoff = 0.01
     failure: list[BaseException] = []
+    peers: dict[str, Any] = (
+        {"standalone": False, "peering_name": config.peering, "priority": 7}
+        if peering
+        else {"standalone": True}
+    )
 
     def run() -> None:
         try:
             asyncio.run(
                 kopf.operator(
-                    standalone=True,
+                    **peers,
+                    clusterwide=config.all_namespaces,
                     namespaces=list(config.namespaces),
                     memo=memo,
                     settings=settings,
@@ -269,6 +279,7 @@ async def running_operator(config: OperatorConfig | None = None) -> AsyncIterato
     finally:
         stop.set()
         await asyncio.to_thread(thread.join, 30)
+    assert not failure, failure
 
 
 def server_pod(
