@@ -25,9 +25,6 @@ import contextlib
 import json
 import math
 import re
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -36,10 +33,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import yaml
 from operator_harness import LLMD, NAMESPACE, Cluster, eventually, loopback_pod, running_operator
 from operator_harness import operator_config as base_config
-from running_server import SERVED_NAME, ServerProcess, run_server
+from running_prometheus import running_prometheus
+from running_server import SERVED_NAME, ServerProcess, free_port, run_server
 
 from llm_operator.api.resource import LLMDeployment
 from llm_operator.catalog import default_catalog
@@ -51,7 +48,6 @@ from llm_operator.resolve import resolve
 ROOT = Path(__file__).resolve().parents[2]
 RULES_FILE = ROOT / "charts" / "llm-operator" / "files" / "prometheus-rules.yaml"
 DASHBOARDS = sorted((ROOT / "charts" / "llm-operator" / "files" / "dashboards").glob("*.json"))
-PROMETHEUS = shutil.which("prometheus")
 DEPLOYMENTS = "apps/v1/deployments"
 NAME = "chat"
 L4_PER_HOUR = replica_dollars_per_hour(default_catalog(), "L4", 1, "on-demand")
@@ -63,12 +59,6 @@ SHARED_PREFIX = (
     "You are a helpful assistant for a team that runs language models on Kubernetes. "
     "Answer briefly and precisely, and say when you do not know. The question is:"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -149,38 +139,6 @@ def operator_job(target: str) -> Any:
             }
         ],
     }
-
-
-@contextlib.contextmanager
-def running_prometheus(jobs: list[Any], workdir: Path) -> Iterator[str]:
-    assert PROMETHEUS, "prometheus is not installed: apt-get install prometheus (make tools)"
-    config = workdir / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(RULES_FILE)],
-                "scrape_configs": jobs,
-            }
-        )
-    )
-    check = subprocess.run(
-        ["promtool", "check", "config", str(config)], capture_output=True, text=True, check=False
-    )
-    assert check.returncode == 0, check.stdout + check.stderr
-    port = _free_port()
-    log_path = workdir / "prometheus.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @contextlib.asynccontextmanager
@@ -305,7 +263,7 @@ def wait_for_data(prometheus: str, deadline_s: float) -> list[str]:
 async def test_every_dashboard_and_rule_query_returns_data(
     cluster: Cluster, server: ServerProcess, tmp_path: Path
 ) -> None:
-    metrics_port = _free_port()
+    metrics_port = free_port()
     config = base_config(
         metrics_port=metrics_port, scrape_interval_seconds=0.25, scrape_timeout_seconds=1.0
     )
@@ -331,11 +289,11 @@ async def test_every_dashboard_and_rule_query_returns_data(
             server_job(service, monitor, f"{NAME}-a", server.base_url.removeprefix("http://")),
             operator_job(f"127.0.0.1:{metrics_port}"),
         ]
-        with running_prometheus(jobs, tmp_path) as prometheus:
+        with running_prometheus(jobs, tmp_path, [RULES_FILE]) as prometheus:
             async with load(server) as served:
                 # The queue makes the autoscaler scale up (the budget stops it at 2).
                 await eventually(lambda: cluster.status(NAME).get("desiredReplicas") == 2, 60)
-                silent = loopback_pod(NAME, f"{NAME}-b", _free_port())  # never answers
+                silent = loopback_pod(NAME, f"{NAME}-b", free_port())  # never answers
                 await cluster.create("v1/pods", silent)
                 ready = {"replicas": 2, "readyReplicas": 2, "updatedReplicas": 2}
                 await cluster.patch(DEPLOYMENTS, NAME, {"status": ready}, sub="status")

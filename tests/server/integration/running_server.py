@@ -38,7 +38,7 @@ class ServerProcess:
             self.process.send_signal(signal.SIGTERM)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -58,7 +58,7 @@ def _wait_ready(server: ServerProcess) -> None:
 
 @contextlib.contextmanager
 def run_server(model_dir: Path | str, log_dir: Path, *extra_args: str) -> Iterator[ServerProcess]:
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SERVER_SRC), env.get("PYTHONPATH")]))
     log_path = log_dir / f"llm-server-{port}.log"

@@ -7,9 +7,6 @@ Prometheus; without it this module fails with a message saying how to install it
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,16 +15,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from running_prometheus import running_prometheus
 from running_server import SERVED_NAME, ServerProcess, run_server
 
-PROMETHEUS = shutil.which("prometheus")
 SCRAPE_DEADLINE_S = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -38,33 +29,10 @@ def server(tiny_model_dir: Path, server_log_dir: Path) -> Iterator[ServerProcess
 
 @pytest.fixture(scope="module")
 def prometheus(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    assert PROMETHEUS, "prometheus is not installed: apt-get install prometheus (see .ci/run)"
-    workdir = tmp_path_factory.mktemp("prometheus")
     target = server.base_url.removeprefix("http://")
-    config = workdir / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        "  - job_name: llm-server\n"
-        f"    static_configs: [{{targets: ['{target}']}}]\n"
-    )
-    check = subprocess.run(
-        ["promtool", "check", "config", str(config)], capture_output=True, text=True, check=False
-    )
-    assert check.returncode == 0, check.stdout + check.stderr
-    port = _free_port()
-    log = (workdir / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+    job = {"job_name": "llm-server", "static_configs": [{"targets": [target]}]}
+    with running_prometheus([job], tmp_path_factory.mktemp("prometheus")) as url:
+        yield url
 
 
 def _query(prometheus: str, expression: str) -> list[dict[str, Any]]:
