@@ -33,14 +33,21 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from operator_harness import LLMD, NAMESPACE, Cluster, eventually, loopback_pod, running_operator
+from operator_harness import (
+    LLMD,
+    NAMESPACE,
+    Cluster,
+    autoscaled_manifest,
+    eventually,
+    loopback_pod,
+    running_operator,
+)
 from operator_harness import operator_config as base_config
 from running_prometheus import running_prometheus
 from running_server import SERVED_NAME, ServerProcess, free_port, run_server
 
 from llm_operator.api.resource import LLMDeployment
 from llm_operator.catalog import default_catalog
-from llm_operator.cost import replica_dollars_per_hour
 from llm_operator.observability import rules
 from llm_operator.render import RenderSettings, desired_objects
 from llm_operator.resolve import resolve
@@ -50,8 +57,6 @@ RULES_FILE = ROOT / "charts" / "llm-operator" / "files" / "prometheus-rules.yaml
 DASHBOARDS = sorted((ROOT / "charts" / "llm-operator" / "files" / "dashboards").glob("*.json"))
 DEPLOYMENTS = "apps/v1/deployments"
 NAME = "chat"
-L4_PER_HOUR = replica_dollars_per_hour(default_catalog(), "L4", 1, "on-demand")
-BUDGET = round(L4_PER_HOUR * 2.5, 2)  # pays for 2 replicas; replicas.max is 4
 RATE_INTERVAL = "1m"  # what Grafana's $__rate_interval is with 15 s scrapes
 DEADLINE_S = 120
 # Long enough to fill whole 16-token KV blocks, so varied requests share cached prefixes.
@@ -73,22 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 def llmdeployment() -> dict[str, Any]:
-    return {
-        "apiVersion": "inference.llmops.dev/v1alpha1",
-        "kind": "LLMDeployment",
-        "metadata": {"name": NAME, "namespace": NAMESPACE},
-        "spec": {
-            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct", "parameterCount": "8B"},
-            "optimization": {"quantization": "int8", "batching": {"maxConcurrentSequences": 8}},
-            "accelerator": {"type": "L4"},
-            "replicas": {"min": 1, "max": 4},
-            "autoscaling": {
-                "targetQueueDepth": 1,
-                "scaleUpStabilizationSeconds": 0,
-                "budget": {"maxDollarsPerHour": BUDGET},
-            },
-        },
-    }
+    return autoscaled_manifest(NAME, targetQueueDepth=1, scaleUpStabilizationSeconds=0)
 
 
 def _sanitize(label: str) -> str:

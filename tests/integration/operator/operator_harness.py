@@ -24,6 +24,8 @@ import jsonpatch
 import kmock
 import kopf
 
+from llm_operator.catalog import default_catalog
+from llm_operator.cost import replica_dollars_per_hour
 from llm_operator.plan import FallbackSettings
 from llm_operator.render.objects import OPTION_LABEL
 from llm_operator.settings import OperatorConfig
@@ -62,6 +64,28 @@ def manifest(name: str = "chat", **spec: Any) -> dict[str, Any]:
     out["metadata"]["name"] = name
     out["spec"].update(spec)
     return out
+
+
+L4_PER_HOUR = replica_dollars_per_hour(default_catalog(), "L4", 1, "on-demand")
+BUDGET_FOR_TWO = round(L4_PER_HOUR * 2.5, 2)  # pays for 2 L4 replicas; replicas.max is 4
+
+
+def autoscaled_manifest(name: str, **autoscaling: Any) -> dict[str, Any]:
+    """An L4 LLMDeployment the autoscaler may scale 1-4 under a budget that pays for 2.
+    maxConcurrentSequences / 8 = 1 running request makes a replica full, so a server run with
+    --max-num-seqs 1 and a few concurrent clients gives it a real queue to scale on."""
+    return {
+        "apiVersion": "inference.llmops.dev/v1alpha1",
+        "kind": "LLMDeployment",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct", "parameterCount": "8B"},
+            "optimization": {"quantization": "int8", "batching": {"maxConcurrentSequences": 8}},
+            "accelerator": {"type": "L4"},
+            "replicas": {"min": 1, "max": 4},
+            "autoscaling": {"budget": {"maxDollarsPerHour": BUDGET_FOR_TWO}, **autoscaling},
+        },
+    }
 
 
 def resource_path(resource: str, name: str | None = None, sub: str | None = None) -> str:

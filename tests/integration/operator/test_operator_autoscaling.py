@@ -25,9 +25,12 @@ from typing import Any
 import openai
 import pytest
 from operator_harness import (
+    BUDGET_FOR_TWO,
+    L4_PER_HOUR,
     LLMD,
     NAMESPACE,
     Cluster,
+    autoscaled_manifest,
     condition,
     eventually,
     loopback_pod,
@@ -37,8 +40,6 @@ from operator_harness import operator_config as base_config
 
 from llm_operator import metrics
 from llm_operator.autoscale.collector import Collector, ScrapeTarget
-from llm_operator.catalog import default_catalog
-from llm_operator.cost import replica_dollars_per_hour
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "server" / "integration"))
 from running_server import SERVED_NAME, ServerProcess, run_server
@@ -46,8 +47,6 @@ from running_server import SERVED_NAME, ServerProcess, run_server
 DEPLOYMENTS = "apps/v1/deployments"
 SCALED_OBJECTS = "keda.sh/v1alpha1/scaledobjects"
 NAME = "autoscaled"
-L4_PER_HOUR = replica_dollars_per_hour(default_catalog(), "L4", 1, "on-demand")
-BUDGET = round(L4_PER_HOUR * 2.5, 2)  # pays for 2 replicas; replicas.max is 4
 WORKERS = 6  # concurrent clients: 1 runs, the rest queue (targets: 1 running, 1 waiting)
 
 
@@ -62,19 +61,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 def spec(**autoscaling: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "inference.llmops.dev/v1alpha1",
-        "kind": "LLMDeployment",
-        "metadata": {"name": NAME, "namespace": NAMESPACE},
-        "spec": {
-            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct", "parameterCount": "8B"},
-            # maxConcurrentSequences / 8 = 1 running request per replica is "full".
-            "optimization": {"quantization": "int8", "batching": {"maxConcurrentSequences": 8}},
-            "accelerator": {"type": "L4"},
-            "replicas": {"min": 1, "max": 4},
-            "autoscaling": {"budget": {"maxDollarsPerHour": BUDGET}, **autoscaling},
-        },
-    }
+    return autoscaled_manifest(NAME, **autoscaling)
 
 
 @contextlib.asynccontextmanager
@@ -156,7 +143,7 @@ async def test_scales_up_on_a_real_queue_within_budget_and_back_down(
                 )
             )
             assert limited["reason"] == "BudgetExceeded"
-            assert f"${BUDGET:.2f}/h pays for 2 replica(s)" in limited["message"]
+            assert f"${BUDGET_FOR_TWO:.2f}/h pays for 2 replica(s)" in limited["message"]
             scaling = cluster.status(NAME)["lastScaling"]
             assert (scaling["from"], scaling["to"]) == (1, 2)
             assert "waiting" in scaling["reason"] and "budget" in scaling["reason"]
@@ -189,7 +176,7 @@ async def test_scales_up_on_a_real_queue_within_budget_and_back_down(
             lambda: condition(cluster.get(LLMD, NAME), "BudgetLimited").get("status") == "False"
         )
         assert status["cost"]["dollarsPerHour"] == pytest.approx(2 * L4_PER_HOUR, abs=1e-3)
-        assert status["cost"]["budgetDollarsPerHour"] == BUDGET
+        assert status["cost"]["budgetDollarsPerHour"] == BUDGET_FOR_TWO
         assert status["cost"]["dollarsPerMillionTokens"] > 0
 
         # Never above the budget: every replica count the operator wrote is <= 2.
@@ -198,7 +185,7 @@ async def test_scales_up_on_a_real_queue_within_budget_and_back_down(
         # The series are set right after the status write, all in one go.
         desired = {**cost_labels, "state": "desired"}
         await eventually(lambda: sample("llmops_deployment_replicas", **desired) == 1)
-        assert sample("llmops_deployment_budget_dollars_per_hour", **cost_labels) == BUDGET
+        assert sample("llmops_deployment_budget_dollars_per_hour", **cost_labels) == BUDGET_FOR_TWO
         assert sample("llmops_deployment_replicas", **cost_labels, state="current") == 2
         assert sample("llmops_deployment_replicas", **cost_labels, state="ready") == 1
         assert sample("llmops_deployment_cost_dollars_per_hour", **cost_labels) == pytest.approx(
