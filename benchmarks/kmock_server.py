@@ -2,7 +2,8 @@
 
 A subclass of the integration tests' emulator (tests/integration/operator/operator_harness.py:
 KMock's KubernetesEmulator plus a uid and a resourceVersion bumped on every write, 422 on a
-failed JSON-patch `test`), changed only by overriding methods (no monkey-patching):
+failed JSON-patch `test`, watches without a gap and with bookmarks), changed only by
+overriding methods (no monkey-patching):
 
 1. No request history in the matching path. KMock picks the reaction for a request by
    checking `request in reaction_view`, and a view iterates over every request the server
@@ -15,8 +16,7 @@ failed JSON-patch `test`), changed only by overriding methods (no monkey-patchin
 2. Object lookups by key: KMock's `_serve_fetch/_create/_update/_delete` scan every stored
    object for the one a request names; the overrides look it up by its key. The state
    changes still happen in KubernetesEmulator._handle, unchanged.
-3. Watches without a gap, with bookmarks (see `_serve_watch`).
-4. A server-side apply of a missing object creates it, as the API server does (KMock answers
+3. A server-side apply of a missing object creates it, as the API server does (KMock answers
    404 and the operator falls back to a POST: two writes per new child).
 
 Lists and watch starts still scan the store (kopf does that a handful of times per run).
@@ -40,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 from operator_harness import RESOURCES, VERBS, ApiServer
 
 APPLY = "application/apply-patch+yaml"
-BOOKMARK_SECONDS = 30.0
 # The request this task is serving (aiohttp serves each request in its own task).
 _serving: contextvars.ContextVar[Any] = contextvars.ContextVar("serving", default=None)
 
@@ -139,82 +138,15 @@ class ScalableApiServer(ApiServer):
         assert obj is not None  # deleted in KubernetesEmulator._handle
         return obj.last.raw
 
-    # --- watches without a gap ---------------------------------------------------------------
+    # --- watches: gapless with bookmarks in ApiServer (gapless_watch); counted here -------
 
     async def _serve_watch(self, request: Any) -> AsyncIterator[Any]:
-        """KMock's watch, subscribed to changes in the same locked step as the snapshot, with
-        bookmarks.
-
-        KMock 0.8 snapshots the objects under its lock, streams them, and only then subscribes
-        to the change bus: changes in between are lost. kopf lists before it watches, so an
-        object created in that window arrives as a stale ADDED whose follow-up MODIFIED never
-        comes; kopf's finalizer patch then fails its resourceVersion test (422) and waits for
-        a "next cycle" that only the operator's resync brings (60 s).
-
-        KMock sends no BOOKMARK events; kopf treats a watch silent for 70 s as dead and
-        re-watches, and KMock then replays every object as ADDED (1,000 index and handler
-        calls per idle resource). The API server bookmarks about once a minute when asked
-        (allowWatchBookmarks=true); so does this one, every BOOKMARK_SECONDS.
-        """
-        yield b""  # start the stream (headers) at once, as KMock does
-        bus = self._buses[request.resource]
-        async with self._lock:
-            snapshot = [
-                obj.raw
-                for (resource, namespace, name), obj in self.objects.items()
-                if not obj.deleted and self._watched(request, resource, namespace, name)
-            ]
-            marker = await bus.mark()
-        changes: asyncio.Queue[Any] = asyncio.Queue()
-
-        async def pump() -> None:
-            async for event in bus.stream(since=marker):
-                meta = event.get("object", {}).get("metadata", {})
-                if self._watched(
-                    request, request.resource, meta.get("namespace"), meta.get("name")
-                ):
-                    changes.put_nowait(event)
-
-        async def bookmark() -> None:
-            while True:
-                await asyncio.sleep(BOOKMARK_SECONDS)
-                changes.put_nowait(self._bookmark(request))
-
-        helpers = [asyncio.create_task(pump())]
-        if request.params.get("allowWatchBookmarks") == "true":
-            helpers.append(asyncio.create_task(bookmark()))
         self.watches[request.resource.plural] += 1
         try:
-            for raw in snapshot:
-                yield {"type": "ADDED", "object": raw}
-            while True:
-                yield await changes.get()
+            async for item in super()._serve_watch(request):
+                yield item
         finally:
             self.watches[request.resource.plural] -= 1
-            for helper in helpers:
-                helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-            await bus.unmark(marker)
-
-    def _bookmark(self, request: Any) -> dict[str, Any]:
-        resource = request.resource
-        api_version = f"{resource.group}/{resource.version}" if resource.group else resource.version
-        return {
-            "type": "BOOKMARK",
-            "object": {
-                "apiVersion": api_version,
-                "kind": RESOURCES.get(f"{api_version}/{resource.plural}", ("",))[0],
-                "metadata": {"resourceVersion": str(self._version)},
-            },
-        }
-
-    @staticmethod
-    def _watched(request: Any, resource: Any, namespace: str | None, name: str | None) -> bool:
-        return bool(
-            resource == request.resource
-            and (request.namespace is None or namespace == request.namespace)
-            and (request.name is None or name == request.name)
-        )
 
 
 async def serve_forever(port: int, ready: Any, extra: Any = None) -> None:

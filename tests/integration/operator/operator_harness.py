@@ -16,13 +16,14 @@ import contextlib
 import copy
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import jsonpatch
 import kmock
 import kopf
+from gapless_watch import GaplessWatch
 
 from llm_operator.catalog import default_catalog
 from llm_operator.cost import replica_dollars_per_hour
@@ -95,14 +96,16 @@ def resource_path(resource: str, name: str | None = None, sub: str | None = None
     return out + (f"/{name}" if name else "") + (f"/{sub}" if sub else "")
 
 
-class ApiServer(kmock.KubernetesEmulator):
-    """KMock plus what the operator relies on: uid and a resourceVersion bumped on each write.
+class ApiServer(GaplessWatch, kmock.KubernetesEmulator):
+    """KMock plus what the operator relies on: uid and a resourceVersion bumped on each write,
+    and watches that lose no change between their snapshot and their stream (gapless_watch).
 
     kopf guards its own patches with a JSON-patch `test` of metadata.resourceVersion and waits
     for the watch event carrying the version its patch produced, so versions must move.
     """
 
     _version = 1
+    kinds: ClassVar[Mapping[str, str]] = {name: kind for name, (kind, _) in RESOURCES.items()}
 
     async def _handle(self, request: Any) -> Any:
         if request.resource is not None and request.action is not None:
