@@ -21,8 +21,8 @@ Policies (each swept over its main knobs, the same floors and scale-down windows
 dynamic policy, and each also pinned at min = max; SWEEP_TEXT lists the grids):
 
 - ours:   llm_operator.autoscale.policy.decide, the function the operator runs; knobs:
-          targetQueueDepth, the prefill target (prompt tokens/s per replica), load averaging
-          (last tick or 10 minutes), the scale-down window;
+          targetQueueDepth, the prefill target (prompt tokens/s per replica), the load window
+          (last tick, or the mean or the 90th percentile of 10 minutes), the scale-down window;
 - static: a fixed replica count; knob: the count ("static at the peak" = the smallest count
           reaching the SLO level);
 - hpa:    Kubernetes HPA on GPU utilization (DCGM duty cycle: share of the interval a replica
@@ -39,7 +39,7 @@ events. Figures: load vs replicas over time (one panel per policy) and dollars v
 attainment for every configuration of every policy. Writes docs/benchmarks/autoscale_replay.
 {json,md} and autoscale_replay_{frontier,timeline}.png.
 
-    python benchmarks/autoscale_replay.py          # ~4,200 runs: ~3 min on 2 idle cores
+    python benchmarks/autoscale_replay.py          # ~9,700 runs: ~7 min on 2 idle cores
     python benchmarks/autoscale_replay.py --quick  # a small sweep, written to /tmp
 """
 
@@ -245,6 +245,7 @@ class Ours:
             target_running_per_replica=knobs.get("target_running", 8.0),
             target_prompt_tokens_per_replica_s=knobs.get("target_prompt_tokens_s"),
             load_average_window_s=knobs.get("average_s", 0.0),
+            load_percentile=knobs.get("percentile"),
             scale_up_stabilization_s=0.0,
             scale_down_stabilization_s=knobs.get("down_window_s", 300.0),
         )
@@ -482,7 +483,9 @@ Factory = Callable[[], Policy]
 FLOORS = range(1, 17)  # replicas.min / minReplicas: the same for every dynamic policy
 DOWN_WINDOWS = (300.0, 450.0, 600.0)  # scale-down windows / delays: the same for each
 OURS_QUEUE = (1.0, 2.0, 4.0, 64.0)  # targetQueueDepth
-OURS_AVERAGE = (0.0, 600.0)  # load averaged over: the last tick, or 10 minutes (like KubeAI)
+# The load window: (seconds, percentile): the last tick; the mean of 10 minutes (like KubeAI);
+# the 90th percentile of 10 minutes.
+OURS_LOAD = ((0.0, None), (600.0, None), (600.0, 90))
 HPA_TARGETS = (0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 # Our prefill target as a share of a replica's prefill rate: the same shares as the HPA's
 # duty-cycle targets (both measure how busy prefill keeps a replica), so neither gets a
@@ -495,8 +498,8 @@ KUBEAI_DELAYS = (30.0, *DOWN_WINDOWS)  # 30 s is KubeAI's default scaleDownDelay
 SWEEP_TEXT = {
     "ours": "replicas.min (floor) 1-16 x targetQueueDepth {1, 2, 4, 64} x prefill target "
     "{off, or the HPA's 12 utilization targets as shares of a replica's prefill rate} prompt "
-    "tokens/s per replica x load average {last tick, "
-    "600 s} x scale-down window {300, 450, 600} s; running target 8, no scale-up window; "
+    "tokens/s per replica x load window {last tick, mean of 600 s, 90th percentile of 600 s} "
+    "x scale-down window {300, 450, 600} s; running target 8, no scale-up window; "
     "plus min = max (pinned) for each floor",
     "static": "replicas 1-30",
     "hpa": "minReplicas (floor) 1-16 x target utilization {0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, "
@@ -533,14 +536,17 @@ def sweep(
             ("kubeai", pinned, floor, _factory(KubeAi, floor, 1.0, 600.0, interval, 30.0, floor))
         )
         for down in windows:
-            for average in OURS_AVERAGE:
+            for average, percentile in OURS_LOAD:
                 for share in OURS_PREFILL_SHARES[::3] if quick else OURS_PREFILL_SHARES:
                     prefill = None if share is None else round(share * prefill_rate)
                     for queue in OURS_QUEUE[::2] if quick else OURS_QUEUE:
                         knobs: dict[str, Any] = {"floor": floor, "target_queue": queue}
                         if prefill is not None:
                             knobs["target_prompt_tokens_s"] = prefill
-                        knobs |= {"average_s": average, "down_window_s": down}
+                        knobs["average_s"] = average
+                        if percentile is not None:
+                            knobs["percentile"] = percentile
+                        knobs["down_window_s"] = down
                         out.append(
                             ("ours", knobs, floor, _factory(Ours, floor, MAX_REPLICAS, knobs))
                         )

@@ -528,6 +528,12 @@ def test_config_from_spec(manifest: dict[str, Any]) -> None:
     config = PolicyConfig.from_spec(resource.spec, per_replica)
     assert config.target_prompt_tokens_per_replica_s == 3000
     assert config.load_average_window_s == 600
+    assert config.load_percentile is None  # unset: the window's mean
+
+    manifest["spec"]["autoscaling"]["loadPercentile"] = 90
+    resource, problems = validate_manifest(manifest)
+    assert resource is not None, problems
+    assert PolicyConfig.from_spec(resource.spec, per_replica).load_percentile == 90
 
 
 @pytest.mark.parametrize(
@@ -712,6 +718,9 @@ def test_config_rejects_a_nonpositive_prefill_target() -> None:
         replace(BASE, target_prompt_tokens_per_replica_s=0)
     with pytest.raises(ValueError):
         replace(BASE, load_average_window_s=-1)
+    for percentile in (0, 101):
+        with pytest.raises(ValueError):
+            replace(BASE, load_average_window_s=600, load_percentile=percentile)
 
 
 # --- load averaging: a sustained level instead of the last tick's snapshot --------------------
@@ -751,6 +760,56 @@ def test_load_averaged_over_the_window(
     kept = decision.state.loads
     assert kept[-1][0] == NOW and all(NOW - t < 600 for t, _ in kept)
     assert "averaged over 600s" in decision.reason
+
+
+P90 = replace(AVERAGED, load_percentile=90)
+
+
+def bursts(every: int, value: float) -> tuple[tuple[float, float], ...]:
+    """Ten minutes of samples, quiet except every `every`-th, which carries `value`."""
+    return tuple((t, value if n % every == 0 else 0.0) for n, (t, _) in enumerate(loads(0.0)))
+
+
+@pytest.mark.parametrize(
+    ("config", "past", "pods", "recommendation"),
+    [
+        # bursts of 8 replicas' worth on one tick in five, quiet now: the mean (12 x 8 / 60)
+        # wants 2; the 90th percentile keeps the level the bursts keep reaching
+        (AVERAGED, bursts(5, 8.0), [(0, 0)], 2),
+        (P90, bursts(5, 8.0), [(0, 0)], 8),
+        # one burst of 40 replicas' worth in ten quiet minutes: the mean still pays for a
+        # replica of it; the 90th percentile does not, and neither does it for a burst now
+        (AVERAGED, bursts(60, 40.0), [(0, 0)], 1),
+        (P90, bursts(60, 40.0), [(0, 0)], 0),
+        (P90, loads(0.0), [(0, 320)], 0),
+        # the 100th percentile is the window's peak
+        (replace(P90, load_percentile=100), bursts(60, 40.0), [(0, 0)], 40),
+        # a steady level is the same by either
+        (P90, loads(6.0), [(0, 48)], 6),
+        # no history yet: the load now
+        (P90, (), [(0, 80)], 10),
+    ],
+    ids=[
+        "recurring-mean",
+        "recurring-p90",
+        "one-off-mean",
+        "one-off-p90",
+        "burst-now-p90",
+        "p100-is-the-peak",
+        "steady-p90",
+        "no-history-p90",
+    ],
+)
+def test_load_percentile_over_the_window(
+    config: PolicyConfig,
+    past: tuple[tuple[float, float], ...],
+    pods: list[tuple[int, int]],
+    recommendation: int,
+) -> None:
+    decision = decide(signals(len(pods), pods), config, PolicyState(loads=past), NOW)
+    assert decision.recommendation == recommendation, decision.reason
+    statistic = "averaged" if config.load_percentile is None else f"p{config.load_percentile}"
+    assert f"{statistic} over 600s" in decision.reason
 
 
 def test_without_a_load_window_no_loads_are_kept() -> None:

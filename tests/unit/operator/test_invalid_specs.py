@@ -169,6 +169,16 @@ INVALID: list[tuple[str, Mutation, str]] = [
         "spec.autoscaling.loadAverageSeconds",
     ),
     (
+        "load-percentile-without-a-window",
+        _set("autoscaling.loadPercentile", 90),
+        "spec.autoscaling.loadPercentile",
+    ),
+    (
+        "load-percentile-zero",
+        _all(_set("autoscaling.loadAverageSeconds", 600), _set("autoscaling.loadPercentile", 0)),
+        "spec.autoscaling.loadPercentile",
+    ),
+    (
         "zero-response-ttl",
         _set("optimization.cache.response", {"enabled": True, "ttlSeconds": 0}),
         "spec.optimization.cache.response.ttlSeconds",
@@ -263,6 +273,10 @@ VALID_EDGES: list[tuple[str, Mutation]] = [
         ),
     ),
     ("same-type-other-count-fallback", _set("accelerator.fallbacks", [{"type": "L4", "count": 2}])),
+    (
+        "load-percentile-100-over-one-second",
+        _all(_set("autoscaling.loadAverageSeconds", 1), _set("autoscaling.loadPercentile", 100)),
+    ),
     (
         "unchunked-prefill-big-enough",
         _set("optimization.batching", {"chunkedPrefill": False, "maxBatchTokens": 8192}),

@@ -112,6 +112,12 @@ UNCHUNKED_PREFILL_FITS = CrossFieldRule(
     ".optimization.batching.maxBatchTokens",
     "enable chunkedPrefill or raise maxBatchTokens",
 )
+PERCENTILE_NEEDS_WINDOW = CrossFieldRule(
+    "!has(self.loadPercentile) || (has(self.loadAverageSeconds) && self.loadAverageSeconds > 0)",
+    "autoscaling.loadPercentile needs a window: loadAverageSeconds above 0",
+    ".loadPercentile",
+    "set loadAverageSeconds (e.g. 600) or remove loadPercentile",
+)
 SCALE_TO_ZERO_NEEDS_MODE_NONE = CrossFieldRule(
     "self.autoscaling.mode == 'none' || self.replicas.min >= 1",
     "replicas.min must be at least 1 unless autoscaling.mode is none "
@@ -296,7 +302,7 @@ class Budget(ApiModel):
     )
 
 
-class Autoscaling(ApiModel):
+class Autoscaling(ApiModel, json_schema_extra=cel_rules(PERCENTILE_NEEDS_WINDOW)):
     mode: AutoscalingMode = Field(
         default="builtin",
         description="builtin: the operator scales; keda: a KEDA ScaledObject; none: fixed.",
@@ -320,7 +326,21 @@ class Autoscaling(ApiModel):
         description="Size for the load averaged over this window (cheaper on bursty traffic, "
         "slower to follow a burst); 0 sizes for the load of each scrape.",
     )
+    load_percentile: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Size for this percentile of the load over the loadAverageSeconds window "
+        "instead of its mean (90: the level recent bursts keep reaching, not the rare "
+        "biggest). Unset: the mean.",
+    )
     budget: Budget | None = None
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        if self.load_percentile is not None and self.load_average_seconds <= 0:
+            raise RuleViolation(PERCENTILE_NEEDS_WINDOW)
+        return self
 
 
 class EnvVar(ApiModel, json_schema_extra=cel_rules(ENV_ONE_SOURCE)):

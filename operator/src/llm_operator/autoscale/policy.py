@@ -20,6 +20,8 @@ The steps, in order (docs/autoscaling.md explains each):
    two scrapes still counts. Pods that did not answer are assumed as loaded as the average
    answering pod (never as idle). Optionally the load (in replicas, before rounding) is
    averaged over load_average_window_s: capacity follows how much traffic came recently.
+   With load_percentile set, that percentile of the window's loads replaces their mean:
+   capacity follows the level recent bursts regularly reach, not the rare biggest one.
 2. Coming capacity. While pods are starting, the queue term is dropped from scale-up: the
    queue grew because capacity is still loading weights and those pods will absorb it. Only
    the served term (load already being served) can raise the count above current.
@@ -69,6 +71,11 @@ class PolicyConfig:
     # instead of the last tick's snapshot (0: the last tick). Capacity then follows how much
     # traffic came recently, not how high its latest peak was.
     load_average_window_s: float = 0.0
+    # With a window: size for this percentile (nearest rank, 1-100) of its loads instead of
+    # their mean. On bursty traffic with slow pod starts a pod ordered for one burst arrives
+    # after it; the 90th percentile of the last 5-10 minutes follows the level bursts keep
+    # reaching and ignores the one-off biggest, which a snapshot or a max would pay for.
+    load_percentile: float | None = None
 
     def __post_init__(self) -> None:
         if self.target_queue_depth <= 0 or self.target_running_per_replica <= 0:
@@ -78,6 +85,8 @@ class PolicyConfig:
             raise ValueError("targets must be positive")
         if self.load_average_window_s < 0:
             raise ValueError("load_average_window_s must not be negative")
+        if self.load_percentile is not None and not 0 < self.load_percentile <= 100:
+            raise ValueError("load_percentile must be in (0, 100]")
         if not 0 <= self.min_replicas <= self.max_replicas:
             raise ValueError("need 0 <= min_replicas <= max_replicas")
 
@@ -103,6 +112,7 @@ class PolicyConfig:
             scale_down_stabilization_s=autoscaling.scale_down_stabilization_seconds,
             target_prompt_tokens_per_replica_s=autoscaling.target_prompt_tokens_per_second,
             load_average_window_s=autoscaling.load_average_seconds,
+            load_percentile=autoscaling.load_percentile,
             dollars_per_replica_hour=dollars_per_replica_hour,
             budget_dollars_per_hour=(
                 autoscaling.budget.max_dollars_per_hour if autoscaling.budget else None
@@ -250,8 +260,8 @@ def _recommend(
     queue_term = load.waiting * scale / config.target_queue_depth
     loads += ((now, served_term + queue_term),) if window > 0 else ()
 
-    def averaged(latest: float) -> float:  # the window's mean, the latest sample as given
-        return (sum(x for _, x in loads[:-1]) + latest) / len(loads) if loads else latest
+    def averaged(latest: float) -> float:  # over the window, the latest sample as given
+        return _window_load([x for _, x in loads[:-1]] + [latest], config.load_percentile)
 
     raw = math.ceil(averaged(served_term + queue_term) - 1e-9)
 
@@ -260,7 +270,8 @@ def _recommend(
 
     prefill_text = "" if prefill is None else f", {prefill:g} prompt tokens/s"
     rate_text = "" if prefill is None else f", {load.prompt_tokens_per_s:.0f} prompt tokens/s"
-    over = f" averaged over {window:g}s" if window > 0 else ""
+    statistic = "averaged" if config.load_percentile is None else f"p{config.load_percentile:g}"
+    over = f" {statistic} over {window:g}s" if window > 0 else ""
     text = (
         f"{signals.waiting} waiting{average(signals.waiting, load.waiting)}, "
         f"{signals.running} running{average(signals.running, load.running)}{rate_text} on "
@@ -273,6 +284,14 @@ def _recommend(
             why = f"{text}; {signals.starting} starting pod(s) will absorb the queue"
             return held, raw, why, True, loads
     return raw, raw, text, False, loads
+
+
+def _window_load(samples: list[float], percentile: float | None) -> float:
+    """The mean of the load samples, or their nearest-rank percentile."""
+    if percentile is None:
+        return sum(samples) / len(samples)
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(percentile / 100 * len(ordered)) - 1)]
 
 
 def _windows(
