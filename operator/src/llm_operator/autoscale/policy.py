@@ -260,10 +260,10 @@ def _recommend(
     queue_term = load.waiting * scale / config.target_queue_depth
     loads += ((now, served_term + queue_term),) if window > 0 else ()
 
-    def averaged(latest: float) -> float:  # over the window, the latest sample as given
+    def windowed(latest: float) -> float:  # over the window, the latest sample as given
         return _window_load([x for _, x in loads[:-1]] + [latest], config.load_percentile)
 
-    raw = math.ceil(averaged(served_term + queue_term) - 1e-9)
+    raw = math.ceil(windowed(served_term + queue_term) - 1e-9)
 
     def average(now: int, avg: float) -> str:
         return f" ({avg:.1f} on average)" if avg > now + 0.05 else ""
@@ -279,7 +279,7 @@ def _recommend(
         f"{config.target_running_per_replica:g} running{prefill_text} per replica)"
     )
     if signals.starting and raw > current:
-        held = max(math.ceil(averaged(served_term) - 1e-9), current)
+        held = max(math.ceil(windowed(served_term) - 1e-9), current)
         if held < raw:
             why = f"{text}; {signals.starting} starting pod(s) will absorb the queue"
             return held, raw, why, True, loads
