@@ -4,16 +4,13 @@ tensor parallelism shards quantized weights, fp8 KV caches work and fp8 weights 
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
+from thread_ranks import on_each_rank, thread_ranks
 
 from llm_server.config import ConfigError, ServerConfig
-from llm_server.distributed.parallel_state import TensorParallel
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine
 from llm_server.engine.model_runner import kv_block_bytes
@@ -130,27 +127,6 @@ def test_refusals_are_clear(tiny_model_dir: Path) -> None:
 # ---- tensor parallelism: two shards in two threads ----------------------------------------
 
 
-class _Collective:
-    def __init__(self) -> None:
-        self.barrier = threading.Barrier(2, timeout=30)
-        self.parts: list[Any] = [None, None]
-
-    def all_reduce(self, rank: int, tensor: torch.Tensor) -> torch.Tensor:
-        self.parts[rank] = tensor.clone()
-        self.barrier.wait()
-        total = self.parts[0] + self.parts[1]
-        self.barrier.wait()
-        return tensor.copy_(total)
-
-
-@dataclass(frozen=True)
-class _ThreadTP(TensorParallel):
-    collective: Any = None
-
-    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
-        return self.collective.all_reduce(self.rank, tensor)  # type: ignore[no-any-return]
-
-
 @pytest.mark.parametrize(
     ("method", "group", "atol"), [("int4", 32, EXACT_ATOL), ("int8", None, 0.1)]
 )
@@ -159,18 +135,11 @@ def test_tensor_parallel_shards_of_a_quantized_model(
 ) -> None:
     """int4 shards split at group boundaries: exactly the single-process quantized model.
     int8 row-parallel shards scale their own columns: close to it, not equal."""
-    collective = _Collective()
-    shards = [load_model(model_128, "fp32", "cpu", _ThreadTP(r, 2, collective=collective),
-                         quantization=method, quant_group_size=group) for r in (0, 1)]  # fmt: skip
+    shards = [load_model(model_128, "fp32", "cpu", rank, quantization=method,
+                         quant_group_size=group) for rank in thread_ranks(2)]  # fmt: skip
     single = load_model(model_128, "fp32", "cpu", quantization=method, quant_group_size=group)
     ids = single.tokenizer(PROMPT).input_ids
-    results: list[Any] = [None, None]
-    threads = [threading.Thread(target=lambda r=r: results.__setitem__(r, _logits(shards[r], ids)))
-               for r in (0, 1)]  # fmt: skip
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    results = on_each_rank(2, lambda rank: _logits(shards[rank], ids))
     expected = _logits(single, ids)
     for logits in results:
         assert (logits - expected).abs().max().item() <= atol

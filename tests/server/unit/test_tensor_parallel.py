@@ -8,17 +8,15 @@ process as rank 0 and `llm_server.distributed.worker` as rank 1, against the pla
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from thread_ranks import on_each_rank, thread_ranks
 
 from llm_server.config import TINY_RANDOM, ConfigError, ServerConfig
-from llm_server.distributed.parallel_state import TensorParallel
 from llm_server.distributed.sizes import tensor_parallel_error
 from llm_server.distributed.tp_runner import TensorParallelRunner
 from llm_server.engine.async_engine import AsyncEngine
@@ -36,29 +34,6 @@ FP32_ATOL = 1e-5
 # ---- model level: two shards in two threads -------------------------------------------------
 
 
-class _ThreadCollective:
-    """all_reduce for ranks that are threads of one process (same summation order on each)."""
-
-    def __init__(self, size: int) -> None:
-        self.barrier = threading.Barrier(size, timeout=30)
-        self.parts: list[torch.Tensor | None] = [None] * size
-
-    def all_reduce(self, rank: int, tensor: torch.Tensor) -> torch.Tensor:
-        self.parts[rank] = tensor.clone()
-        self.barrier.wait()
-        total = torch.stack([p for p in self.parts if p is not None]).sum(dim=0)
-        self.barrier.wait()  # everyone has read the parts before the next call overwrites them
-        return tensor.copy_(total)
-
-
-@dataclass(frozen=True)
-class _ThreadTP(TensorParallel):
-    collective: Any = None
-
-    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
-        return self.collective.all_reduce(self.rank, tensor)  # type: ignore[no-any-return]
-
-
 def _logits(model: LlamaForCausalLM, token_ids: list[int]) -> torch.Tensor:
     n = len(token_ids)
     meta = AttentionMetadata(slot_mapping=None, prefills=[PrefillSegment(0, n, n, None)])
@@ -73,10 +48,7 @@ def test_sharded_model_logits_equal_the_full_model(
 ) -> None:
     model_dir = tiny_model_factory(family)
     full = load_model(model_dir, "fp32", "cpu")
-    collective = _ThreadCollective(2)
-    shards = [
-        load_model(model_dir, "fp32", "cpu", _ThreadTP(r, 2, collective=collective)) for r in (0, 1)
-    ]
+    shards = [load_model(model_dir, "fp32", "cpu", rank) for rank in thread_ranks(2)]
     prompt = full.tokenizer(PROMPT).input_ids
 
     attn = shards[1].model.model.layers[0].self_attn
@@ -90,19 +62,9 @@ def test_sharded_model_logits_equal_the_full_model(
         attn.qkv_proj.weight[:q_rows], full_attn.qkv_proj.weight[q_rows : 2 * q_rows]
     )
 
-    results: list[torch.Tensor | None] = [None, None]
-
-    def run(rank: int) -> None:
-        results[rank] = _logits(shards[rank].model, prompt)
-
-    threads = [threading.Thread(target=run, args=(r,)) for r in (0, 1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    results = on_each_rank(2, lambda rank: _logits(shards[rank].model, prompt))
     expected = _logits(full.model, prompt)
     for logits in results:
-        assert logits is not None
         assert (logits - expected).abs().max().item() <= FP32_ATOL
 
 
