@@ -37,7 +37,7 @@ import attrs
 import kmock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration" / "operator"))
-from operator_harness import RESOURCES, VERBS, ApiServer
+from operator_harness import ApiServer
 
 APPLY = "application/apply-patch+yaml"
 # The request this task is serving (aiohttp serves each request in its own task).
@@ -60,16 +60,6 @@ class ScalableApiServer(ApiServer):
         request = _serving.get()
         if request is not None:
             yield request
-
-    def declare_resources(self) -> None:
-        for name, (kind, subresources) in RESOURCES.items():
-            self.resources[name] = kmock.ResourceInfo(
-                kind=kind, namespaced=True, verbs=VERBS, subresources=subresources
-            )
-        # kopf waits for namespaces to be discoverable even when it watches named ones only.
-        self.resources["v1/namespaces"] = kmock.ResourceInfo(
-            kind="Namespace", namespaced=False, verbs=VERBS
-        )
 
     async def _handle(self, request: Any) -> Any:
         watching = request.action == kmock.action.WATCH

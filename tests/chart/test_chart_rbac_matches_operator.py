@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from chart_rendering import render_objects
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +37,7 @@ from operator_harness import (  # noqa: E402
     manifest,
     operator_config,
     pending_pod,
+    point_kubeconfig_at,
     running_operator,
 )
 
@@ -75,16 +75,7 @@ def cluster(kmock: ApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         kmock.resources[resource] = kmock.ResourceInfo(
             kind=kind, namespaced=namespaced, verbs=VERBS, subresources=subresources
         )
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "kmock", "cluster": {"server": str(kmock.url).rstrip("/")}}],
-        "users": [{"name": "test", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}],
-        "current-context": "kmock",
-    }
-    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    point_kubeconfig_at(kmock, tmp_path, monkeypatch)
     return Cluster(kmock)
 
 

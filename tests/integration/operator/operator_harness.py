@@ -18,11 +18,14 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 import jsonpatch
 import kmock
 import kopf
+import pytest
+import yaml
 from gapless_watch import GaplessWatch
 
 from llm_operator.catalog import default_catalog
@@ -107,6 +110,17 @@ class ApiServer(GaplessWatch, kmock.KubernetesEmulator):
     _version = 1
     kinds: ClassVar[Mapping[str, str]] = {name: kind for name, (kind, _) in RESOURCES.items()}
 
+    def declare_resources(self) -> None:
+        """Serve RESOURCES (namespaced), plus namespaces for discovery."""
+        for name, (kind, subresources) in RESOURCES.items():
+            self.resources[name] = kmock.ResourceInfo(
+                kind=kind, namespaced=True, verbs=VERBS, subresources=subresources
+            )
+        # kopf waits for namespaces to be discoverable even when it watches named ones only.
+        self.resources["v1/namespaces"] = kmock.ResourceInfo(
+            kind="Namespace", namespaced=False, verbs=VERBS
+        )
+
     async def _handle(self, request: Any) -> Any:
         if request.resource is not None and request.action is not None:
             self._stamp(request)
@@ -131,6 +145,24 @@ class ApiServer(GaplessWatch, kmock.KubernetesEmulator):
             request.data.append(
                 {"op": "add", "path": "/metadata/resourceVersion", "value": version}
             )
+
+
+def point_kubeconfig_at(
+    server: kmock.KubernetesEmulator, directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Write a kubeconfig for `server` into `directory` and set KUBECONFIG to it: the
+    operator's Kubernetes client (and kopf's) then talk to the mock."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kmock", "cluster": {"server": str(server.url).rstrip("/")}}],
+        "users": [{"name": "test", "user": {"token": "test-token"}}],
+        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}],
+        "current-context": "kmock",
+    }
+    path = directory / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("KUBECONFIG", str(path))
 
 
 class Cluster:
