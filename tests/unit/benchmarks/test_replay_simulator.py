@@ -8,6 +8,7 @@ the Pareto / cheapest-at / dominance bookkeeping. Small hand-made traces, millis
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def request(at: float, prompt: int = 1000, output: int = 1) -> replay.Request:
 
 
 def run(trace: list[replay.Request], policy: replay.Policy, initial: int, **sim: float):
-    config = replay.SimConfig(**{**SIM.__dict__, **sim})
+    config = replace(SIM, **sim)
     return replay.simulate(trace, policy, initial, config, "test", {})
 
 
