@@ -39,7 +39,7 @@ events. Figures: load vs replicas over time (one panel per policy) and dollars v
 attainment for every configuration of every policy. Writes docs/benchmarks/autoscale_replay.
 {json,md} and autoscale_replay_{frontier,timeline}.png.
 
-    python benchmarks/autoscale_replay.py          # ~9,700 runs: ~7 min on 2 idle cores
+    python benchmarks/autoscale_replay.py          # ~16,000 runs: ~11 min on 2 idle cores
     python benchmarks/autoscale_replay.py --quick  # a small sweep, written to /tmp
 """
 
@@ -482,7 +482,9 @@ Factory = Callable[[], Policy]
 
 FLOORS = range(1, 17)  # replicas.min / minReplicas: the same for every dynamic policy
 DOWN_WINDOWS = (300.0, 450.0, 600.0)  # scale-down windows / delays: the same for each
-OURS_QUEUE = (1.0, 2.0, 4.0, 64.0)  # targetQueueDepth
+# targetQueueDepth: doubling steps from 1 to 64, so that the knob covers the levels between
+# "scale on a short queue" and "queue a whole batch first" (KubeAI's target gets 12 values).
+OURS_QUEUE = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 # The load window: (seconds, percentile): the last tick; the mean of 10 minutes (like KubeAI);
 # the 90th percentile of 10 minutes.
 OURS_LOAD = ((0.0, None), (600.0, None), (600.0, 90))
@@ -496,10 +498,10 @@ KUBEAI_DELAYS = (30.0, *DOWN_WINDOWS)  # 30 s is KubeAI's default scaleDownDelay
 
 
 SWEEP_TEXT = {
-    "ours": "replicas.min (floor) 1-16 x targetQueueDepth {1, 2, 4, 64} x prefill target "
-    "{off, or the HPA's 12 utilization targets as shares of a replica's prefill rate} prompt "
-    "tokens/s per replica x load window {last tick, mean of 600 s, 90th percentile of 600 s} "
-    "x scale-down window {300, 450, 600} s; running target 8, no scale-up window; "
+    "ours": "replicas.min (floor) 1-16 x targetQueueDepth {1, 2, 4, 8, 16, 32, 64} x prefill "
+    "target {off, or the HPA's 12 utilization targets as shares of a replica's prefill rate} "
+    "prompt tokens/s per replica x load window {last tick, mean of 600 s, 90th percentile of "
+    "600 s} x scale-down window {300, 450, 600} s; running target 8, no scale-up window; "
     "plus min = max (pinned) for each floor",
     "static": "replicas 1-30",
     "hpa": "minReplicas (floor) 1-16 x target utilization {0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, "
@@ -778,9 +780,16 @@ def _row(run: Run) -> dict[str, Any]:
     return out
 
 
+def report_json(report: dict[str, Any]) -> str:
+    """The report as JSON, indented, with one line per run (16,000 runs: a readable diff)."""
+    head = json.dumps({**report, "runs": []}, indent=2)
+    rows = ",\n".join(f"    {json.dumps(row)}" for row in report["runs"])
+    return head.replace('"runs": []', f'"runs": [\n{rows}\n  ]') + "\n"
+
+
 def write_report(out_dir: Path, report: dict[str, Any], runs: list[Run], interval: float) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "autoscale_replay.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "autoscale_replay.json").write_text(report_json(report))
     summary = report["summary"]
     level = summary["level"]
     picked = {}

@@ -115,3 +115,38 @@ def test_dominance_lists_the_baseline_points_ours_cannot_match() -> None:
     # equal dollars at 50 % is no miss; 95 % costs ours 4 > 3; 100 % ours never reaches
     assert [(m["slo_attainment"], m["ours_dollars"]) for m in misses] == [(0.95, 4), (1.0, None)]
     assert replay.dominance(ours, baseline, low=0.96) == misses[1:]
+
+
+def test_the_sweep_gives_every_dynamic_policy_the_same_floors_and_windows() -> None:
+    # The verdict compares frontiers, so a grid that favoured ours would decide it: every
+    # dynamic policy gets the same floors and scale-down windows (KubeAI also its 30 s
+    # default), each runs pinned at every floor, and no knob of ours is swept more densely
+    # than a baseline's single target.
+    configs = replay.sweep(quick=False, interval=10.0, prefill_rate=5500.0)
+    floors: dict[str, set[float]] = {}
+    windows: dict[str, set[float]] = {}
+    pinned: dict[str, set[float]] = {}
+    for name, knobs, initial, _ in configs:
+        if name == "static":
+            continue
+        assert initial == knobs["floor"]
+        if "max" in knobs:
+            pinned.setdefault(name, set()).add(knobs["floor"])
+            continue
+        floors.setdefault(name, set()).add(knobs["floor"])
+        window = knobs.get("down_window_s", knobs.get("down_delay_s"))
+        windows.setdefault(name, set()).add(window)
+    assert floors["ours"] == floors["hpa"] == floors["kubeai"] == set(replay.FLOORS)
+    assert pinned["ours"] == pinned["hpa"] == pinned["kubeai"] == set(replay.FLOORS)
+    assert windows["ours"] == windows["hpa"] == set(replay.DOWN_WINDOWS)
+    assert windows["kubeai"] == {30.0, *replay.DOWN_WINDOWS}
+    baseline_targets = min(len(replay.HPA_TARGETS), len(replay.KUBEAI_TARGETS))
+    assert len(replay.OURS_QUEUE) <= baseline_targets
+    assert len(replay.OURS_PREFILL_SHARES) - 1 <= baseline_targets  # minus "off"
+
+
+def test_the_json_report_keeps_one_line_per_run_and_reads_back() -> None:
+    report = {"summary": {"level": 0.99}, "runs": [["ours", {"floor": 1}, 1.0], ["hpa", {}, 2.0]]}
+    text = replay.report_json(report)
+    assert replay.json.loads(text) == report
+    assert '    ["ours", {"floor": 1}, 1.0],\n    ["hpa", {}, 2.0]\n' in text
