@@ -7,6 +7,7 @@ the Pareto / cheapest-at / dominance bookkeeping. Small hand-made traces, millis
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -148,5 +149,5 @@ def test_the_sweep_gives_every_dynamic_policy_the_same_floors_and_windows() -> N
 def test_the_json_report_keeps_one_line_per_run_and_reads_back() -> None:
     report = {"summary": {"level": 0.99}, "runs": [["ours", {"floor": 1}, 1.0], ["hpa", {}, 2.0]]}
     text = replay.report_json(report)
-    assert replay.json.loads(text) == report
+    assert json.loads(text) == report
     assert '    ["ours", {"floor": 1}, 1.0],\n    ["hpa", {}, 2.0]\n' in text
