@@ -143,7 +143,23 @@ def test_the_sweep_gives_every_dynamic_policy_the_same_floors_and_windows() -> N
     assert windows["kubeai"] == {30.0, *replay.DOWN_WINDOWS}
     baseline_targets = min(len(replay.HPA_TARGETS), len(replay.KUBEAI_TARGETS))
     assert len(replay.OURS_QUEUE) <= baseline_targets
+    assert len(replay.OURS_RUNNING) <= baseline_targets
     assert len(replay.OURS_PREFILL_SHARES) - 1 <= baseline_targets  # minus "off"
+
+
+def test_our_running_targets_cross_the_prefill_shares() -> None:
+    # The default running target gets every prefill share; the others every third, so the
+    # sweep stays near 30,000 runs. Every pair occurs once.
+    pairs = replay.ours_targets(quick=False)
+    assert len(pairs) == len(set(pairs))
+    by_running: dict[float, list[float | None]] = {}
+    for running, share in pairs:
+        by_running.setdefault(running, []).append(share)
+    assert set(by_running) == set(replay.OURS_RUNNING)
+    assert by_running[replay.DEFAULT_RUNNING] == list(replay.OURS_PREFILL_SHARES)
+    for running in set(replay.OURS_RUNNING) - {replay.DEFAULT_RUNNING}:
+        assert by_running[running] == list(replay.OURS_PREFILL_SHARES[::3])
+    assert by_running[2.0][0] is None  # "prefill off" is always in
 
 
 def test_the_json_report_keeps_one_line_per_run_and_reads_back() -> None:

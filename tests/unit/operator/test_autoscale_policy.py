@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from dataclasses import replace
 from typing import Any
@@ -534,6 +535,32 @@ def test_config_from_spec(manifest: dict[str, Any]) -> None:
     resource, problems = validate_manifest(manifest)
     assert resource is not None, problems
     assert PolicyConfig.from_spec(resource.spec, per_replica).load_percentile == 90
+
+
+@pytest.mark.parametrize(
+    ("autoscaling", "batching", "running"),
+    [
+        ({}, {"maxConcurrentSequences": 128}, 16),  # unset: an eighth of the batch limit
+        ({}, {"maxConcurrentSequences": 4}, 1),  # never below one request
+        ({"targetRunningPerReplica": 3}, {"maxConcurrentSequences": 128}, 3),  # set: as given
+    ],
+)
+def test_running_target_from_spec(
+    manifest: dict[str, Any],
+    autoscaling: dict[str, Any],
+    batching: dict[str, Any],
+    running: float,
+) -> None:
+    manifest["spec"]["autoscaling"] = autoscaling
+    manifest["spec"].setdefault("optimization", {})["batching"] = batching
+    resource, problems = validate_manifest(manifest)
+    assert resource is not None, problems
+    config = PolicyConfig.from_spec(resource.spec)
+    assert config.target_running_per_replica == running
+    # the target decides: 6 running on one pod is 2 replicas' worth at a target of 3
+    pods = (PodSignals("a", waiting=0, running=6),)
+    decision = decide(DeploymentSignals(1, pods, 0), config, PolicyState(), 0.0)
+    assert decision.recommendation == math.ceil(6 / running)
 
 
 @pytest.mark.parametrize(

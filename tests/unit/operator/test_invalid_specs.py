@@ -154,6 +154,11 @@ INVALID: list[tuple[str, Mutation, str]] = [
         "spec.autoscaling.targetQueueDepth",
     ),
     (
+        "zero-running-target",
+        _set("autoscaling.targetRunningPerReplica", 0),
+        "spec.autoscaling.targetRunningPerReplica",
+    ),
+    (
         "negative-scale-down-window",
         _set("autoscaling.scaleDownStabilizationSeconds", -1),
         "spec.autoscaling.scaleDownStabilizationSeconds",

@@ -310,6 +310,14 @@ class Autoscaling(ApiModel, json_schema_extra=cel_rules(PERCENTILE_NEEDS_WINDOW)
     target_queue_depth: int = Field(
         default=4, ge=1, le=10000, description="Waiting requests per replica to aim for."
     )
+    target_running_per_replica: int | None = Field(
+        default=None,
+        ge=1,
+        le=10000,
+        description="Running requests at which a replica counts as full (builtin mode). "
+        "Lower buys capacity before batches grow (faster tokens, more replicas). Unset: "
+        "an eighth of optimization.batching.maxConcurrentSequences.",
+    )
     scale_up_stabilization_seconds: int = Field(default=30, ge=0, le=3600)
     scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=86400)
     target_prompt_tokens_per_second: int | None = Field(

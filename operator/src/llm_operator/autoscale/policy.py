@@ -96,18 +96,19 @@ class PolicyConfig:
     ) -> PolicyConfig:
         """The config an LLMDeployment asks for.
 
-        targetRunningPerReplica is not in the API yet: an eighth of maxConcurrentSequences
-        (8 for the default 64) keeps batches well below the limit where latency degrades.
+        Without targetRunningPerReplica, an eighth of maxConcurrentSequences (8 for the
+        default 64) keeps batches well below the limit where latency degrades.
         """
         autoscaling = spec.autoscaling
         batching = spec.optimization.batching
+        running = autoscaling.target_running_per_replica or max(
+            1.0, batching.max_concurrent_sequences / DEFAULT_RUNNING_PER_REPLICA_DIVISOR
+        )
         return PolicyConfig(
             min_replicas=spec.replicas.min,
             max_replicas=spec.replicas.max,
             target_queue_depth=autoscaling.target_queue_depth,
-            target_running_per_replica=max(
-                1.0, batching.max_concurrent_sequences / DEFAULT_RUNNING_PER_REPLICA_DIVISOR
-            ),
+            target_running_per_replica=running,
             scale_up_stabilization_s=autoscaling.scale_up_stabilization_seconds,
             scale_down_stabilization_s=autoscaling.scale_down_stabilization_seconds,
             target_prompt_tokens_per_replica_s=autoscaling.target_prompt_tokens_per_second,
