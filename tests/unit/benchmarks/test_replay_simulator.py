@@ -167,3 +167,15 @@ def test_the_json_report_keeps_one_line_per_run_and_reads_back() -> None:
     text = replay.report_json(report)
     assert json.loads(text) == report
     assert '    ["ours", {"floor": 1}, 1.0],\n    ["hpa", {}, 2.0]\n' in text
+
+
+def test_knob_text_prints_numbers_short_and_words_as_they_are() -> None:
+    knobs = {
+        "floor": 6,
+        "target_queue": 2.0,
+        "target_prompt_tokens_s": 2750,
+        "load_signal": "sampled",
+    }
+    assert replay.knob_text(knobs) == (
+        "floor=6, target_queue=2, target_prompt_tokens_s=2750, load_signal=sampled"
+    )

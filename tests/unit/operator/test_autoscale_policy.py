@@ -535,6 +535,12 @@ def test_config_from_spec(manifest: dict[str, Any]) -> None:
     resource, problems = validate_manifest(manifest)
     assert resource is not None, problems
     assert PolicyConfig.from_spec(resource.spec, per_replica).load_percentile == 90
+    assert PolicyConfig.from_spec(resource.spec, per_replica).load_signal == "peak"  # default
+
+    manifest["spec"]["autoscaling"]["loadSignal"] = "sampled"
+    resource, problems = validate_manifest(manifest)
+    assert resource is not None, problems
+    assert PolicyConfig.from_spec(resource.spec, per_replica).load_signal == "sampled"
 
 
 @pytest.mark.parametrize(
@@ -568,6 +574,7 @@ def test_running_target_from_spec(
     [
         {"target_queue_depth": 0},
         {"target_running_per_replica": -1},
+        {"load_signal": "loudest"},
         {"min_replicas": 5, "max_replicas": 4},
     ],
 )
@@ -607,6 +614,20 @@ def test_queue_time_counter_averages_the_interval(
     assert decision.recommendation == recommendation, decision.reason
     if pod.queue_seconds_total is not None:
         assert decision.state.queue_counters == (("a", NOW, pod.queue_seconds_total),)
+
+
+def test_sampled_load_signal_sees_the_gauges_alone() -> None:
+    # The same burst between two scrapes: "peak" counts it, "sampled" (KubeAI's and KEDA's
+    # view) does not, and keeps no counter readings.
+    state = PolicyState((), (("a", NOW - 10, 100.0),), (("a", NOW - 10, 50.0),))
+    pod = PodSignals("a", waiting=0, running=2, queue_seconds_total=180.0)
+    pod = replace(pod, latency_seconds_total=50.0 + 80.0 + 160.0)  # 16 running on average
+    signals = DeploymentSignals(1, (pod,))
+    peak = decide(signals, BASE, state, NOW)
+    sampled = decide(signals, replace(BASE, load_signal="sampled"), state, NOW)
+    assert peak.recommendation == math.ceil(16 / 8 + 8 / 4)  # averages: 16 running, 8 queued
+    assert sampled.recommendation == 1  # gauges: 2 running, none queued
+    assert sampled.state.queue_counters == sampled.state.latency_counters == ()
 
 
 def test_counters_follow_the_pods() -> None:

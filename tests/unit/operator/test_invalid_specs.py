@@ -159,6 +159,11 @@ INVALID: list[tuple[str, Mutation, str]] = [
         "spec.autoscaling.targetRunningPerReplica",
     ),
     (
+        "unknown-load-signal",
+        _set("autoscaling.loadSignal", "loudest"),
+        "spec.autoscaling.loadSignal",
+    ),
+    (
         "negative-scale-down-window",
         _set("autoscaling.scaleDownStabilizationSeconds", -1),
         "spec.autoscaling.scaleDownStabilizationSeconds",

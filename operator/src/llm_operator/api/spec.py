@@ -21,6 +21,7 @@ Quantization = Literal["auto", "none", "int8", "int4", "fp8"]
 KvCacheDtype = Literal["auto", "fp16", "bf16", "fp8"]
 CapacityType = Literal["on-demand", "spot", "spot-preferred"]
 AutoscalingMode = Literal["builtin", "keda", "none"]
+LoadSignal = Literal["peak", "sampled"]
 
 # The CRD enumerates the shipped catalog's names; a ConfigMap may re-price them, not add types.
 ACCELERATOR_TYPES: tuple[str, ...] = tuple(default_catalog().names())
@@ -341,6 +342,13 @@ class Autoscaling(ApiModel, json_schema_extra=cel_rules(PERCENTILE_NEEDS_WINDOW)
         description="Size for this percentile of the load over the loadAverageSeconds window "
         "instead of its mean (90: the level recent bursts keep reaching, not the rare "
         "biggest). Unset: the mean.",
+    )
+    load_signal: LoadSignal = Field(
+        default="peak",
+        description="peak: each scrape's queued and running requests, or their average since "
+        "the last scrape (from the pods' counters) when larger, so a burst between two scrapes "
+        "counts; sampled: the scraped gauges alone (what KubeAI and KEDA see): cheaper, blind "
+        "to bursts shorter than a scrape interval.",
     )
     budget: Budget | None = None
 

@@ -17,8 +17,9 @@ The steps, in order (docs/autoscaling.md explains each):
    targetQueueDepth requests queued beyond that ask for one more replica. Each figure is the
    larger of the gauge now and its average since the last decision, from the pods' counters
    (queue time; latency minus queue time; prompt tokens): a burst that came and went between
-   two scrapes still counts. Pods that did not answer are assumed as loaded as the average
-   answering pod (never as idle). Optionally the load (in replicas, before rounding) is
+   two scrapes still counts. With load_signal "sampled", W and U are the gauges alone.
+   Pods that did not answer are assumed as loaded as the average answering pod (never as
+   idle). Optionally the load (in replicas, before rounding) is
    averaged over load_average_window_s: capacity follows how much traffic came recently.
    With load_percentile set, that percentile of the window's loads replaces their mean:
    capacity follows the level recent bursts regularly reach, not the rare biggest one.
@@ -42,7 +43,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from llm_operator.api.spec import LLMDeploymentSpec
+from llm_operator.api.spec import LLMDeploymentSpec, LoadSignal
 from llm_operator.autoscale.signals import DeploymentSignals
 from llm_operator.cost import affordable_replicas
 
@@ -76,6 +77,9 @@ class PolicyConfig:
     # after it; the 90th percentile of the last 5-10 minutes follows the level bursts keep
     # reaching and ignores the one-off biggest, which a snapshot or a max would pay for.
     load_percentile: float | None = None
+    # "peak": W and U are each the larger of the gauge and the interval average from the
+    # counters; "sampled": the gauges alone, blind between scrapes (KubeAI's and KEDA's view).
+    load_signal: LoadSignal = "peak"
 
     def __post_init__(self) -> None:
         if self.target_queue_depth <= 0 or self.target_running_per_replica <= 0:
@@ -87,6 +91,8 @@ class PolicyConfig:
             raise ValueError("load_average_window_s must not be negative")
         if self.load_percentile is not None and not 0 < self.load_percentile <= 100:
             raise ValueError("load_percentile must be in (0, 100]")
+        if self.load_signal not in ("peak", "sampled"):
+            raise ValueError("load_signal must be peak or sampled")
         if not 0 <= self.min_replicas <= self.max_replicas:
             raise ValueError("need 0 <= min_replicas <= max_replicas")
 
@@ -114,6 +120,7 @@ class PolicyConfig:
             target_prompt_tokens_per_replica_s=autoscaling.target_prompt_tokens_per_second,
             load_average_window_s=autoscaling.load_average_seconds,
             load_percentile=autoscaling.load_percentile,
+            load_signal=autoscaling.load_signal,
             dollars_per_replica_hour=dollars_per_replica_hour,
             budget_dollars_per_hour=(
                 autoscaling.budget.max_dollars_per_hour if autoscaling.budget else None
@@ -190,9 +197,10 @@ class _Load:
     prompt_counters: Counters
 
 
-def _load(signals: DeploymentSignals, state: PolicyState, now: float) -> _Load:
+def _load(signals: DeploymentSignals, state: PolicyState, now: float, peak: bool) -> _Load:
     """Queued and running requests over the answering pods, each the larger of the gauge now
-    and its average since the last decision; their prompt tokens per second.
+    and its average since the last decision (the gauge alone unless `peak`); their prompt
+    tokens per second.
 
     The queue average is the rate of the queue-time counter; the running average is the rate
     of the latency counter minus the queue counter's (time in the server minus time queued);
@@ -203,22 +211,21 @@ def _load(signals: DeploymentSignals, state: PolicyState, now: float) -> _Load:
     def seen(counters: Counters) -> dict[str, tuple[float, float]]:
         return {name: (t, total) for name, t, total in counters if name in ready}
 
-    queue, latency, prompt = (
-        seen(state.queue_counters),
-        seen(state.latency_counters),
-        seen(state.prompt_counters),
-    )
+    # sampled: no queue or latency readings to average from, none kept
+    queue = seen(state.queue_counters) if peak else {}
+    latency = seen(state.latency_counters) if peak else {}
+    prompt = seen(state.prompt_counters)
     before_queue, before_latency, before_prompt = dict(queue), dict(latency), dict(prompt)
     waiting = running = prompt_rate = 0.0
     for pod in signals.answered:
         queued, served = float(pod.waiting), float(pod.running)
         queue_delta = None
-        if pod.queue_seconds_total is not None:
+        if peak and pod.queue_seconds_total is not None:
             queue_delta = _interval_rate(before_queue, pod.name, now, pod.queue_seconds_total)
             if queue_delta is not None:
                 queued = max(queued, queue_delta[1] / queue_delta[0])
             queue[pod.name] = (now, pod.queue_seconds_total)
-        if pod.latency_seconds_total is not None:
+        if peak and pod.latency_seconds_total is not None:
             latency_delta = _interval_rate(before_latency, pod.name, now, pod.latency_seconds_total)
             if latency_delta is not None and queue_delta is not None:
                 busy = latency_delta[1] - queue_delta[1]
@@ -312,7 +319,7 @@ def decide(
 ) -> Decision:
     """Desired replicas for one deployment at time `now` (seconds, any monotonic origin)."""
     current = signals.current_replicas
-    load = _load(signals, state, now)
+    load = _load(signals, state, now, config.load_signal == "peak")
     raw, asked, why, coming, loads = _recommend(signals, config, load, state.loads, now)
     up, down, history = _windows(state, config, now, raw)
     new_state = PolicyState(
