@@ -814,8 +814,22 @@ def _row(run: Run) -> dict[str, Any]:
     return out
 
 
+FRONTIER_ONLY = (
+    "each policy's frontier: enough to check the dominance verdict; --all-runs for every "
+    "configuration"
+)
+
+
+def kept_runs(runs: list[Run], all_runs: bool) -> list[Run]:
+    """The runs the JSON keeps, in sweep order: all, or each policy's frontier points."""
+    if all_runs:
+        return runs
+    front = {id(r) for name in SHOWN for r in pareto(r for r in runs if r.policy == name)}
+    return [r for r in runs if id(r) in front]
+
+
 def report_json(report: dict[str, Any]) -> str:
-    """The report as JSON, indented, with one line per run (34,000 runs: a readable diff)."""
+    """The report as JSON, indented, with one line per run (a readable diff)."""
     head = json.dumps({**report, "runs": []}, indent=2)
     rows = ",\n".join(f"    {json.dumps(row)}" for row in report["runs"])
     return head.replace('"runs": []', f'"runs": [\n{rows}\n  ]') + "\n"
@@ -1002,6 +1016,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--quick", action="store_true", help="small sweep, written to /tmp")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--all-runs",
+        action="store_true",
+        help="put every configuration's run in the JSON (~7 MB), not only the frontiers",
+    )
     args = parser.parse_args()
 
     trace = load_trace(args.trace, args.time_scale)
@@ -1058,7 +1077,8 @@ def main() -> None:
         },
         "summary": summarize(runs, args.slo_level),
         "run_columns": RUN_COLUMNS,
-        "runs": [_compact(r) for r in runs],
+        "runs_kept": "every configuration" if args.all_runs else FRONTIER_ONLY,
+        "runs": [_compact(r) for r in kept_runs(runs, args.all_runs)],
     }
     out_dir = args.out or (
         Path(tempfile.gettempdir()) / "autoscale_replay"

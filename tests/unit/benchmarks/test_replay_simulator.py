@@ -179,3 +179,16 @@ def test_knob_text_prints_numbers_short_and_words_as_they_are() -> None:
     assert replay.knob_text(knobs) == (
         "floor=6, target_queue=2, target_prompt_tokens_s=2750, load_signal=sampled"
     )
+
+
+def test_the_json_keeps_each_policys_frontier_in_sweep_order() -> None:
+    runs = [
+        point("hpa", 3, 0.9),
+        point("ours", 2, 0.9),
+        point("ours", 3, 0.8),  # beaten by ours' $2 run: dropped
+        point("hpa", 1, 0.5),
+        point("kubeai", 5, 0.95),  # beaten only by another policy: each policy's own frontier
+    ]
+    kept = replay.kept_runs(runs, all_runs=False)
+    assert kept == [runs[0], runs[1], runs[3], runs[4]]
+    assert replay.kept_runs(runs, all_runs=True) == runs
