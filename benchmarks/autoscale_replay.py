@@ -22,8 +22,8 @@ dynamic policy, and each also pinned at min = max; SWEEP_TEXT lists the grids):
 
 - ours:   llm_operator.autoscale.policy.decide, the function the operator runs; knobs:
           targetQueueDepth, targetRunningPerReplica, the prefill target (prompt tokens/s per
-          replica), the load window
-          (last tick, or the mean or the 90th percentile of 10 minutes), the scale-down window;
+          replica), the load window (last tick, or the mean or the 90th percentile of 10
+          minutes), the load signal (peak or sampled), the scale-down window;
 - static: a fixed replica count; knob: the count ("static at the peak" = the smallest count
           reaching the SLO level);
 - hpa:    Kubernetes HPA on GPU utilization (DCGM duty cycle: share of the interval a replica
