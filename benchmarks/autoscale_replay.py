@@ -72,6 +72,7 @@ from llm_operator.autoscale import (
     PolicyState,
     decide,
 )
+from llm_operator.autoscale.policy import DEFAULT_RUNNING_PER_REPLICA_DIVISOR
 from llm_operator.catalog import default_catalog
 from llm_operator.cost import replica_dollars_per_hour
 
@@ -488,12 +489,12 @@ HPA_TARGETS = (0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 # duty-cycle targets (both measure how busy prefill keeps a replica), so neither gets a
 # denser grid on the comparable knob.
 OURS_PREFILL_SHARES = (None, *HPA_TARGETS)
-# targetRunningPerReplica: the default (8: maxConcurrentSequences 64 / 8) with every prefill
-# share, and doubling steps around it with every third share (off, 0.5, 0.65, 0.8, 0.95), so
-# the sweep stays near 30,000 runs. KubeAI's in-flight targets of 2-4 per replica are where
-# running 8 alone lost the low-range frontier points.
-OURS_RUNNING = (2.0, 4.0, 8.0, 16.0)
-DEFAULT_RUNNING = 8.0
+# targetRunningPerReplica: the operator's default when unset (the replica's 64 concurrent
+# sequences / 8 = 8) with every prefill share, and doubling steps around it with every third
+# share (off, 0.5, 0.65, 0.8, 0.95), so the sweep stays near 30,000 runs. KubeAI's in-flight
+# targets of 2-4 per replica are where running 8 alone lost the low-range frontier points.
+DEFAULT_RUNNING = Capacity().max_concurrency / DEFAULT_RUNNING_PER_REPLICA_DIVISOR
+OURS_RUNNING = (DEFAULT_RUNNING / 4, DEFAULT_RUNNING / 2, DEFAULT_RUNNING, DEFAULT_RUNNING * 2)
 
 KUBEAI_TARGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 8.0)
 KUBEAI_DELAYS = (30.0, *DOWN_WINDOWS)  # 30 s is KubeAI's default scaleDownDelaySeconds

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from llm_operator.api.spec import LLMDeploymentSpec, LoadSignal
 from llm_operator.autoscale.signals import DeploymentSignals
@@ -91,8 +91,8 @@ class PolicyConfig:
             raise ValueError("load_average_window_s must not be negative")
         if self.load_percentile is not None and not 0 < self.load_percentile <= 100:
             raise ValueError("load_percentile must be in (0, 100]")
-        if self.load_signal not in ("peak", "sampled"):
-            raise ValueError("load_signal must be peak or sampled")
+        if self.load_signal not in get_args(LoadSignal):
+            raise ValueError(f"load_signal must be one of {get_args(LoadSignal)}")
         if not 0 <= self.min_replicas <= self.max_replicas:
             raise ValueError("need 0 <= min_replicas <= max_replicas")
 
