@@ -20,12 +20,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Prometheus (Debian's package) for the integration test where a real scraper reads /metrics.
+# Debian's Prometheus (a real scraper reads /metrics) and etcd (the real control plane's store;
+# the API server, controller-manager and scheduler come from ../shared/envtest or
+# $$KUBEBUILDER_ASSETS, see tests/support/control_plane.py).
 tools:
-	@command -v prometheus >/dev/null 2>&1 || { \
+	@{ command -v prometheus && command -v etcd; } >/dev/null 2>&1 || { \
 	  SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus; }
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    prometheus etcd-server; }
 
 demo: venv
 	$(BIN)/python scripts/demo.py

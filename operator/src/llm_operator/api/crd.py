@@ -3,7 +3,9 @@
 Pydantic writes JSON Schema 2020-12; the API server wants a *structural* OpenAPI v3.0 schema.
 `structural()` bridges the two: inline $refs, drop nulls from optionals, turn int|string into
 x-kubernetes-int-or-string, free-form dicts into preserve-unknown-fields, and give every
-defaultable nested object `default: {}` so the API server applies its inner defaults.
+defaultable nested object a default holding its inner defaults, so the API server fills them
+when the user omits the whole block. (The API server checks each default against the node's
+CEL rules: `default: {}` fails a rule such as `self.min <= self.max` with "no such key".)
 """
 
 from __future__ import annotations
@@ -75,10 +77,8 @@ def _object(out: Schema, schema: Schema, defs: dict[str, Schema]) -> None:
     if properties is not None:
         converted = {name: structural(sub, defs) for name, sub in properties.items()}
         for name, sub in converted.items():
-            # Nested objects that can be defaulted get `default: {}`, so the API server fills
-            # their inner defaults even when the user omits the whole block.
             if name not in schema.get("required", []) and _defaultable_object(sub):
-                sub.setdefault("default", {})
+                sub["default"] = _inner_defaults(sub)
         out["properties"] = converted
         out.pop("additionalProperties", None)
     elif isinstance(extra, dict) and extra:
@@ -86,6 +86,11 @@ def _object(out: Schema, schema: Schema, defs: dict[str, Schema]) -> None:
     else:  # free-form (dict[str, Any]): keep whatever the user writes
         out.pop("additionalProperties", None)
         out["x-kubernetes-preserve-unknown-fields"] = True
+
+
+def _inner_defaults(sub: Schema) -> dict[str, Any]:
+    """The object the API server would build from `{}` (nested defaults already set)."""
+    return {k: v["default"] for k, v in sub["properties"].items() if "default" in v}
 
 
 def _defaultable_object(sub: Schema) -> bool:
