@@ -54,7 +54,7 @@ def test_defaults_enums_and_bounds_reach_the_schema() -> None:
     # default against the node's CEL rules; `{}` fails them).
     assert optimization["default"]["quantization"] == "auto"
     assert optimization["default"]["batching"] == optimization["properties"]["batching"]["default"]
-    assert set(spec["properties"]["replicas"]["default"]) == {"min", "max"}
+    assert set(spec["properties"]["replicas"]["default"]) == {"min", "max", "desired"}
     assert optimization["properties"]["quantization"]["enum"] == [
         "auto", "none", "int8", "int4", "fp8"
     ]  # fmt: skip

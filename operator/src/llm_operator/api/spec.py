@@ -282,12 +282,14 @@ class Accelerator(
 class Replicas(ApiModel, json_schema_extra=cel_rules(MIN_NOT_ABOVE_MAX)):
     min: int = Field(default=1, ge=0, le=1000, description="Fewest replicas.")
     max: int = Field(default=1, ge=1, le=1000, description="Most replicas.")
-    desired: int | None = Field(
-        default=None,
+    # Always present (default 1): the scale subresource's specReplicasPath points here, and
+    # the API server answers 500 to GET .../scale when that field is missing.
+    desired: int = Field(
+        default=1,
         ge=0,
         le=1000,
         description="Replicas when autoscaling.mode is none; the scale subresource (kubectl "
-        "scale, HPA) writes it. Clamped to [min, max].",
+        "scale, HPA) reads and writes it. Clamped to [min, max].",
     )
 
     @model_validator(mode="after")

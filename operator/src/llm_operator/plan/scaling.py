@@ -7,7 +7,7 @@
 - keda: the ScaledObject's HPA owns Deployment.spec.replicas (rendered as None); the status
   reports the Deployment's count; BudgetLimited says whether the budget lowered
   maxReplicaCount.
-- none: replicas.desired (or min), clamped to [min, max] and the budget.
+- none: replicas.desired (default 1), clamped to [min, max] and the budget.
 
 The budget is the hard ceiling in every mode, priced for the resolved option (a fallback
 accelerator when one is active) with cost.py, the arithmetic `llmops cost` uses.
@@ -92,7 +92,7 @@ def plan_scaling(
         wanted = deployment.spec_replicas if deployment and deployment.spec_replicas else bounds.min
         limits = _Limits(budget=capped < bounds.max, max=None)
     elif mode == "none":
-        asked = bounds.min if bounds.desired is None else bounds.desired
+        asked = bounds.desired
         wanted = replicas = clamp(min(asked, bounds.max))
         in_range = min(max(asked, bounds.min), bounds.max)
         limits = _Limits(budget=in_range > capped, max=asked > bounds.max)

@@ -61,8 +61,7 @@ def default_replicas(spec: LLMDeploymentSpec) -> int | None:
     if spec.autoscaling.mode == "keda":
         return None
     if spec.autoscaling.mode == "none":
-        wanted = bounds.min if bounds.desired is None else bounds.desired
-        return max(bounds.min, min(bounds.max, wanted))
+        return max(bounds.min, min(bounds.max, bounds.desired))
     return bounds.min
 
 
