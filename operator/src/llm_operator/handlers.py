@@ -21,6 +21,7 @@ import kopf
 from llm_operator import metrics
 from llm_operator.api.resource import GROUP, PLURAL, VERSION
 from llm_operator.autoscale.collector import Collector
+from llm_operator.child_kinds import CHILD_KINDS, POD, WATCHED
 from llm_operator.k8s import KubeApi, connection_info, load_configuration
 from llm_operator.plan.observed import summarize_child, summarize_pod
 from llm_operator.reconciler import CHILD_INDEX_PREFIX, POD_INDEX, Runtime
@@ -31,16 +32,8 @@ logger = logging.getLogger(__name__)
 MANAGED_BY = {"app.kubernetes.io/managed-by": "llm-operator"}
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=llm-operator"
 LLMD = (GROUP, VERSION, PLURAL)
-# (apiVersion, plural) of every kind the operator creates.
-CHILDREN = (
-    ("v1", "configmaps"),
-    ("v1", "services"),
-    ("apps/v1", "deployments"),
-    ("policy/v1", "poddisruptionbudgets"),
-    ("monitoring.coreos.com/v1", "servicemonitors"),
-    ("networking.k8s.io/v1", "networkpolicies"),
-    ("keda.sh/v1alpha1", "scaledobjects"),
-)
+# (apiVersion, plural) of every kind the operator creates (the table is child_kinds.py's).
+CHILDREN = tuple((k.api_version, k.plural) for k in CHILD_KINDS)
 
 
 def _owner(namespace: str | None, labels: Any) -> tuple[str, str]:
@@ -51,8 +44,8 @@ def _owner(namespace: str | None, labels: Any) -> tuple[str, str]:
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: OperatorConfig = memo.config
     config.apply_kopf_settings(settings)
-    for api_version, plural in (*CHILDREN, ("v1", "pods")):
-        settings.watching.label_selectors[api_version, plural] = MANAGED_SELECTOR
+    for watched in WATCHED:
+        settings.watching.label_selectors[watched.api_version, watched.plural] = MANAGED_SELECTOR
     api = KubeApi.from_environment(on_request=metrics.count_request)
     catalog = await load_catalog(config, api)
     memo.runtime = Runtime(
@@ -82,13 +75,13 @@ async def _index_child(namespace: str | None, labels: Any, body: Any, **_: Any) 
     return {_owner(namespace, labels): summarize_child(body)}
 
 
-for _api_version, _plural in CHILDREN:
-    kopf.index(_api_version, _plural, labels=MANAGED_BY, id=CHILD_INDEX_PREFIX + _plural)(
-        _index_child
-    )
+for _child in CHILD_KINDS:
+    kopf.index(
+        _child.api_version, _child.plural, labels=MANAGED_BY, id=CHILD_INDEX_PREFIX + _child.plural
+    )(_index_child)
 
 
-@kopf.index("v1", "pods", labels=MANAGED_BY, id=POD_INDEX)
+@kopf.index(POD.api_version, POD.plural, labels=MANAGED_BY, id=POD_INDEX)
 async def _index_pod(namespace: str | None, labels: Any, body: Any, **_: Any) -> dict[Any, Any]:
     return {_owner(namespace, labels): summarize_pod(body)}
 
@@ -123,29 +116,16 @@ def _child_watcher(kind: str) -> Any:
         key = _owner(namespace, labels)
         if type == "DELETED":
             memo.runtime.child_gone(key, kind, name)
-        elif kind in ("Deployment", "Pod"):  # rollout and scheduling progress
+        elif kind in ("Deployment", POD.kind):  # rollout and scheduling progress
             memo.runtime.wake(key)
 
     return on_event
 
 
-for _kind, (_api_version, _plural) in zip(
-    (
-        "ConfigMap",
-        "Service",
-        "Deployment",
-        "PodDisruptionBudget",
-        "ServiceMonitor",
-        "NetworkPolicy",
-        "ScaledObject",
-        "Pod",
-    ),
-    (*CHILDREN, ("v1", "pods")),
-    strict=True,
-):
-    kopf.on.event(_api_version, _plural, labels=MANAGED_BY, id=f"watch-{_plural}")(
-        _child_watcher(_kind)
-    )
+for _watched in WATCHED:
+    kopf.on.event(
+        _watched.api_version, _watched.plural, labels=MANAGED_BY, id=f"watch-{_watched.plural}"
+    )(_child_watcher(_watched.kind))
 
 
 @kopf.on.event(*LLMD)

@@ -35,22 +35,12 @@ import kopf
 import kubernetes
 
 from llm_operator.api.resource import API_VERSION, KIND, PLURAL
+from llm_operator.child_kinds import EVENT, PLURALS
 from llm_operator.plan.timefmt import format_time
 from llm_operator.plan.types import FIELD_MANAGER, ChildRef, EventSpec, Plan
 
 logger = logging.getLogger(__name__)
 
-PLURALS: dict[tuple[str, str], str] = {
-    ("v1", "ConfigMap"): "configmaps",
-    ("v1", "Service"): "services",
-    ("apps/v1", "Deployment"): "deployments",
-    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
-    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
-    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
-    ("v1", "Event"): "events",
-    ("v1", "Pod"): "pods",
-}
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 CONFLICT_DELAY = 2.0
@@ -245,7 +235,7 @@ class KubeApi:
             "lastTimestamp": format_time(now),
             "count": 1,
         }
-        await self.call("POST", path("v1", "events", meta["namespace"]), body=body)
+        await self.call("POST", path(EVENT.api_version, EVENT.plural, meta["namespace"]), body=body)
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
         body = await self.call("GET", path("v1", "configmaps", namespace, name))
