@@ -11,9 +11,11 @@ API) answers 404 instead, so on 404 the executor retries as a create with the sa
 On a real cluster that path only runs when the namespace or the resource type is missing, and
 the create then fails the same way.
 
-API errors map to kopf's typed errors: a conflict, throttling or a server error is temporary
-(retried with a delay); the API server refusing a child we rendered (422/400: a bad
-`server.podTemplate`) is permanent and surfaced as Degraded plus an Event.
+API errors map to typed errors by what they mean: a conflict, throttling, an unreachable or
+unavailable server is temporary (kopf.TemporaryError with a delay); the API server refusing a
+child we rendered (422/400, or a 500 "failed to convert" for an unparseable quantity in
+`server.podTemplate`) is permanent (RejectedError: Failed + Event, no retry until the spec
+changes); a 403 is ForbiddenError (Degraded + Event, retried slowly until RBAC is fixed).
 """
 
 from __future__ import annotations
@@ -55,7 +57,12 @@ class ApiError(Exception):
 
 
 class RejectedError(Exception):
-    """The API server refused an object we rendered (422/400): the spec must change."""
+    """The API server refused an object we rendered (422/400, or a 500 converting it): the
+    spec must change."""
+
+
+class ForbiddenError(Exception):
+    """RBAC refused a request (403): the operator's role must change; retried slowly."""
 
 
 def path(
@@ -251,8 +258,9 @@ class KubeApi:
         reconcile (Events are at-least-once) rather than losing it, because the status is
         what says a transition has been reported.
 
-        Raises kopf.TemporaryError for what a retry can fix and RejectedError when the API
-        server refuses a rendered child (the caller turns it into Degraded + PermanentError).
+        Raises kopf.TemporaryError for what a retry can fix, RejectedError when the API
+        server refuses a rendered child (the caller turns it into Failed + PermanentError)
+        and ForbiddenError for a 403 (the caller reports it and retries slowly).
         """
         meta = owner["metadata"]
         applied: list[str] = []
@@ -274,13 +282,22 @@ class KubeApi:
         return applied
 
 
+# The API server answers 500, not 422, when it cannot even decode an object we sent (an
+# unparseable quantity in server.podTemplate): no retry can fix that, only a new spec.
+CONVERSION_FAILURES = ("failed to convert new object", "unable to convert unstructured object")
+
+
 def _typed(exc: ApiError) -> Exception:
+    """What an API error means: the spec (permanent), RBAC (a condition, slow retries) or
+    the server's state right now (temporary, retried with a delay)."""
     if exc.status in (400, 422):
         return RejectedError(exc.message)
+    if exc.status == 500 and any(text in exc.message for text in CONVERSION_FAILURES):
+        return RejectedError(exc.message)
+    if exc.status == 403:
+        return ForbiddenError(exc.message)
     if exc.status == 409:
         return kopf.TemporaryError(f"conflict: {exc.message}", delay=CONFLICT_DELAY)
-    if exc.status == 403:
-        return kopf.TemporaryError(f"forbidden (check RBAC): {exc.message}", delay=FORBIDDEN_DELAY)
     if exc.status == 404:
         return kopf.TemporaryError(
             f"not found (namespace or CRD missing?): {exc.message}", delay=FORBIDDEN_DELAY

@@ -27,9 +27,9 @@ from typing import Any
 import kopf
 
 from llm_operator import metrics
-from llm_operator.api.status import REJECTED_BY_API
+from llm_operator.api.status import FORBIDDEN, REJECTED_BY_API
 from llm_operator.autoscale.collector import Collector, ScrapeTarget
-from llm_operator.k8s import KubeApi, RejectedError
+from llm_operator.k8s import FORBIDDEN_DELAY, ForbiddenError, KubeApi, RejectedError
 from llm_operator.plan import ChildSummary, Observed, Plan, ReconcileSettings, decide
 from llm_operator.plan.children import manifest_hash
 from llm_operator.plan.decide import failed
@@ -211,8 +211,17 @@ class Runtime:
             await self.api.execute(plan, body)
         except RejectedError as exc:
             self.rejected.setdefault(key, set()).update(_stamp(m) for m in plan.apply)
-            await self._reject(key, manifest, str(exc))
+            await self._reject(key, manifest, REJECTED_BY_API, str(exc))
             raise kopf.PermanentError(f"{REJECTED_BY_API}: {exc}") from exc
+        except ForbiddenError as exc:
+            # Not the spec's fault: say so in status and an Event (a silent retry loop hides
+            # it), and retry slowly; the next reconcile after RBAC is fixed clears it.
+            message = f"the operator's RBAC forbids a request (see docs/install.md): {exc}"
+            try:
+                await self._reject(key, manifest, FORBIDDEN, message)
+            except (ForbiddenError, kopf.TemporaryError) as report:
+                logger.warning("could not report %s on %s/%s: %s", FORBIDDEN, *key, report)
+            raise kopf.TemporaryError(f"{FORBIDDEN}: {exc}", delay=FORBIDDEN_DELAY) from exc
         self._remember(key, plan)
         logger.debug(
             "reconciled %s/%s: applied %s, deleted %d, status %s, events %s",
@@ -234,9 +243,11 @@ class Runtime:
             raise kopf.PermanentError(f"{plan.error.reason}: {plan.error.message}")
         return plan
 
-    async def _reject(self, key: Key, manifest: Mapping[str, Any], message: str) -> None:
-        metrics.count_error("rejected")
-        plan = failed(manifest, REJECTED_BY_API, message, datetime.now(tz=UTC))
+    async def _reject(
+        self, key: Key, manifest: Mapping[str, Any], reason: str, message: str
+    ) -> None:
+        metrics.count_error("rejected" if reason == REJECTED_BY_API else "forbidden")
+        plan = failed(manifest, reason, message, datetime.now(tz=UTC))
         await self.api.execute(plan, manifest)
         if plan.status is not None:
             self.statuses[key] = plan.status
