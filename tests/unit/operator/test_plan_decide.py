@@ -18,7 +18,9 @@ from llm_operator.plan import (
     decide,
     set_condition,
 )
+from llm_operator.api.spec import LLMDeploymentSpec
 from llm_operator.plan.children import stamp
+from llm_operator.plan.fallback import options_digest
 from llm_operator.plan.observed import summarize_child, summarize_pod
 from llm_operator.plan.status import merge_patch
 from llm_operator.render import RenderSettings
@@ -323,6 +325,43 @@ def test_builtin_autoscaling_keeps_the_last_desired_replicas() -> None:
     plan = decide(scaled, existing(first), NOW, SETTINGS)
     assert kinds(plan) == ["Deployment"]
     assert plan.apply[0]["spec"]["replicas"] == 3
+
+
+# replicas.min 3, a budget that pays for 2 L4 replicas ($0.71/h each) and 1 A10G ($1.01/h).
+BUDGET_BELOW_MIN = manifest(
+    accelerator={"type": "L4", "fallbacks": [{"type": "A10G"}]},
+    replicas={"min": 3, "max": 4},
+    autoscaling={"budget": {"maxDollarsPerHour": 1.5}},
+)
+
+
+@pytest.mark.parametrize(
+    ("ready_primary", "restored"),
+    [(1, False), (2, True)],
+    ids=["1 of the 2 the budget pays for: keep probing", "2 of 2: back on the primary"],
+)
+def test_the_fallback_waits_for_the_replicas_the_budget_pays_for_not_for_min(
+    ready_primary: int, restored: bool
+) -> None:
+    # The Deployment runs the budget's 2 pods, not replicas.min's 3: a probe of the primary
+    # that waited for 3 ready pods would never complete (issue 21). One replica target.
+    first = decide(BUDGET_BELOW_MIN, Observed(), NOW, SETTINGS)
+    assert first.status is not None and first.status["desiredReplicas"] == 2
+    deployment = next(o for o in first.apply if o["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    probing = after(first, BUDGET_BELOW_MIN)
+    digest = options_digest(LLMDeploymentSpec.model_validate(BUDGET_BELOW_MIN["spec"]))
+    since = (NOW - timedelta(seconds=60)).isoformat().replace("+00:00", "Z")
+    probing["status"]["fallback"] = {"since": since, "options": digest, "probeReturnIndex": 0}
+    pods = [
+        PodSummary(f"p{i}", "primary", phase="Running", ready=True) for i in range(ready_primary)
+    ]
+    pods.append(PodSummary("f", "fallback-0", phase="Running", ready=True))
+    plan = decide(probing, Observed(existing(first).children, tuple(pods)), NOW, SETTINGS)
+    assert ("PrimaryRestored" in [e.reason for e in plan.events]) == restored
+    assert plan.status is not None and plan.status["desiredReplicas"] == 2
+    expected = ("False", "OnPrimary") if restored else ("True", "ProbingPrimary")
+    assert conditions(plan)["FallbackActive"] == expected
 
 
 def test_merge_patch_deletes_what_is_gone_and_recurses() -> None:

@@ -176,6 +176,22 @@ def test_fallback_table(
     assert step.exhausted == exhausted
 
 
+@pytest.mark.parametrize(
+    ("target", "transition"),
+    [(2, "PrimaryRestored"), (3, None)],
+    ids=["2 ready of a target of 2: restored", "2 ready of 3: keep probing"],
+)
+def test_a_probe_completes_at_the_replica_target_it_is_given(
+    target: int, transition: str | None
+) -> None:
+    # decide() passes the replica target (budget included); the fallback compares the
+    # primary's ready pods with it and nothing else.
+    previous = state(None, since=100, probe_return_index=0)
+    pods = [ready("primary", "a"), ready("primary", "b"), ready("fallback-0", "old")]
+    step = step_fallback(SPEC, previous, pods, target, NOW, SETTINGS)
+    assert (step.transition.kind if step.transition else None) == transition
+
+
 def test_failed_probes_back_off_exponentially_up_to_the_cap() -> None:
     previous = state(None, since=400, probe_return_index=0, failed_probes=1)
     step = step_fallback(SPEC, previous, [stuck("primary", 301)], 1, NOW, SETTINGS)

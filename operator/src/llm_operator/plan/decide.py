@@ -27,6 +27,7 @@ from llm_operator.api.status import (
     Phase,
     ResolvedAccelerator,
 )
+from llm_operator.catalog import Catalog
 from llm_operator.cost import replica_dollars_per_hour
 from llm_operator.plan import children
 from llm_operator.plan.conditions import find, set_condition, transitioned
@@ -35,23 +36,18 @@ from llm_operator.plan.observed import DeploymentState, Observed
 from llm_operator.plan.scaling import plan_scaling
 from llm_operator.plan.status import merge_patch, parse_status, status_dict
 from llm_operator.plan.types import EventSpec, Plan, PlanError, ReconcileSettings
-from llm_operator.render import default_replicas, desired_objects, selector_labels
+from llm_operator.render import desired_objects, selector_labels
+from llm_operator.replicas import replica_target
 from llm_operator.resolve import resolve
 from llm_operator.validation import validate_manifest
 
 AS_EXPECTED = "AsExpected"
 
 
-def desired_replicas(spec: LLMDeploymentSpec, previous: LLMDeploymentStatus) -> int | None:
-    """What Deployment.spec.replicas should say; None when KEDA's HPA owns it.
-
-    builtin keeps the autoscaler's last decision (status.desiredReplicas), clamped to the
-    range; none follows replicas.desired; the first reconcile starts at the range's floor.
-    """
-    base = default_replicas(spec)
-    if spec.autoscaling.mode == "builtin" and previous.desired_replicas is not None:
-        return max(spec.replicas.min, min(spec.replicas.max, previous.desired_replicas))
-    return base
+def _price(spec: LLMDeploymentSpec, catalog: Catalog, index: int | None) -> float:
+    """$/h of one replica of accelerator option `index` (None: the primary)."""
+    option = spec.accelerator if index is None else spec.accelerator.fallbacks[index]
+    return replica_dollars_per_hour(catalog, option.type, option.count, spec.accelerator.capacity)
 
 
 def _resolved_manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -69,10 +65,15 @@ def decide(
         message = "; ".join(str(p) for p in problems)
         return _failed(raw_previous or {}, previous, INVALID_SPEC, message, now, generation)
     spec = resource.spec
-    replicas = desired_replicas(spec, previous)
-    wanted = replicas if replicas is not None else spec.replicas.min
-    fallback = step_fallback(spec, previous.fallback, observed.pods, wanted, now, settings.fallback)
+    last = previous.desired_replicas
     try:
+        # The fallback step counts ready pods against the target only while it probes the
+        # primary, when the Deployment runs the primary: the target priced there (budget).
+        primary = _price(spec, settings.catalog, None)
+        on_primary = replica_target(spec, primary, last)
+        fallback = step_fallback(
+            spec, previous.fallback, observed.pods, on_primary, now, settings.fallback
+        )
         resolution = resolve(spec, settings.catalog, fallback.index)
     except KeyError as exc:  # the operator's catalog lacks a type the CRD allows
         return _failed(raw_previous or {}, previous, INVALID_SPEC, str(exc), now, generation)
@@ -84,10 +85,13 @@ def decide(
     per_replica = replica_dollars_per_hour(
         settings.catalog, resolution.accelerator.name, resolution.count, resolution.capacity
     )
+    # The one replica target (house rule 11): held by the autoscaler step between decisions,
+    # rendered into the Deployment. Probing, the option is the primary: the fallback's count.
+    target = on_primary if fallback.index is None else replica_target(spec, per_replica, last)
     deployment_child = observed.children.get(("Deployment", resource.metadata.name))
     deployment = deployment_child.deployment if deployment_child else None
     scaling = plan_scaling(
-        spec, resolution, per_replica, previous, observed, deployment, now, generation
+        spec, resolution, per_replica, target, previous, observed, deployment, now, generation
     )
     wanted = scaling.wanted
     rendered = desired_objects(resource, resolution, settings.render, scaling.replicas)

@@ -73,18 +73,17 @@ def plan_scaling(
     spec: LLMDeploymentSpec,
     resolution: Resolution,
     per_replica: float,
+    target: int,
     previous: LLMDeploymentStatus,
     observed: Observed,
     deployment: DeploymentState | None,
     now: datetime,
     generation: int | None,
 ) -> Scaling:
+    """`target` is decide()'s replica target (replicas.replica_target): the count held
+    between autoscaler decisions (builtin) or replicas.desired within the bounds (none)."""
     bounds, mode = spec.replicas, spec.autoscaling.mode
     capped = budget_capped_max(spec, per_replica)
-
-    def clamp(count: int) -> int:
-        return min(max(count, bounds.min), capped)  # capped <= max; the budget wins over min
-
     decision: Decision | None = None
     memory: ScalingMemory | None = None
     last_scaling, replicas = previous.last_scaling, None
@@ -93,12 +92,12 @@ def plan_scaling(
         limits = _Limits(budget=capped < bounds.max, max=None)
     elif mode == "none":
         asked = bounds.desired
-        wanted = replicas = clamp(min(asked, bounds.max))
+        wanted = replicas = target
         in_range = min(max(asked, bounds.min), bounds.max)
         limits = _Limits(budget=in_range > capped, max=asked > bounds.max)
     else:
         before = previous.desired_replicas
-        held = clamp(min(bounds.min if before is None else before, bounds.max))
+        held = target
         wanted, limits = held, _held_limits(previous.conditions, before, spec, capped)
         if observed.scrape is not None:
             signals = DeploymentSignals(

@@ -4,7 +4,6 @@ from llm_operator.render.merge import strategic_merge
 from llm_operator.render.objects import (
     CONFIG_HASH_ANNOTATION,
     UnresolvedSpecError,
-    default_replicas,
     desired_objects,
     dump_objects,
     selector_labels,
@@ -15,7 +14,6 @@ __all__ = [
     "CONFIG_HASH_ANNOTATION",
     "RenderSettings",
     "UnresolvedSpecError",
-    "default_replicas",
     "desired_objects",
     "dump_objects",
     "selector_labels",

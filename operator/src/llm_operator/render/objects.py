@@ -20,6 +20,7 @@ from llm_operator.render.config import config_data, config_hash
 from llm_operator.render.merge import strategic_merge
 from llm_operator.render.scheduling import affinity, tolerations
 from llm_operator.render.settings import RenderSettings
+from llm_operator.replicas import replica_target
 from llm_operator.resolve import DRAIN_SECONDS, MODEL_MOUNT, SERVER_PORT, Resolution
 
 DEPLOYMENT_LABEL = "inference.llmops.dev/deployment"
@@ -49,20 +50,6 @@ def common_labels(name: str) -> dict[str, str]:
         "app.kubernetes.io/managed-by": "llm-operator",
         DEPLOYMENT_LABEL: name,
     }
-
-
-def default_replicas(spec: LLMDeploymentSpec) -> int | None:
-    """Replicas before the autoscaler has spoken: min (builtin); desired clamped (none).
-
-    None for keda: the ScaledObject's HPA owns Deployment.spec.replicas there, so the
-    operator must not state it.
-    """
-    bounds = spec.replicas
-    if spec.autoscaling.mode == "keda":
-        return None
-    if spec.autoscaling.mode == "none":
-        return max(bounds.min, min(bounds.max, bounds.desired))
-    return bounds.min
 
 
 @cache
@@ -103,8 +90,9 @@ def desired_objects(
     """ConfigMap, Service, Deployment, PodDisruptionBudget [, ServiceMonitor, ScaledObject,
     NetworkPolicy] (ScaledObject with autoscaling.mode keda).
 
-    `replicas` is the autoscaler's number; None = `default_replicas(spec)` within the budget
-    (what the operator's first reconcile applies, so `llmops render` shows the same).
+    `replicas` is decide()'s count; None = the replica target before any autoscaler decision
+    (replicas.replica_target: what the operator's first reconcile applies, so `llmops render`
+    shows the same).
     """
     if not resolution.ok:
         raise UnresolvedSpecError("; ".join(p.message for p in resolution.problems))
@@ -172,13 +160,17 @@ def desired_objects(
 HPA_MAX_WINDOW_SECONDS = 3600
 
 
-def _budgeted(spec: LLMDeploymentSpec, resolution: Resolution, replicas: int | None) -> int | None:
-    if replicas is None:
+def _replicas(spec: LLMDeploymentSpec, resolution: Resolution, replicas: int | None) -> int | None:
+    """The count given, else the replica target (what the operator's first reconcile applies);
+    None for keda: the ScaledObject's HPA owns Deployment.spec.replicas there."""
+    if replicas is not None:
+        return replicas
+    if spec.autoscaling.mode == "keda":
         return None
     per_replica = entry_dollars_per_hour(
         resolution.accelerator, resolution.count, resolution.capacity
     )
-    return min(replicas, budget_capped_max(spec, per_replica))
+    return replica_target(spec, per_replica)
 
 
 def _scaled_object(
@@ -239,9 +231,7 @@ def _deployment(
     deployment = _render(
         "deployment",
         metadata=metadata,
-        replicas=_budgeted(spec, resolution, default_replicas(spec))
-        if replicas is None
-        else replicas,
+        replicas=_replicas(spec, resolution, replicas),
         progress_deadline_seconds=settings.startup_timeout_seconds + 300,
         selector=selector_labels(name),
         pod_labels=pod_labels,
