@@ -1,18 +1,22 @@
-"""The autoscaler replay's simulator and frontier arithmetic (benchmarks/autoscale_replay.py).
+"""The autoscaler replay's simulator and frontier arithmetic (benchmarks/autoscale_replay/).
 
-The replay's verdict (does our frontier dominate?) is only as good as these parts: a replica's
-time to first token, pod start delay and drain in the dollars, determinism for a seed, and
-the Pareto / cheapest-at / dominance bookkeeping. Small hand-made traces, milliseconds each.
+The replay's verdict (does our frontier dominate on held-out load?) is only as good as these
+parts: a replica's time to first token, pod start delay and drain in the dollars, determinism
+for a seed, equal sweep budgets, the trace halves, and the Pareto / cheapest-at / dominance /
+held-out bookkeeping. Small hand-made traces, milliseconds each.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from llm_operator.autoscale import PolicyConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
 import autoscale_replay as replay
@@ -118,17 +122,18 @@ def test_dominance_lists_the_baseline_points_ours_cannot_match() -> None:
     assert replay.dominance(ours, baseline, low=0.96) == misses[1:]
 
 
-def test_the_sweep_gives_every_dynamic_policy_the_same_floors_and_windows() -> None:
-    # The verdict compares frontiers, so a grid that favoured ours would decide it: every
-    # dynamic policy gets the same floors and scale-down windows (KubeAI also its 30 s
-    # default), each runs pinned at every floor, and no knob of ours is swept more densely
-    # than a baseline's single target.
+def test_every_dynamic_policy_gets_the_same_budget_floors_and_windows() -> None:
+    # The verdict compares frontiers, so a grid that favoured ours would decide it: ours, HPA
+    # and KubeAI get the same number of configurations (at most 800), the same floors and
+    # scale-down windows (KubeAI also its 30 s default), and each runs pinned at every floor.
     configs = replay.sweep(quick=False, interval=10.0, prefill_rate=5500.0)
+    counts = Counter(name for name, *_ in configs)
+    assert counts["ours"] == counts["hpa"] == counts["kubeai"] == replay.BUDGET <= 800
     floors: dict[str, set[float]] = {}
     windows: dict[str, set[float]] = {}
     pinned: dict[str, set[float]] = {}
     for name, knobs, initial, _ in configs:
-        if name == "static":
+        if name not in replay.DYNAMIC:
             continue
         assert initial == knobs["floor"]
         if "max" in knobs:
@@ -141,25 +146,45 @@ def test_the_sweep_gives_every_dynamic_policy_the_same_floors_and_windows() -> N
     assert pinned["ours"] == pinned["hpa"] == pinned["kubeai"] == set(replay.FLOORS)
     assert windows["ours"] == windows["hpa"] == set(replay.DOWN_WINDOWS)
     assert windows["kubeai"] == {30.0, *replay.DOWN_WINDOWS}
-    baseline_targets = min(len(replay.HPA_TARGETS), len(replay.KUBEAI_TARGETS))
-    assert len(replay.OURS_QUEUE) <= baseline_targets
-    assert len(replay.OURS_RUNNING) <= baseline_targets
-    assert len(replay.OURS_PREFILL_SHARES) - 1 <= baseline_targets  # minus "off"
+    knobs = [k for name, k, *_ in configs if name == "ours"]
+    assert len({json.dumps(k, sort_keys=True) for k in knobs}) == len(knobs)  # no duplicates
 
 
-def test_our_running_targets_cross_the_prefill_shares() -> None:
-    # The default running target gets every prefill share; the others every third, so the
-    # sweep stays near 30,000 runs. Every pair occurs once.
-    pairs = replay.ours_targets(quick=False)
-    assert len(pairs) == len(set(pairs))
-    by_running: dict[float, list[float | None]] = {}
-    for running, share in pairs:
-        by_running.setdefault(running, []).append(share)
-    assert set(by_running) == set(replay.OURS_RUNNING)
-    assert by_running[replay.DEFAULT_RUNNING] == list(replay.OURS_PREFILL_SHARES)
-    for running in set(replay.OURS_RUNNING) - {replay.DEFAULT_RUNNING}:
-        assert by_running[running] == list(replay.OURS_PREFILL_SHARES[::3])
-    assert by_running[2.0][0] is None  # "prefill off" is always in
+def test_the_defaults_are_what_writing_nothing_gets() -> None:
+    # ours-default runs the API's defaults (PolicyConfig's, scale-up window included);
+    # HPA at 80 % utilization; KubeAI at 100 requests in flight, 10-minute average, 30 s delay.
+    configs = replay.sweep(quick=False, interval=10.0, prefill_rate=5500.0)
+    ours = [f() for name, _, _, f in configs if name == "ours-default"]
+    assert len(ours) == len(replay.FLOORS)
+    spec = PolicyConfig(min_replicas=ours[0].config.min_replicas, max_replicas=replay.MAX_REPLICAS)
+    assert ours[0].config == spec
+    kubeai = [k for name, k, *_ in configs if name == "kubeai-default"]
+    assert {(k["target_in_flight"], k["down_delay_s"]) for k in kubeai} == {(100.0, 30.0)}
+    hpa = [k for name, k, *_ in configs if name == "hpa-default"]
+    assert {(k["target_util"], k["down_window_s"]) for k in hpa} == {(0.8, 300.0)}
+
+
+def test_the_halves_split_the_span_and_start_at_zero() -> None:
+    trace = [request(0.0), request(40.0), request(50.0), request(100.0)]
+    first, second, cut = replay.halves(trace)
+    assert cut == 50.0
+    assert [r.arrival for r in first] == [0.0, 40.0]
+    assert [r.arrival for r in second] == [0.0, 50.0]
+
+
+def test_held_out_keeps_the_tuning_frontier_and_judges_it_on_the_other_half() -> None:
+    # (first half, second half) per configuration: b is beaten on the first half, so tuning
+    # there never picks it, however good it is on the second.
+    a = (point("x", 1, 0.9), point("x", 2, 0.8))
+    b = (point("x", 2, 0.8), point("x", 1, 0.99))
+    c = (point("x", 3, 0.95), point("x", 3, 0.9))
+    tie = (point("x", 1, 0.9), point("x", 1.5, 0.85))  # ties a on the first half: kept
+    pairs = [a, b, c, tie]
+    assert replay.chosen(pairs, tune=0) == [a, c, tie]
+    held = replay.held_out(pairs, tune=0)
+    assert [(r.dollars, r.slo_attainment) for r in held] == [(1.5, 0.85), (3, 0.9)]
+    # tuned on the second half, b beats everything there: its first-half run is all that's left
+    assert [(r.dollars, r.slo_attainment) for r in replay.held_out(pairs, tune=1)] == [(2, 0.8)]
 
 
 def test_the_json_report_keeps_one_line_per_run_and_reads_back() -> None:
@@ -179,16 +204,3 @@ def test_knob_text_prints_numbers_short_and_words_as_they_are() -> None:
     assert replay.knob_text(knobs) == (
         "floor=6, target_queue=2, target_prompt_tokens_s=2750, load_signal=sampled"
     )
-
-
-def test_the_json_keeps_each_policys_frontier_in_sweep_order() -> None:
-    runs = [
-        point("hpa", 3, 0.9),
-        point("ours", 2, 0.9),
-        point("ours", 3, 0.8),  # beaten by ours' $2 run: dropped
-        point("hpa", 1, 0.5),
-        point("kubeai", 5, 0.95),  # beaten only by another policy: each policy's own frontier
-    ]
-    kept = replay.kept_runs(runs, all_runs=False)
-    assert kept == [runs[0], runs[1], runs[3], runs[4]]
-    assert replay.kept_runs(runs, all_runs=True) == runs
