@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from operator_harness import (
+from kmock_harness import (
     LLMD,
     NAMESPACE,
     Cluster,
@@ -42,7 +42,7 @@ from operator_harness import (
     loopback_pod,
     running_operator,
 )
-from operator_harness import operator_config as base_config
+from kmock_harness import operator_config as base_config
 from running_prometheus import running_prometheus
 from running_server import SERVED_NAME, ServerProcess, free_port, run_server
 

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import pytest
-from operator_harness import ApiServer, Cluster, point_kubeconfig_at
+from control_plane import ControlPlane
 
 
 @pytest.fixture
-def kmock_options() -> dict[str, Any]:
-    """Use ApiServer for the `kmock` fixture of KMock's pytest plugin."""
-    return {"cls": ApiServer}
-
-
-@pytest.fixture
-async def cluster(kmock: ApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
-    kmock.declare_resources()
-    point_kubeconfig_at(kmock, tmp_path, monkeypatch)
-    return Cluster(kmock)
+def operator_env(control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator's clients (kopf's and k8s.py's) read $KUBECONFIG: the admin's here."""
+    monkeypatch.setenv("KUBECONFIG", str(control_plane.kubeconfig))

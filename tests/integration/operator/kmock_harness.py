@@ -1,4 +1,7 @@
-"""Harness: the real operator (kopf, in-process) against KMock's stateful Kubernetes API.
+"""Harness: the real operator (kopf, in-process) against KMock's stateful Kubernetes API, for
+the tests that still use it (tests/observability: the live-Prometheus test, which needs no
+controller and whose pods point at one shared server process; see its docstring).
+The operator's own integration tests run on the real control plane (operator_harness.py).
 
 KMock stores objects and streams watch events, but it is no API server: it assigns no uid,
 resourceVersion or generation (the harness sets uid and generation as the API server would),
@@ -390,3 +393,16 @@ def loopback_pod(deployment: str, name: str, port: int, ready: bool = True) -> d
     }
     container = {"name": "llm-server", "ports": [{"name": "http", "containerPort": port}]}
     return server_pod(deployment, name, "primary", status, containers=[container])
+
+
+@pytest.fixture
+def kmock_options() -> dict[str, Any]:
+    """Use ApiServer for the `kmock` fixture of KMock's pytest plugin."""
+    return {"cls": ApiServer}
+
+
+@pytest.fixture
+async def cluster(kmock: ApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    kmock.declare_resources()
+    point_kubeconfig_at(kmock, tmp_path, monkeypatch)
+    return Cluster(kmock)

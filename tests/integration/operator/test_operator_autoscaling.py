@@ -1,57 +1,82 @@
-"""The autoscaler end to end: the real operator (kopf, against KMock) scraping a REAL
-llm-server process on loopback, under a real queue built by concurrent OpenAI requests.
+"""The autoscaler end to end on the real control plane: the real operator scraping a REAL
+llm-server process that the fake kubelet runs for the pod the Deployment controller made, on
+the pod's loopback IP and container port (where the collector looks on a cluster), under a
+real queue built by concurrent OpenAI requests sent to that pod.
 
-KMock runs no controllers, so the test plays the Deployment controller: the ready Pod it
-creates points at the server (status.podIP 127.0.0.1, the container's `http` port = the
-server's port), exactly where the collector looks on a cluster; the pod of the scale-up stays
-starting (it bills, and its coming capacity holds further scale-up). The server runs the tiny
-random-weight model with one running sequence (--max-num-seqs 1), so concurrent requests queue.
-One process keeps the test's start-up short (a second one would only repeat the first).
+The server runs the pod's own rendered arguments on the tiny random-weight model, with one
+running sequence (--max-num-seqs 1), so concurrent requests queue. Only the first pod gets a
+process (LlmServerRuntime limit=1): the pod of the scale-up stays starting, never Ready (it
+bills, and its coming capacity holds further scale-up), and one process keeps the test short.
 
 Also: keda mode renders the ScaledObject with the budget-capped bounds and never writes the
-Deployment's replicas.
+Deployment's replicas (a minimal ScaledObject CRD stands in for KEDA's).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+from control_plane import ControlPlane
+from kube_client import Kube, KubeError, wait_until
+from kube_fixtures import admin_client
+from llm_server_runtime import LlmServerRuntime
 from operator_harness import (
     BUDGET_FOR_TWO,
     L4_PER_HOUR,
-    LLMD,
-    NAMESPACE,
-    Cluster,
+    Llmd,
     autoscaled_manifest,
-    condition,
-    eventually,
-    loopback_pod,
+    gpu_node,
+    operator_config,
     running_operator,
 )
-from operator_harness import operator_config as base_config
 
 from llm_operator import metrics
 from llm_operator.autoscale.collector import Collector, ScrapeTarget
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "server" / "integration"))
-from running_server import SERVED_NAME, ServerProcess, run_server
+from running_server import ServerProcess, run_server
 
-DEPLOYMENTS = "apps/v1/deployments"
-SCALED_OBJECTS = "keda.sh/v1alpha1/scaledobjects"
 NAME = "autoscaled"
 WORKERS = 6  # concurrent clients: 1 runs, the rest queue (targets: 1 running, 1 waiting)
+SCALED_OBJECT_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "scaledobjects.keda.sh"},
+    "spec": {
+        "group": "keda.sh",
+        "names": {"kind": "ScaledObject", "plural": "scaledobjects", "singular": "scaledobject"},
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One idle server on 127.0.0.1 for the collector test."""
     from llm_server.tiny_model import build_tiny_model
 
     model = build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), family="llama", seed=0)
@@ -60,191 +85,268 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         yield process
 
 
-def spec(**autoscaling: Any) -> dict[str, Any]:
-    return autoscaled_manifest(NAME, **autoscaling)
+class Load:
+    """WORKERS clients sending completions to `base_url` back to back until the block ends."""
 
+    def __init__(self, base_url: str, model: str) -> None:
+        self.client = openai.OpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=120)
+        self.model = model
+        self.stop = threading.Event()
+        self.done: list[int] = []
+        self.failures: list[str] = []
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(WORKERS)]
 
-@contextlib.asynccontextmanager
-async def load(server: ServerProcess) -> AsyncIterator[list[int]]:
-    """WORKERS clients, each sending completions back to back until the block ends."""
-    client = openai.AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key="none", max_retries=0)
-    stop = asyncio.Event()
-    done: list[int] = []
-
-    async def worker(i: int) -> None:
-        while not stop.is_set():
-            answer = await client.completions.create(
-                model=SERVED_NAME,
-                prompt=f"client {i} asks about queues",
-                max_tokens=48,
-                temperature=0,
-                extra_body={"ignore_eos": True},
-            )
-            assert answer.usage is not None and answer.usage.completion_tokens == 48
-            done.append(i)
-
-    tasks = [asyncio.create_task(worker(i)) for i in range(WORKERS)]
-    try:
-        yield done
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        await client.close()
-
-
-def sample(name: str, **labels: str) -> float | None:
-    return metrics.REGISTRY.get_sample_value(name, {"namespace": NAMESPACE, **labels})
-
-
-def replicas_written(cluster: Cluster) -> list[int]:
-    """spec.replicas of every Deployment write the operator sent (KMock's request log)."""
-    out = []
-    for request in list(cluster.server):
-        if request.resource is None or request.resource.plural != "deployments":
-            continue
-        body = request.data if isinstance(request.data, dict) else {}
-        if str(request.method.value).upper() in ("POST", "PATCH") and "spec" in body:
-            replicas = body["spec"].get("replicas")
-            if replicas is not None:
-                out.append(int(replicas))
-    return out
-
-
-def reasons(cluster: Cluster) -> list[tuple[str, str]]:
-    return [(e["type"], e["reason"]) for e in cluster.events(NAME)]
-
-
-async def test_scales_up_on_a_real_queue_within_budget_and_back_down(
-    cluster: Cluster, server: ServerProcess
-) -> None:
-    config = base_config(scrape_interval_seconds=0.25, scrape_timeout_seconds=2.0)
-    decisions_up = sample("llmops_autoscaler_decisions_total", deployment=NAME, direction="up")
-    cost_labels = {"deployment": NAME, "accelerator": "L4", "capacity": "on-demand"}
-    async with running_operator(config):
-        # A 0 s scale-up window: scale as soon as the queue is seen; 2 s to scale down.
-        autoscaling = {"targetQueueDepth": 1, "scaleUpStabilizationSeconds": 0}
-        await cluster.create(LLMD, spec(**autoscaling, scaleDownStabilizationSeconds=2))
-        await eventually(lambda: cluster.get(DEPLOYMENTS, NAME))
-        assert cluster.get(DEPLOYMENTS, NAME)["spec"]["replicas"] == 1
-        await cluster.create("v1/pods", loopback_pod(NAME, f"{NAME}-a", server.port))
-        ready = {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}
-        await cluster.patch(DEPLOYMENTS, NAME, {"status": ready}, sub="status")
-        await eventually(lambda: cluster.status(NAME).get("phase") == "Ready")
-        assert cluster.status(NAME)["desiredReplicas"] == 1  # idle: holds at min
-
-        async with load(server) as finished:
-            # The queue on pod a asks for ~WORKERS replicas; max is 4, the budget pays for 2.
-            await eventually(lambda: cluster.status(NAME).get("desiredReplicas") == 2, 20)
-            assert cluster.get(DEPLOYMENTS, NAME)["spec"]["replicas"] == 2
-            limited = await eventually(
-                lambda: (
-                    condition(cluster.get(LLMD, NAME), "BudgetLimited").get("status") == "True"
-                    and condition(cluster.get(LLMD, NAME), "BudgetLimited")
+    def _run(self, i: int) -> None:
+        while not self.stop.is_set():
+            try:
+                answer = self.client.completions.create(
+                    model=self.model,
+                    prompt=f"client {i} asks about queues",
+                    max_tokens=48,
+                    temperature=0,
+                    extra_body={"ignore_eos": True},
                 )
-            )
-            assert limited["reason"] == "BudgetExceeded"
-            assert f"${BUDGET_FOR_TWO:.2f}/h pays for 2 replica(s)" in limited["message"]
-            scaling = cluster.status(NAME)["lastScaling"]
-            assert (scaling["from"], scaling["to"]) == (1, 2)
-            assert "waiting" in scaling["reason"] and "budget" in scaling["reason"]
-            await eventually(lambda: ("Warning", "BudgetLimited") in reasons(cluster))
-            assert ("Normal", "ScaledUp") in reasons(cluster)
-            await eventually(
-                lambda: sample("llmops_autoscaler_limited", deployment=NAME, limit="budget") == 1
-            )
+                assert answer.usage is not None and answer.usage.completion_tokens == 48
+                self.done.append(i)
+            except Exception as exc:  # reported by the test
+                self.failures.append(repr(exc))
 
-            # The Deployment controller creates pod b; it loads weights (not ready) and bills.
-            starting = loopback_pod(NAME, f"{NAME}-b", server.port, ready=False)
-            await cluster.create("v1/pods", starting)
-            ready = {"replicas": 2, "readyReplicas": 1, "updatedReplicas": 2}
-            await cluster.patch(DEPLOYMENTS, NAME, {"status": ready}, sub="status")
-            await eventually(lambda: cluster.status(NAME)["cost"]["dollarsPerHour"] > L4_PER_HOUR)
-            starting = {**cost_labels, "state": "starting"}
-            await eventually(lambda: sample("llmops_deployment_replicas", **starting) == 1)
-            await eventually(
-                lambda: sample("llmops_deployment_cost_per_million_tokens", **cost_labels)
-            )
-            await eventually(lambda: len(finished) >= 3, 30)  # real requests were served
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
 
-        # Load gone: after the 2 s scale-down window the count comes back to min.
-        await eventually(lambda: cluster.status(NAME).get("desiredReplicas") == 1, 20)
-        assert cluster.get(DEPLOYMENTS, NAME)["spec"]["replicas"] == 1
-        assert ("Normal", "ScaledDown") in reasons(cluster)
-        status = cluster.status(NAME)
-        assert (status["lastScaling"]["from"], status["lastScaling"]["to"]) == (2, 1)
-        await eventually(
-            lambda: condition(cluster.get(LLMD, NAME), "BudgetLimited").get("status") == "False"
-        )
-        assert status["cost"]["dollarsPerHour"] == pytest.approx(2 * L4_PER_HOUR, abs=1e-3)
-        assert status["cost"]["budgetDollarsPerHour"] == BUDGET_FOR_TWO
-        assert status["cost"]["dollarsPerMillionTokens"] > 0
-
-        # Never above the budget: every replica count the operator wrote is <= 2.
-        written = replicas_written(cluster)
-        assert max(written) == 2 and set(written) <= {1, 2}
-        # The series are set right after the status write, all in one go.
-        desired = {**cost_labels, "state": "desired"}
-        await eventually(lambda: sample("llmops_deployment_replicas", **desired) == 1)
-        assert sample("llmops_deployment_budget_dollars_per_hour", **cost_labels) == BUDGET_FOR_TWO
-        assert sample("llmops_deployment_replicas", **cost_labels, state="current") == 2
-        assert sample("llmops_deployment_replicas", **cost_labels, state="ready") == 1
-        assert sample("llmops_deployment_cost_dollars_per_hour", **cost_labels) == pytest.approx(
-            2 * L4_PER_HOUR
-        )
-        up = sample("llmops_autoscaler_decisions_total", deployment=NAME, direction="up")
-        assert (up or 0) - (decisions_up or 0) >= 1
-        assert sample("llmops_autoscaler_decisions_total", deployment=NAME, direction="down")
-
-        await cluster.delete(LLMD, NAME)
-        await eventually(lambda: cluster.get(LLMD, NAME) is None)
-        await eventually(
-            lambda: sample("llmops_deployment_cost_dollars_per_hour", **cost_labels) is None
-        )
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(120)
+        self.client.close()
 
 
-async def test_keda_mode_renders_a_scaled_object_and_leaves_replicas_alone(
-    cluster: Cluster,
+class ReplicaRecorder:
+    """Every spec.replicas the Deployment had, from a watch (no write can slip between polls)."""
+
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.kube, self.namespace = kube, namespace
+        self.seen: list[int | None] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        path = self.kube.path("apps/v1", "Deployment", self.namespace)
+        listing = self.kube.request("GET", path, params={"fieldSelector": f"metadata.name={NAME}"})
+        version = listing["metadata"]["resourceVersion"]
+        self.seen += [d["spec"].get("replicas") for d in listing["items"]]
+        while not self.stop.is_set():
+            try:
+                for event in self.kube.watch(path, version, timeout_s=2):
+                    version = event["object"]["metadata"]["resourceVersion"]
+                    obj = event["object"]
+                    if event["type"] in ("ADDED", "MODIFIED") and obj["metadata"]["name"] == NAME:
+                        replicas = obj["spec"].get("replicas")
+                        if not self.seen or self.seen[-1] != replicas:
+                            self.seen.append(replicas)
+            except (KubeError, OSError) as exc:  # a dropped watch: resume from `version`
+                print(f"replica recorder: {exc}")
+
+    def __enter__(self) -> ReplicaRecorder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def sample(name: str, namespace: str, **labels: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value(name, {"namespace": namespace, **labels})
+
+
+def test_scales_up_on_a_real_queue_within_budget_and_back_down(
+    kube: Kube,
+    kubelet: Any,
+    namespace: str,
+    nodes: Any,
+    operator_env: None,
+    tmp_path: Path,
+    control_plane: ControlPlane,
 ) -> None:
-    manifest = spec(mode="keda", targetQueueDepth=3)
-    manifest["spec"]["replicas"] = {"min": 1, "max": 5}  # the budget pays for 2
-    async with running_operator(base_config(scrape_interval_seconds=0.25)):
-        await cluster.create(LLMD, manifest)
-        scaled = await eventually(lambda: cluster.get(SCALED_OBJECTS, NAME))
-        deployment = await eventually(lambda: cluster.get(DEPLOYMENTS, NAME))
-        assert "replicas" not in deployment["spec"]  # KEDA's HPA owns it
-        uid = cluster.get(LLMD, NAME)["metadata"]["uid"]
+    gpu_node(nodes, namespace, "L4")
+    runtime = LlmServerRuntime(tmp_path, extra_args=("--max-num-seqs", "1"), limit=1)
+    kubelet.runtimes[namespace] = runtime
+    llmd = Llmd(kube, namespace, NAME)
+    config = operator_config(namespace, scrape_interval_seconds=0.25, scrape_timeout_seconds=2.0)
+    decisions_up = sample(
+        "llmops_autoscaler_decisions_total", namespace, deployment=NAME, direction="up"
+    )
+    cost_labels = {"deployment": NAME, "accelerator": "L4", "capacity": "on-demand"}
+
+    def budget_limited() -> dict[str, Any]:
+        return llmd.condition("BudgetLimited")
+
+    watcher = admin_client(control_plane)  # its own connection: it lives in a thread
+    try:
+        with running_operator(config), ReplicaRecorder(watcher, namespace) as recorder:
+            # A 0 s scale-up window: scale as soon as the queue is seen; 2 s to scale down.
+            autoscaling = {"targetQueueDepth": 1, "scaleUpStabilizationSeconds": 0}
+            body = autoscaled_manifest(
+                namespace, NAME, **autoscaling, scaleDownStabilizationSeconds=2
+            )
+            llmd.create(body)
+            # The kubelet starts the pod's llm-server; Ready when it answers /ready.
+            wait_until(lambda: llmd.status().get("phase") == "Ready", 240, "phase Ready")
+            assert llmd.deployment()["spec"]["replicas"] == 1
+            assert llmd.status()["desiredReplicas"] == 1  # idle: holds at min
+            (pod,) = llmd.pods()
+            base_url = runtime.addresses[pod["metadata"]["name"]] + "/v1"
+            assert base_url.startswith(f"http://{pod['status']['podIP']}:")
+            args = pod["spec"]["containers"][0]["args"]
+            served_name = args[args.index("--served-model-name") + 1]
+
+            with Load(base_url, served_name) as load:
+                # The queue on the pod asks for ~WORKERS replicas; max is 4, budget pays for 2.
+                wait_until(lambda: llmd.status().get("desiredReplicas") == 2, 60, "desired 2")
+                wait_until(lambda: llmd.deployment()["spec"]["replicas"] == 2, 30, "2 written")
+                limited = wait_until(
+                    lambda: budget_limited().get("status") == "True" and budget_limited(),
+                    30,
+                    "BudgetLimited",
+                )
+                assert limited["reason"] == "BudgetExceeded"
+                assert f"${BUDGET_FOR_TWO:.2f}/h pays for 2 replica(s)" in limited["message"]
+                scaling = llmd.status()["lastScaling"]
+                assert (scaling["from"], scaling["to"]) == (1, 2)
+                assert "waiting" in scaling["reason"] and "budget" in scaling["reason"]
+                wait_until(lambda: ("Warning", "BudgetLimited") in llmd.events(), 30, "Event")
+                assert ("Normal", "ScaledUp") in llmd.events()
+                wait_until(
+                    lambda: (
+                        sample(
+                            "llmops_autoscaler_limited", namespace, deployment=NAME, limit="budget"
+                        )
+                        == 1
+                    ),
+                    30,
+                    "the limited gauge",
+                )
+                # The Deployment controller made pod b; it loads (never Ready here) and bills.
+                wait_until(
+                    lambda: llmd.status()["cost"]["dollarsPerHour"] > L4_PER_HOUR, 30, "2 billed"
+                )
+                starting = {**cost_labels, "state": "starting"}
+                wait_until(
+                    lambda: sample("llmops_deployment_replicas", namespace, **starting) == 1,
+                    30,
+                    "one starting replica",
+                )
+                wait_until(
+                    lambda: sample(
+                        "llmops_deployment_cost_per_million_tokens", namespace, **cost_labels
+                    ),
+                    30,
+                    "a $/1M tokens figure",
+                )
+                wait_until(lambda: len(load.done) >= 3, 60, "requests served")
+            assert not load.failures, load.failures[:3]
+
+            # Load gone: after the 2 s scale-down window the count comes back to min.
+            wait_until(lambda: llmd.status().get("desiredReplicas") == 1, 60, "desired 1")
+            wait_until(lambda: llmd.deployment()["spec"]["replicas"] == 1, 30, "1 written")
+            assert ("Normal", "ScaledDown") in llmd.events()
+            scaling = llmd.status()["lastScaling"]
+            assert (scaling["from"], scaling["to"]) == (2, 1)
+            wait_until(lambda: budget_limited().get("status") == "False", 30, "not limited")
+            # The ReplicaSet controller removed the pod that never got Ready; pod a serves on.
+            wait_until(lambda: len(llmd.pods()) == 1, 60, "one pod left")
+            assert llmd.pods()[0]["metadata"]["uid"] == pod["metadata"]["uid"]
+            wait_until(
+                lambda: llmd.status()["cost"]["dollarsPerHour"] == pytest.approx(L4_PER_HOUR),
+                30,
+                "one replica billed",
+            )
+            cost = llmd.status()["cost"]
+            assert cost["budgetDollarsPerHour"] == BUDGET_FOR_TWO
+            assert cost["dollarsPerMillionTokens"] > 0
+
+            # Never above the budget: every replica count the Deployment had is <= 2.
+            assert recorder.seen == [1, 2, 1], recorder.seen
+            desired = {**cost_labels, "state": "desired"}
+            wait_until(
+                lambda: sample("llmops_deployment_replicas", namespace, **desired) == 1,
+                30,
+                "desired series",
+            )
+            budget = sample("llmops_deployment_budget_dollars_per_hour", namespace, **cost_labels)
+            assert budget == BUDGET_FOR_TWO
+            up = sample(
+                "llmops_autoscaler_decisions_total", namespace, deployment=NAME, direction="up"
+            )
+            assert (up or 0) - (decisions_up or 0) >= 1
+            assert sample(
+                "llmops_autoscaler_decisions_total", namespace, deployment=NAME, direction="down"
+            )
+
+            llmd.delete()
+            wait_until(lambda: llmd.get() is None, 30, "deleted")
+            wait_until(
+                lambda: (
+                    sample("llmops_deployment_cost_dollars_per_hour", namespace, **cost_labels)
+                    is None
+                ),
+                30,
+                "cost series removed",
+            )
+    finally:
+        del kubelet.runtimes[namespace]
+        runtime.close()
+        watcher.close()
+
+
+def test_keda_mode_renders_a_scaled_object_and_leaves_replicas_alone(
+    kube: Kube, namespace: str, operator_env: None
+) -> None:
+    kube.apply(SCALED_OBJECT_CRD)  # before the operator starts: kopf resolves kinds then
+    kube.wait_established(SCALED_OBJECT_CRD["metadata"]["name"])
+    body = autoscaled_manifest(namespace, NAME, mode="keda", targetQueueDepth=3)
+    body["spec"]["replicas"] = {"min": 1, "max": 5}  # the budget pays for 2
+    llmd = Llmd(kube, namespace, NAME)
+    with running_operator(operator_config(namespace, scrape_interval_seconds=0.25)):
+        uid = llmd.create(body)["metadata"]["uid"]
+        scaled = wait_until(lambda: llmd.child("keda.sh/v1alpha1", "ScaledObject"), 30, "SO")
+        deployment = wait_until(lambda: llmd.child("apps/v1", "Deployment"), 30, "Deployment")
+        # KEDA's HPA owns spec.replicas: the operator applies none (the server defaulted 1).
+        owned = json.dumps([f for f in deployment["metadata"]["managedFields"]
+                            if f["manager"] == "llm-operator"])  # fmt: skip
+        assert "f:replicas" not in owned
         assert scaled["metadata"]["ownerReferences"][0]["uid"] == uid
-        body = scaled["spec"]
-        assert body["scaleTargetRef"] == {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "name": NAME,
-        }
-        assert (body["minReplicaCount"], body["maxReplicaCount"]) == (1, 2)
-        trigger = body["triggers"][0]
+        spec = scaled["spec"]
+        assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                          "name": NAME}  # fmt: skip
+        assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 2)
+        trigger = spec["triggers"][0]
         assert trigger["type"] == "prometheus"
         assert trigger["metadata"]["threshold"] == "3"
         assert trigger["metadata"]["query"] == (
-            f'sum(vllm:num_requests_waiting{{namespace="{NAMESPACE}",service="{NAME}"}})'
+            f'sum(vllm:num_requests_waiting{{namespace="{namespace}",service="{NAME}"}})'
         )
-        limited = await eventually(
+        limited = wait_until(
             lambda: (
-                condition(cluster.get(LLMD, NAME), "BudgetLimited").get("status") == "True"
-                and condition(cluster.get(LLMD, NAME), "BudgetLimited")
-            )
+                llmd.condition("BudgetLimited").get("status") == "True"
+                and llmd.condition("BudgetLimited")
+            ),
+            30,
+            "BudgetLimited",
         )
         assert "maxReplicaCount is lowered to 2" in limited["message"]
-        assert condition(cluster.get(LLMD, NAME), "ScalingLimited") == {}
+        assert llmd.condition("ScalingLimited") == {}
 
         # The HPA scales the Deployment; the operator reports it and writes nothing back.
-        writes = cluster.requests("PATCH", DEPLOYMENTS) + cluster.requests("POST", DEPLOYMENTS)
-        await cluster.patch(DEPLOYMENTS, NAME, {"spec": {"replicas": 2}})
-        await eventually(lambda: cluster.status(NAME).get("desiredReplicas") == 2)
-        await asyncio.sleep(1.0)  # two resync periods and four autoscaler ticks
-        after = cluster.requests("PATCH", DEPLOYMENTS) + cluster.requests("POST", DEPLOYMENTS)
-        assert after == writes + 1  # only the test's own patch
-        assert cluster.get(DEPLOYMENTS, NAME)["spec"]["replicas"] == 2
-        assert replicas_written(cluster) == [2]  # the HPA's (the test's) write only
+        scaled_up = kube.patch("apps/v1", "Deployment", NAME, {"spec": {"replicas": 2}}, namespace)
+        wait_until(lambda: llmd.status().get("desiredReplicas") == 2, 30, "desired 2 reported")
+        time.sleep(1.0)  # two resync periods and four autoscaler ticks
+        now = llmd.deployment()
+        assert now["spec"]["replicas"] == 2
+        assert now["metadata"]["generation"] == scaled_up["metadata"]["generation"]
 
 
 async def test_collector_marks_pods_that_do_not_answer_as_failed(server: ServerProcess) -> None:

@@ -1,87 +1,150 @@
-"""create -> children + Progressing; ready pods -> Ready; spec change -> only what changed."""
+"""create -> children by server-side apply + Progressing; pods Ready on a GPU node -> Ready;
+spec change -> a rollout of what changed only; a child deleted by hand comes back; delete ->
+the garbage collector removes every child. All on the real control plane."""
 
 from __future__ import annotations
 
-from operator_harness import LLMD, Cluster, condition, eventually, manifest, running_operator
+from typing import Any
 
+from kube_client import Kube, wait_until
+from operator_harness import Llmd, gpu_node, manifest, operator_config, running_operator
+
+from llm_operator.plan import FallbackSettings
 from llm_operator.render import CONFIG_HASH_ANNOTATION
 
-CHILDREN = (
-    ("v1/configmaps", "chat-config"),
-    ("v1/services", "chat"),
-    ("apps/v1/deployments", "chat"),
-    ("policy/v1/poddisruptionbudgets", "chat"),
-)
-DEPLOYMENTS = "apps/v1/deployments"
+FIELD_MANAGER = "llm-operator"
 
 
-def config_hash(cluster: Cluster) -> str:
-    deployment = cluster.get(DEPLOYMENTS, "chat") or {}
-    return str(deployment["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION])
+def config_hash(llmd: Llmd) -> str:
+    template = llmd.deployment()["spec"]["template"]
+    return str(template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION])
 
 
-async def test_create_makes_children_with_owner_references(cluster: Cluster) -> None:
-    async with running_operator():
-        created = await cluster.create(LLMD, manifest())
-        uid = created["metadata"]["uid"]
-        await eventually(lambda: condition(cluster.get(LLMD, "chat"), "Progressing"))
-        for resource, name in CHILDREN:
-            child = await eventually(lambda r=resource, n=name: cluster.get(r, n))
+def test_create_applies_children_with_owner_references(
+    kube: Kube, namespace: str, operator_env: None
+) -> None:
+    llmd = Llmd(kube, namespace)
+    # No node has an L4: the pod stays Pending, and no fallback within the test.
+    patient = FallbackSettings(unschedulable_seconds=3600)
+    with running_operator(operator_config(namespace, fallback=patient)):
+        uid = llmd.create(manifest(namespace))["metadata"]["uid"]
+        wait_until(lambda: llmd.condition("Progressing"), 30, "a Progressing condition")
+        children = wait_until(lambda: all(llmd.children()) and llmd.children(), 30, "children")
+        for child in children:
             owners = child["metadata"]["ownerReferences"]
             assert [(o["kind"], o["uid"], o["controller"]) for o in owners] == [
                 ("LLMDeployment", uid, True)
             ]
-            # One apply each; KMock answers it 404 (it does not create on apply), so one create.
-            assert cluster.requests("PATCH", resource, name) == 1
-            assert cluster.requests("POST", resource, name) == 1
-        llmd = cluster.get(LLMD, "chat")
-        assert llmd["status"]["phase"] == "Progressing"
-        assert condition(llmd, "Progressing")["status"] == "True"
-        assert condition(llmd, "Ready")["status"] == "False"
-        assert llmd["status"]["accelerator"] == {"type": "L4", "count": 1, "capacity": "on-demand"}
-        assert llmd["status"]["quantization"] == "int8"
-        assert llmd["status"]["endpoint"] == "http://chat.default.svc/v1"
-        assert [e["reason"] for e in cluster.events("chat")] == ["Created"]
+            # Server-side apply with the one field manager; nothing created by other means.
+            managers = {(f["manager"], f["operation"]) for f in child["metadata"]["managedFields"]}
+            assert (FIELD_MANAGER, "Apply") in managers
+            assert not {m for m, op in managers if op != "Apply" and m == FIELD_MANAGER}
+        status = llmd.status()
+        assert status["phase"] == "Progressing"
+        assert llmd.condition("Progressing")["status"] == "True"
+        assert llmd.condition("Ready")["status"] == "False"
+        assert status["accelerator"] == {"type": "L4", "count": 1, "capacity": "on-demand"}
+        assert status["quantization"] == "int8"
+        assert status["endpoint"] == f"http://chat.{namespace}.svc/v1"
+        assert llmd.events() == [("Normal", "Created")]
 
 
-async def test_ready_pods_make_it_ready(cluster: Cluster) -> None:
-    async with running_operator():
-        await cluster.create(LLMD, manifest())
-        await eventually(lambda: cluster.get(DEPLOYMENTS, "chat"))
-        # The Deployment controller's part: one up-to-date pod is ready.
-        ready = {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
-        await cluster.patch(DEPLOYMENTS, "chat", {"status": ready}, sub="status")
-        await eventually(lambda: cluster.status("chat").get("phase") == "Ready")
-        llmd = cluster.get(LLMD, "chat")
-        assert condition(llmd, "Ready")["status"] == "True"
-        assert condition(llmd, "Progressing")["reason"] == "RolloutComplete"
-        assert llmd["status"]["readyReplicas"] == 1
-        assert [e["reason"] for e in cluster.events("chat")] == ["Created", "Ready"]
+def test_pods_ready_on_a_gpu_node_make_it_ready(
+    kube: Kube, kubelet: Any, namespace: str, nodes: Any, operator_env: None
+) -> None:
+    node = gpu_node(nodes, namespace, "L4")
+    llmd = Llmd(kube, namespace)
+    with running_operator(operator_config(namespace)):
+        llmd.create(manifest(namespace))
+        wait_until(lambda: llmd.status().get("phase") == "Ready", 60, "phase Ready")
+        assert llmd.condition("Ready")["status"] == "True"
+        assert llmd.condition("Progressing")["reason"] == "RolloutComplete"
+        assert llmd.status()["readyReplicas"] == 1
+        (pod,) = llmd.pods()
+        assert pod["spec"]["nodeName"] == node  # the scheduler honoured the GPU affinity
+        assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        wait_until(lambda: ("Normal", "Ready") in llmd.events(), 30, "a Ready Event")
+        assert llmd.events() == [("Normal", "Created"), ("Normal", "Ready")]
 
 
-async def test_spec_change_rolls_the_deployment_and_nothing_else(cluster: Cluster) -> None:
-    async with running_operator():
-        await cluster.create(LLMD, manifest())
-        await eventually(lambda: all(cluster.get(r, n) for r, n in CHILDREN))
-        await eventually(lambda: cluster.status("chat"))
-        before = config_hash(cluster)
-        patches = {r: cluster.requests("PATCH", r, n) for r, n in CHILDREN}
+def test_spec_change_rolls_the_deployment_and_nothing_else(
+    kube: Kube, kubelet: Any, namespace: str, nodes: Any, operator_env: None
+) -> None:
+    gpu_node(nodes, namespace, "L4")
+    llmd = Llmd(kube, namespace)
+    with running_operator(operator_config(namespace)):
+        llmd.create(manifest(namespace))
+        wait_until(lambda: llmd.status().get("phase") == "Ready", 60, "phase Ready")
+        before_hash = config_hash(llmd)
+        before = {c["kind"]: c["metadata"] for c in llmd.children() if c}
+        old_pods = {p["metadata"]["name"] for p in llmd.pods()}
 
-        spec = manifest()["spec"]
+        spec = manifest(namespace)["spec"]
         spec["model"]["maxContextLength"] = 2048
-        await cluster.patch(LLMD, "chat", {"spec": spec})
-        await eventually(lambda: cluster.status("chat").get("observedGeneration") == 2)
-        assert config_hash(cluster) != before
-        after = {r: cluster.requests("PATCH", r, n) for r, n in CHILDREN}
-        changed = {r for r in after if after[r] != patches[r]}
-        assert changed == {"v1/configmaps", "apps/v1/deployments"}
-        assert all(after[r] - patches[r] == 1 for r in changed)  # one write per changed child
+        llmd.patch_spec(spec)
+        wait_until(lambda: llmd.status().get("observedGeneration") == 2, 30, "generation 2")
+        assert config_hash(llmd) != before_hash
+
+        def rolled() -> bool:  # the Deployment controller replaced the pod; it is Ready
+            pods = llmd.pods()
+            names = {p["metadata"]["name"] for p in pods}
+            return bool(pods) and not names & old_pods and llmd.status().get("phase") == "Ready"
+
+        wait_until(rolled, 60, "a new Ready pod")
+        after = {c["kind"]: c["metadata"] for c in llmd.children() if c}
+        # Only the ConfigMap and the Deployment's spec changed; the others were not rewritten.
+        assert after["ConfigMap"]["resourceVersion"] != before["ConfigMap"]["resourceVersion"]
+        assert after["Deployment"]["generation"] == before["Deployment"]["generation"] + 1
+        assert after["Service"]["resourceVersion"] == before["Service"]["resourceVersion"]
+        pdb_before, pdb_after = before["PodDisruptionBudget"], after["PodDisruptionBudget"]
+        assert pdb_after["generation"] == pdb_before["generation"]
+        args = llmd.deployment()["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--max-model-len") + 1] == "2048"
 
 
-async def test_child_deleted_by_hand_is_recreated(cluster: Cluster) -> None:
-    async with running_operator():
-        await cluster.create(LLMD, manifest())
-        await eventually(lambda: cluster.get("v1/services", "chat"))
-        await cluster.delete("v1/services", "chat")
-        await eventually(lambda: cluster.get("v1/services", "chat"))
-        assert cluster.requests("POST", "v1/services", "chat") == 2
+def test_child_deleted_by_hand_is_recreated(kube: Kube, namespace: str, operator_env: None) -> None:
+    llmd = Llmd(kube, namespace)
+    with running_operator(operator_config(namespace)):
+        llmd.create(manifest(namespace))
+        service = wait_until(lambda: llmd.child("v1", "Service"), 30, "the Service")
+        kube.delete("v1", "Service", "chat", namespace)
+        again = wait_until(
+            lambda: (
+                (s := llmd.child("v1", "Service"))
+                and s["metadata"]["uid"] != service["metadata"]["uid"]
+                and s
+            ),
+            30,
+            "the Service re-created",
+        )
+        assert again["spec"]["selector"] == service["spec"]["selector"]
+
+
+def test_delete_lets_the_garbage_collector_remove_every_child(
+    kube: Kube, kubelet: Any, namespace: str, nodes: Any, operator_env: None
+) -> None:
+    gpu_node(nodes, namespace, "L4")
+    llmd = Llmd(kube, namespace)
+    with running_operator(operator_config(namespace)):
+        llmd.create(manifest(namespace))
+        wait_until(lambda: llmd.status().get("phase") == "Ready", 60, "phase Ready")
+        assert kube.list("apps/v1", "ReplicaSet", namespace)
+        llmd.delete()
+        wait_until(lambda: llmd.get() is None, 30, "the LLMDeployment gone (finalizer released)")
+
+        def leftovers() -> list[str]:
+            return [
+                f"{kind}/{o['metadata']['name']}"
+                for api_version, kind in (
+                    ("v1", "ConfigMap"),
+                    ("v1", "Service"),
+                    ("apps/v1", "Deployment"),
+                    ("apps/v1", "ReplicaSet"),
+                    ("v1", "Pod"),
+                    ("policy/v1", "PodDisruptionBudget"),
+                )
+                for o in kube.list(api_version, kind, namespace)
+                if kind != "ConfigMap" or o["metadata"]["name"] != "kube-root-ca.crt"
+            ]
+
+        wait_until(lambda: not leftovers(), 60, "every child garbage-collected")

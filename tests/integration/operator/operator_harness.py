@@ -1,0 +1,214 @@
+"""Harness: the real operator (kopf with handlers.py, in-process) against the real control
+plane of tests/support: kube-apiserver with the project's CRD, the controller-manager making
+ReplicaSets and Pods and collecting garbage, the scheduler binding pods to fake GPU Nodes (or
+marking them Unschedulable), and the fake kubelet making bound pods Ready.
+
+The operator talks to the API server as in a pod, through $KUBECONFIG (the `operator_env`
+fixture points it at the admin's, or a test at a ServiceAccount token's); the tests use the
+`kube` client. Nothing here plays a controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import kopf
+from kube_client import Kube
+
+from llm_operator.catalog import default_catalog
+from llm_operator.cost import replica_dollars_per_hour
+from llm_operator.plan import FallbackSettings
+from llm_operator.render.objects import DEPLOYMENT_LABEL
+from llm_operator.settings import OperatorConfig
+
+API_VERSION = "inference.llmops.dev/v1alpha1"
+KIND = "LLMDeployment"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # NVIDIA GPU feature discovery's label
+GPU_RESOURCE = "nvidia.com/gpu"
+# The four children of a builtin-autoscaled LLMDeployment: (apiVersion, kind, name suffix).
+CHILDREN = (
+    ("v1", "ConfigMap", "-config"),
+    ("v1", "Service", ""),
+    ("apps/v1", "Deployment", ""),
+    ("policy/v1", "PodDisruptionBudget", ""),
+)
+
+BASE_SPEC: dict[str, Any] = {
+    "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct", "parameterCount": "8B"},
+    "optimization": {"quantization": "int8"},
+    "accelerator": {"type": "L4", "fallbacks": [{"type": "A10G"}]},
+    "replicas": {"min": 1, "max": 2},
+}
+
+
+def manifest(namespace: str, name: str = "chat", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {**copy.deepcopy(BASE_SPEC), **spec},
+    }
+
+
+L4_PER_HOUR = replica_dollars_per_hour(default_catalog(), "L4", 1, "on-demand")
+BUDGET_FOR_TWO = round(L4_PER_HOUR * 2.5, 2)  # pays for 2 L4 replicas; replicas.max is 4
+
+
+def autoscaled_manifest(namespace: str, name: str, **autoscaling: Any) -> dict[str, Any]:
+    """An L4 LLMDeployment the autoscaler may scale 1-4 under a budget that pays for 2.
+    maxConcurrentSequences / 8 = 1 running request makes a replica full, so a server run with
+    --max-num-seqs 1 and a few concurrent clients gives it a real queue to scale on."""
+    model = {**BASE_SPEC["model"], "maxContextLength": 1024}  # the tiny test model's length
+    return manifest(
+        namespace,
+        name,
+        model=model,
+        optimization={"quantization": "int8", "batching": {"maxConcurrentSequences": 8}},
+        accelerator={"type": "L4"},
+        replicas={"min": 1, "max": 4},
+        autoscaling={"budget": {"maxDollarsPerHour": BUDGET_FOR_TWO}, **autoscaling},
+    )
+
+
+def gpu_node(
+    register: Callable[..., dict[str, Any]], namespace: str, accelerator: str, gpus: int = 8
+) -> str:
+    """A Node with `gpus` of the catalog's `accelerator`, labelled as GPU feature discovery
+    labels it (the label the rendered node affinity asks for). Named after the test."""
+    found = default_catalog().get(accelerator)
+    assert found is not None, accelerator
+    product = found.product_labels[0]
+    name = f"{namespace}-{accelerator.lower()}"[:63]
+    register(name, labels={GPU_PRODUCT_LABEL: product}, capacity={GPU_RESOURCE: str(gpus)})
+    return name
+
+
+class Llmd:
+    """One LLMDeployment on the real API server, and what hangs off it."""
+
+    def __init__(self, kube: Kube, namespace: str, name: str = "chat") -> None:
+        self.kube, self.namespace, self.name = kube, namespace, name
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.kube.create(body)
+
+    def get(self) -> dict[str, Any] | None:
+        return self.kube.get(API_VERSION, KIND, self.name, self.namespace)
+
+    def status(self) -> dict[str, Any]:
+        return dict((self.get() or {}).get("status") or {})
+
+    def condition(self, type_: str) -> dict[str, Any]:
+        return condition(self.get(), type_)
+
+    def patch_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self.kube.patch(API_VERSION, KIND, self.name, {"spec": spec}, self.namespace)
+
+    def delete(self) -> None:
+        self.kube.delete(API_VERSION, KIND, self.name, self.namespace)
+
+    def child(self, api_version: str, kind: str, suffix: str = "") -> dict[str, Any] | None:
+        return self.kube.get(api_version, kind, self.name + suffix, self.namespace)
+
+    def children(self) -> list[dict[str, Any] | None]:
+        return [self.child(v, k, s) for v, k, s in CHILDREN]
+
+    def deployment(self) -> dict[str, Any]:
+        return self.child("apps/v1", "Deployment") or {}
+
+    def pods(self) -> list[dict[str, Any]]:
+        selector = f"{DEPLOYMENT_LABEL}={self.name}"
+        return self.kube.list("v1", "Pod", self.namespace, selector=selector)
+
+    def events(self) -> list[tuple[str, str]]:
+        """(type, reason) of the Events about it, oldest first."""
+        found = self._events()
+        found.sort(key=lambda e: e.get("eventTime") or e.get("firstTimestamp") or "")
+        return [(e["type"], e["reason"]) for e in found]
+
+    def event_messages(self, reason: str) -> list[str]:
+        return [e["message"] for e in self._events() if e["reason"] == reason]
+
+    def _events(self) -> list[dict[str, Any]]:
+        # The Deployment has the same name: its controller's Events are not ours.
+        found = self.kube.events(self.namespace, self.name)
+        return [e for e in found if e["involvedObject"]["kind"] == KIND]
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return dict(c)
+    return {}
+
+
+def operator_config(namespace: str, **overrides: Any) -> OperatorConfig:
+    values: dict[str, Any] = {
+        "namespaces": (namespace,),
+        "peering": None,
+        "metrics_port": 0,
+        "resync_seconds": 0.5,
+        "fallback": FallbackSettings(
+            unschedulable_seconds=0.5, primary_retry_seconds=3600, primary_retry_max_seconds=3600
+        ),
+    }
+    values.update(overrides)
+    return OperatorConfig(**values)
+
+
+@contextlib.contextmanager
+def running_operator(
+    config: OperatorConfig, peering: bool = False, priority: int = 7
+) -> Iterator[kopf.Memo]:
+    """The real operator (handlers.py) in a thread with its own event loop, as in a pod.
+
+    peering=True runs it as __main__ does in the chart (config.peering, here a fixed
+    priority); the peering object must exist already (__main__.prepare_cluster creates it).
+    """
+    import llm_operator.handlers  # noqa: F401  (registers the handlers)
+
+    stop, ready = threading.Event(), threading.Event()
+    memo = kopf.Memo(config=config)
+    settings = kopf.OperatorSettings()
+    settings.queueing.exit_timeout = 0.5  # no lingering on stop: tests start it many times
+    settings.watching.reconnect_backoff = 0.1
+    failure: list[BaseException] = []
+    peers: dict[str, Any] = (
+        {"standalone": False, "peering_name": config.peering, "priority": priority}
+        if peering
+        else {"standalone": True}
+    )
+
+    def run() -> None:
+        try:
+            asyncio.run(
+                kopf.operator(
+                    **peers,
+                    clusterwide=config.all_namespaces,
+                    namespaces=list(config.namespaces),
+                    memo=memo,
+                    settings=settings,
+                    stop_flag=stop,
+                    ready_flag=ready,
+                )
+            )
+        except BaseException as exc:  # surfaced in the test below
+            failure.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=run, name="operator", daemon=True)
+    thread.start()
+    ready.wait(30)
+    if failure:
+        raise failure[0]
+    try:
+        yield memo
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not failure, failure
