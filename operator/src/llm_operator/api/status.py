@@ -29,6 +29,7 @@ INVALID_SPEC = "InvalidSpec"
 UNSCHEDULABLE = "Unschedulable"
 BUDGET_EXCEEDED = "BudgetExceeded"
 REJECTED_BY_API = "RejectedByAPIServer"
+SCHEDULING_FAILED = "SchedulingFailed"  # unschedulable for a reason no other GPU fixes
 FORBIDDEN = "Forbidden"  # the operator's RBAC refused a request
 
 

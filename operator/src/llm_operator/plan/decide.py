@@ -20,6 +20,7 @@ from llm_operator.api.status import (
     INVALID_SPEC,
     PROGRESSING,
     READY,
+    SCHEDULING_FAILED,
     UNSCHEDULABLE,
     Condition,
     ConditionStatus,
@@ -201,6 +202,11 @@ def _conditions(
             "fallback is left"
         )
         out = put(out, DEGRADED, True, UNSCHEDULABLE, message)
+    elif fallback.blocked is not None:
+        # Not a GPU shortage (a missing PVC ...): another accelerator would not help.
+        pods = f"pods of {describe(spec, fallback.index)}"
+        message = f"{pods} cannot be scheduled: {fallback.blocked}"
+        out = put(out, DEGRADED, True, SCHEDULING_FAILED, message)
     else:
         out = put(out, DEGRADED, False, AS_EXPECTED, "")
 

@@ -14,12 +14,21 @@ The rule (docs/operator.md, "GPU fallbacks"):
 
 So an option is left at most once per `unschedulable_seconds`, and the primary is probed at
 most once per `primary_retry_seconds` (then ever less often): no flapping.
+
+Only a shortage of the accelerator moves pods to another one (`waits_for_accelerator`, read
+from the scheduler's message): insufficient GPUs (an extended resource such as
+`nvidia.com/gpu`), or no node that matches the pod's accelerator affinity or tolerates its
+taints. Any other reason (a missing PVC, too little CPU on the GPU nodes) is the same on every
+GPU type: after `unschedulable_seconds` it is `blocked`, reported as Degraded with the
+scheduler's message, and no fallback happens (issue 16: a missing PVC walked H100 -> H200 ->
+A100, $44/h -> $81/h).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +37,39 @@ from llm_operator.api.spec import LLMDeploymentSpec
 from llm_operator.api.status import FallbackState
 from llm_operator.plan.observed import PodSummary
 from llm_operator.plan.timefmt import format_time, parse_time
+
+# "0/5 nodes are available: 2 Insufficient nvidia.com/gpu, 3 node(s) didn't match Pod's node
+# affinity/selector. preemption: ...": one "<count> <reason>" per group of nodes. A message
+# without counts ("persistentvolumeclaim "x" not found") failed before nodes were compared.
+_NODE_REASONS = re.compile(r"nodes are available: (?P<reasons>\d+ .*?)\.(?:\s|$)")
+_COUNTED = re.compile(r"^\d+ (?P<text>.+)$")
+# Nodes this pod cannot use at all (another accelerator type, a taint it does not tolerate):
+# alone, they mean no node of the accelerator is there.
+_NOT_OURS = ("didn't match Pod's node affinity/selector", "untolerated taint")
+
+
+def waits_for_accelerator(message: str | None) -> bool:
+    """Whether the scheduler's message says the pod waits for accelerator capacity.
+
+    Yes when some node lacks an extended resource (`Insufficient nvidia.com/gpu`; core
+    resources have no domain), or when every node is another accelerator's or tainted. No for
+    any other reason (core resources, volumes, ports ...) on the nodes that could serve it,
+    and for failures before nodes were compared (a missing PVC). No message: yes (the
+    pre-message behaviour, e.g. a pod condition written by a test or an old scheduler).
+    """
+    if not message:
+        return True
+    found = _NODE_REASONS.search(message.split(" preemption:")[0])
+    if found is None:
+        return False
+    reasons = []
+    for part in found.group("reasons").split(", "):
+        counted = _COUNTED.match(part.strip())
+        if counted is not None:
+            reasons.append(counted.group("text").strip())
+    if any(r.startswith("Insufficient ") and "/" in r for r in reasons):
+        return True
+    return bool(reasons) and all(any(n in r for n in _NOT_OURS) for r in reasons)
 
 
 @dataclass(frozen=True)
@@ -57,6 +99,7 @@ class FallbackStep:
     exhausted: bool = False  # every option is unschedulable
     waiting: bool = False  # some pod of the current option is unschedulable
     requeue_after: float | None = None
+    blocked: str | None = None  # the scheduler's message for a non-accelerator reason
 
     @property
     def index(self) -> int | None:
@@ -103,12 +146,18 @@ def step_fallback(
     switched = parse_time(state.since) if state is not None else None
     mine = [p for p in pods if p.option == option_label(index) and not p.deleting]
     ready = sum(p.ready for p in mine)
+    stuck = [p for p in mine if p.unschedulable_since is not None]
     stuck_since = [
         max(p.unschedulable_since, switched) if switched else p.unschedulable_since
-        for p in mine
-        if p.unschedulable_since is not None
+        for p in stuck
+        if p.unschedulable_since is not None and waits_for_accelerator(p.unschedulable_message)
     ]
     oldest = min(stuck_since) if stuck_since else None
+    other = sorted(
+        (p.unschedulable_since, p.unschedulable_message or "")
+        for p in stuck
+        if p.unschedulable_since is not None and not waits_for_accelerator(p.unschedulable_message)
+    )
     probing = state is not None and state.probe_return_index is not None
     timeout = timedelta(seconds=settings.unschedulable_seconds)
     due = oldest is not None and now - oldest >= timeout and (probing or ready == 0)
@@ -160,10 +209,22 @@ def step_fallback(
             )
             return FallbackStep(new, Transition("PrimaryProbe", False, message))
     waits = [_seconds(oldest + timeout - now)] if oldest is not None else []
+    blocked = None
+    if other:
+        since, message = other[0]
+        if now - since >= timeout:
+            blocked = message
+        else:
+            waits.append(_seconds(since + timeout - now))
     until_probe = _until_probe(state, now)
     if until_probe is not None:
         waits.append(until_probe)
-    return FallbackStep(state, waiting=oldest is not None, requeue_after=min(waits, default=None))
+    return FallbackStep(
+        state,
+        waiting=oldest is not None,
+        requeue_after=min(waits, default=None),
+        blocked=blocked,
+    )
 
 
 def _seconds(delta: timedelta) -> float:

@@ -63,6 +63,7 @@ class PodSummary:
     phase: str = "Pending"
     ready: bool = False
     unschedulable_since: datetime | None = None  # PodScheduled=False (Unschedulable) since
+    unschedulable_message: str | None = None  # the scheduler's message: why it cannot place it
     deleting: bool = False
     ip: str | None = None  # status.podIP: where the autoscaler scrapes /metrics
     port: int | None = None  # the llm-server container's port named `http`
@@ -148,6 +149,7 @@ def summarize_pod(body: Mapping[str, Any]) -> PodSummary:
         unschedulable_since=parse_time(scheduled.get("lastTransitionTime"))
         if unschedulable
         else None,
+        unschedulable_message=str(scheduled.get("message") or "") if unschedulable else None,
         deleting=bool(meta.get("deletionTimestamp")),
         ip=str(status["podIP"]) if status.get("podIP") else None,
         port=_http_port(body.get("spec") or {}),
