@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--model",
         required=True,
-        help=f"Hugging Face-format directory, hf://ORG/NAME, s3:// or gs:// URI, or {TINY_RANDOM}",
+        help="Hugging Face-format directory, .gguf file, hf://ORG/NAME[/FILE.gguf], s3:// or "
+        f"gs:// URI, or {TINY_RANDOM}",
     )
     add("--served-model-name", nargs="+", default=None, dest="served_model_names",
         help="Name(s) clients use in `model`; the first labels metrics. Default: the "
@@ -119,6 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] == ["quantize"]:
         return quantize_main(args[1:])
     config = parse_config(args)
+    if config.model_is_gguf_file:
+        from llm_server.gguf_file import GgufError, summarize
+
+        try:  # before listening: a bad file is one line and exit 1, not a failed server
+            summarize(config.model)
+        except GgufError as exc:
+            print(f"llm-server: error: {exc}", file=sys.stderr)
+            return 1
     logging.basicConfig(
         level=config.log_level.upper() if config.log_level != "trace" else "DEBUG",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

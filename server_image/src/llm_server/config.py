@@ -9,6 +9,7 @@ from pathlib import Path
 from llm_server.distributed.sizes import FLAG as TP_FLAG
 from llm_server.distributed.sizes import check_model_dir, model_shapes, tensor_parallel_error
 from llm_server.engine.config import EngineConfig
+from llm_server.gguf_file import is_gguf
 from llm_server.quantization.scheme import (
     INT4_GROUP_SIZES,
     METHODS,
@@ -93,14 +94,21 @@ class ServerConfig:
 
     @property
     def model_is_dir(self) -> bool:
-        """--model names a local directory (not tiny-random, not a URI fetched at load)."""
-        return self.model != TINY_RANDOM and "://" not in self.model
+        """--model names a local directory (not tiny-random, a GGUF file or a URI)."""
+        return self.model != TINY_RANDOM and "://" not in self.model and not is_gguf(self.model)
+
+    @property
+    def model_is_gguf_file(self) -> bool:
+        """--model names a local .gguf file (checked by gguf_file.summarize before serving)."""
+        return "://" not in self.model and is_gguf(self.model)
 
     def default_model_name(self) -> str:
         if self.model == TINY_RANDOM:
             return self.model
         if self.model.startswith("hf://"):
             return self.model.removeprefix("hf://")
+        if self.model_is_gguf_file:
+            return Path(self.model).stem  # SmolLM2-135M-Instruct.Q4_1
         return Path(self.model.rstrip("/")).name or self.model
 
     def engine_config(self, model_dir: str, cuda_available: bool) -> EngineConfig:

@@ -1,9 +1,11 @@
-"""Where `--model` points, turned into a local Hugging Face-format directory.
+"""Where `--model` points, turned into a local Hugging Face-format directory or GGUF file.
 
-- a directory: used as it is;
+- a directory, or a `.gguf` file: used as it is;
 - `tiny-random`: built once into the cache (the demo model);
 - `hf://ORG/NAME`: downloaded from the Hugging Face Hub into its cache (`HF_HOME`), at
   `--revision` when given; `HF_TOKEN` for gated models; `HF_HUB_OFFLINE=1` uses the cache only;
+- `hf://ORG/NAME/FILE.gguf`: that one file of the repository (a GGUF repository holds many
+  quantizations of one model), through the same cache;
 - `s3://`, `gs://` (any fsspec protocol whose package is installed: s3fs, gcsfs): copied once
   into `<cache-dir>/models/<protocol>/<bucket>/<path>`; a marker file says the copy finished,
   so a crash mid-copy is never mistaken for a model;
@@ -36,14 +38,25 @@ def _is_fsspec_uri(model: str) -> bool:
     return bool(sep) and scheme.isalnum() and scheme != "file"
 
 
+def split_hub_uri(model: str) -> tuple[str, str | None]:
+    """hf://ORG/NAME -> (ORG/NAME, None); hf://ORG/NAME/FILE.gguf -> (ORG/NAME, FILE.gguf)."""
+    parts = model.removeprefix(HF_PREFIX).strip("/").split("/")
+    if len(parts) == 3 and parts[2].lower().endswith(".gguf"):
+        return f"{parts[0]}/{parts[1]}", parts[2]
+    if len(parts) != 2 or not all(parts):
+        raise ModelFetchError(f"--model {model}: expected hf://ORG/NAME or hf://ORG/NAME/FILE.gguf")
+    return model.removeprefix(HF_PREFIX).strip("/"), None
+
+
 def local_model_dir(model: str, revision: str | None, cache_dir: Path) -> Path:
-    """A local directory holding the model's config, weights and tokenizer."""
+    """A local directory holding the model's config, weights and tokenizer, or a GGUF file."""
     if model == TINY_RANDOM:
         from llm_server.tiny_model import ensure_tiny_model
 
         return ensure_tiny_model(cache_dir)
     if model.startswith(HF_PREFIX):
-        return _from_hub(model.removeprefix(HF_PREFIX), revision)
+        repo_id, gguf_file = split_hub_uri(model)
+        return _from_hub(repo_id, revision, gguf_file)
     if model.startswith("oci://"):
         raise ModelFetchError(
             f"--model {model}: OCI artifacts are mounted by the operator as an image volume; "
@@ -54,11 +67,13 @@ def local_model_dir(model: str, revision: str | None, cache_dir: Path) -> Path:
     return Path(model)
 
 
-def _from_hub(repo_id: str, revision: str | None) -> Path:
-    from huggingface_hub import snapshot_download
+def _from_hub(repo_id: str, revision: str | None, gguf_file: str | None = None) -> Path:
+    from huggingface_hub import hf_hub_download, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
+        if gguf_file is not None:  # one file; the GGUF carries config and tokenizer itself
+            return Path(hf_hub_download(repo_id, gguf_file, revision=revision))
         path = snapshot_download(repo_id, revision=revision, allow_patterns=HF_PATTERNS)
     except LocalEntryNotFoundError as exc:
         raise ModelFetchError(

@@ -26,6 +26,7 @@ import uvicorn
 from llm_server.api.app import create_app
 from llm_server.api.state import ServerState
 from llm_server.config import ServerConfig
+from llm_server.gguf_file import GgufError
 from llm_server.model_source import ModelFetchError, local_model_dir
 
 if TYPE_CHECKING:  # torch loads with the engine, after the listener is up
@@ -140,7 +141,7 @@ async def serve(config: ServerConfig) -> int:
             logger.info("stopping before the model finished loading")
         if stop.is_set() and not serving.done() and exit_code == 0:
             await _drain(state, config.drain_grace_seconds, lambda: signals_seen > 1)
-    except ModelFetchError as exc:
+    except (ModelFetchError, GgufError) as exc:
         logger.error("cannot load the model: %s", exc)
         exit_code = 1
     except Exception:

@@ -69,7 +69,8 @@ class ServerState:
         """What the response cache keys on besides the request: the checkpoint and how it is
         run. `tiny-random` and URIs (at --revision) identify themselves (the builder is seeded)."""
         pinned = f"{config.model}@{config.revision}" if config.revision else config.model
-        revision = model_revision(config.model) if config.model_is_dir else pinned
+        local = config.model_is_dir or config.model_is_gguf_file
+        revision = model_revision(config.model) if local else pinned
         return {"revision": revision, **{key: info[key] for key in sorted(info)}}
 
     def _engine_stats(self) -> EngineStats | None:

@@ -34,6 +34,9 @@ def model_revision(model_dir: str | Path) -> str:
     so a changed checkpoint changes every key without reading gigabytes of weights."""
     path = Path(model_dir)
     digest = hashlib.sha256(str(path.resolve()).encode())
+    if path.is_file():  # a single-file checkpoint (GGUF)
+        stat = path.stat()
+        digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
     if path.is_dir():
         for file in sorted(path.iterdir()):
             if not file.is_file():

@@ -24,7 +24,9 @@ from safetensors import safe_open
 
 from llm_server.distributed.parallel_state import SINGLE, TensorParallel
 from llm_server.distributed.sizes import model_shapes, tensor_parallel_error
+from llm_server.gguf_file import is_gguf
 from llm_server.layers.linear import Linear, PackedLinear, RowParallelLinear, WeightSource
+from llm_server.models.gguf_checkpoint import gguf_config, gguf_tokenizer, gguf_weights
 from llm_server.models.llama import LlamaForCausalLM, MistralForCausalLM
 from llm_server.models.qwen import Qwen2ForCausalLM, Qwen3ForCausalLM
 from llm_server.quantization.checkpoint import quantized_sources
@@ -135,9 +137,10 @@ def load_model(
     from transformers import AutoConfig, AutoTokenizer
 
     path = Path(model_dir)
-    stored = read_scheme(path)
+    gguf = is_gguf(path)
+    stored = None if gguf else read_scheme(path)
     scheme = resolve_quantization(quantization, quant_group_size, stored)
-    hf_config = AutoConfig.from_pretrained(path)
+    hf_config = gguf_config(path) if gguf else AutoConfig.from_pretrained(path)
     architectures = getattr(hf_config, "architectures", None) or []
     model_cls = next((MODEL_CLASSES[a] for a in architectures if a in MODEL_CLASSES), None)
     if model_cls is None:
@@ -161,13 +164,13 @@ def load_model(
     model = model.to_empty(device=torch_device)
     if model.spec.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight  # to_empty unties them
-    model.load_weights(_iter_safetensors(path, stored))
+    model.load_weights(gguf_weights(path, hf_config) if gguf else _iter_safetensors(path, stored))
     model.rotary.build(torch_device, torch_dtype)
     model.eval().requires_grad_(False)
     for attn in model.attention_layers():
         attn.kv_cache_dtype = kv_dtype
     _log_weights(model, scheme, stored is not None, kv_dtype, tp)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = gguf_tokenizer(path) if gguf else AutoTokenizer.from_pretrained(path)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
