@@ -20,7 +20,8 @@ from llm_operator.api.resource import LLMDeployment
 _PATTERN_HINTS = {
     "servedName": "use letters, digits and . _ / : - (at most 128), e.g. llama-3-8b-instruct",
     "parameterCount": "write the size as 8B, 70B, 350M or a plain number such as 8030261248",
-    "name": "use a name of letters, digits, '_', '-' and '.', not starting with a digit",
+    "name": "use lowercase letters, digits, '-' and '.', starting and ending with a letter "
+    "or digit (an RFC 1123 subdomain, as the API server requires)",
 }
 _QUANTITY_HINT = "write a Kubernetes quantity such as 8Gi, 500m or 4"
 
@@ -63,7 +64,7 @@ def _problem(error: Any) -> Problem:
     if isinstance(cause, RuleViolation):
         path = _join(loc)
         if not path.endswith(cause.rule.field_path):  # model-level rule: point at the field
-            path += cause.rule.field_path
+            path = (path + cause.rule.field_path).lstrip(".")
         return Problem(path, cause.rule.message, cause.rule.fix)
     message = error["msg"].removeprefix("Value error, ")
     if message.startswith("unknown accelerator type"):

@@ -42,7 +42,11 @@ def _strict(schema: Schema) -> Schema:
     """The schema with unknown fields forbidden wherever the CRD does not preserve them."""
     out = dict(schema)
     if "properties" in out:
-        out["properties"] = {k: _strict(v) for k, v in out["properties"].items()}
+        out["properties"] = {
+            # metadata is ObjectMeta, checked by the API server's own rules, not the schema
+            k: v if k == "metadata" else _strict(v)
+            for k, v in out["properties"].items()
+        }
         if (
             not out.get("x-kubernetes-preserve-unknown-fields")
             and "additionalProperties" not in out
@@ -162,4 +166,6 @@ def admission_errors(manifest: dict[str, Any]) -> list[str]:
     if errors:  # CEL rules run on schema-valid objects only
         return [_schema_message(e) for e in errors]
     spec = defaulted.get("spec", {})
-    return list(_cel_failures(spec, schema["properties"]["spec"], "spec"))
+    failures = list(_cel_failures(spec, schema["properties"]["spec"], "spec"))
+    root = {**schema, "properties": {}}  # the root's own rules (metadata.name) only
+    return failures + [f.lstrip(".") for f in _cel_failures(defaulted, root, "")]

@@ -19,6 +19,7 @@ from llm_operator.api.resource import (
     CATEGORIES,
     GROUP,
     KIND,
+    NAME_FITS_LABEL,
     PLURAL,
     SHORT_NAMES,
     SINGULAR,
@@ -149,10 +150,13 @@ def openapi_schema() -> Schema:
             "type": "object",
             "description": "A served LLM and its optimization policy.",
             "required": ["spec"],
+            "x-kubernetes-validations": [NAME_FITS_LABEL.schema_entry()],
             "properties": {
                 "apiVersion": {"type": "string"},
                 "kind": {"type": "string"},
-                "metadata": {"type": "object"},
+                # Declared so the name rule's fieldPath resolves (the API server allows only
+                # name and generateName here).
+                "metadata": {"type": "object", "properties": {"name": {"type": "string"}}},
                 "spec": spec,
                 "status": status,
             },

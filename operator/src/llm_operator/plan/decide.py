@@ -38,6 +38,7 @@ from llm_operator.plan.scaling import plan_scaling
 from llm_operator.plan.status import merge_patch, parse_status, status_dict
 from llm_operator.plan.types import EventSpec, Plan, PlanError, ReconcileSettings
 from llm_operator.render import desired_objects, selector_labels
+from llm_operator.render.names import child_name
 from llm_operator.replicas import replica_target
 from llm_operator.resolve import resolve
 from llm_operator.validation import validate_manifest
@@ -89,7 +90,7 @@ def decide(
     # The one replica target (house rule 11): held by the autoscaler step between decisions,
     # rendered into the Deployment. Probing, the option is the primary: the fallback's count.
     target = on_primary if fallback.index is None else replica_target(spec, per_replica, last)
-    deployment_child = observed.children.get(("Deployment", resource.metadata.name))
+    deployment_child = observed.children.get(("Deployment", child_name(resource.metadata.name)))
     deployment = deployment_child.deployment if deployment_child else None
     scaling = plan_scaling(
         spec, resolution, per_replica, target, previous, observed, deployment, now, generation
@@ -264,7 +265,7 @@ def _events(
 
 def _endpoint(resource: LLMDeployment, settings: ReconcileSettings) -> str:
     port = settings.render.service_port
-    host = f"{resource.metadata.name}.{resource.metadata.namespace or 'default'}.svc"
+    host = f"{child_name(resource.metadata.name)}.{resource.metadata.namespace or 'default'}.svc"
     return f"http://{host}{'' if port == 80 else f':{port}'}/v1"
 
 

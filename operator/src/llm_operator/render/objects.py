@@ -18,6 +18,7 @@ from llm_operator.api.spec import LLMDeploymentSpec
 from llm_operator.cost import budget_capped_max, entry_dollars_per_hour
 from llm_operator.render.config import config_data, config_hash
 from llm_operator.render.merge import strategic_merge
+from llm_operator.render.names import child_name, config_map_name
 from llm_operator.render.scheduling import affinity, tolerations
 from llm_operator.render.settings import RenderSettings
 from llm_operator.replicas import replica_target
@@ -97,9 +98,9 @@ def desired_objects(
     if not resolution.ok:
         raise UnresolvedSpecError("; ".join(p.message for p in resolution.problems))
     settings = settings or RenderSettings()
-    name = resource.metadata.name
+    name = resource.metadata.name  # labels and the owner reference; children: child_name
 
-    def metadata(object_name: str = name) -> dict[str, Any]:
+    def metadata(object_name: str = child_name(name)) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": object_name}
         if resource.metadata.namespace:
             meta["namespace"] = resource.metadata.namespace
@@ -120,7 +121,7 @@ def desired_objects(
     selector = selector_labels(name)
     data = config_data(resolution)
     objects = [
-        _render("configmap", metadata=metadata(f"{name}-config"), data=data),
+        _render("configmap", metadata=metadata(config_map_name(name)), data=data),
         _render(
             "service", metadata=metadata(), selector=selector, service_port=settings.service_port
         ),
@@ -186,7 +187,7 @@ def _scaled_object(
     the HPA aims at targetQueueDepth waiting requests per replica. maxReplicaCount is the
     budget-capped max, priced for the resolved option like the builtin clamp.
     """
-    name, spec = resource.metadata.name, resource.spec
+    name, spec = child_name(resource.metadata.name), resource.spec  # the Deployment, Service
     per_replica = entry_dollars_per_hour(
         resolution.accelerator, resolution.count, resolution.capacity
     )
@@ -311,7 +312,7 @@ def _volumes(
         else {"emptyDir": {}}
     )
     volumes: list[dict[str, Any]] = [
-        {"name": "config", "configMap": {"name": f"{name}-config"}},
+        {"name": "config", "configMap": {"name": config_map_name(name)}},
         {"name": "model-cache", **cache_source},
         {"name": "tmp", "emptyDir": {}},
     ]
