@@ -59,8 +59,9 @@ observability: venv
 bench: venv
 	@ls benchmarks/*.py >/dev/null 2>&1 && for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done || echo "no benchmarks yet"
 
-# Against the cluster in $$KUBECONFIG (docs/e2e.md: kind + helm install); skips without one.
-e2e: venv
+# docs/e2e.md: against the cluster in $$KUBECONFIG when it is set (kind + helm install), else
+# on the local control plane (the chart applied, the operator with its RBAC, real llm-servers).
+e2e: venv $(if $(KUBECONFIG),,tools)
 	$(BIN)/pytest -q -p no:cacheprovider e2e
 
 clean:

@@ -1,8 +1,15 @@
-"""e2e against the cluster in $KUBECONFIG (docs/e2e.md); one skip line and exit 0 without one.
+"""e2e fixtures (docs/e2e.md), on one of two clusters:
 
-Fixtures: the Kubernetes API clients, a namespace for the test, and the two ways in to a
-Service from this machine (`kubectl port-forward`, and `kubectl proxy` for the API server's
-service proxy, which follows the Service's endpoints through a rollout).
+- `$KUBECONFIG` set: the cluster it names (kind, or any cluster) with the chart installed by
+  `helm install` (docs/e2e.md); `kubectl port-forward` / `kubectl proxy` are the ways in. An
+  unreachable cluster ends the run with one skip line (exit 0) outside CI, a failure in CI.
+- no `$KUBECONFIG`: the local control plane of tests/support (real kube-apiserver,
+  controller-manager and scheduler; a fake kubelet; see local_cluster.py): the chart rendered
+  by the real Helm engine and applied, the operator running with the chart's arguments and its
+  ServiceAccount's token, each pod a real `llm-server` process on a loopback IP.
+
+Fixtures: `k8s` (the `kubernetes` client APIs), `e2e_namespace`, `tunnels` (the ways in to a
+Service from this machine), `operator_running`.
 """
 
 from __future__ import annotations
@@ -22,13 +29,14 @@ import pytest
 
 OPERATOR_NAMESPACE = os.environ.get("E2E_OPERATOR_NAMESPACE", "llm-system")
 NAMESPACE = os.environ.get("E2E_NAMESPACE", "llmops-e2e")
+LOCAL = not os.environ.get("KUBECONFIG")  # no cluster named: the local control plane
 
 
 def _no_cluster_reason() -> str | None:
-    """Why there is no usable cluster, or None when there is one."""
-    kubeconfig = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    """Why the cluster in $KUBECONFIG is not usable, or None when it is."""
+    kubeconfig = os.environ["KUBECONFIG"]
     if not Path(kubeconfig.split(os.pathsep)[0]).is_file():
-        return f"no kubeconfig at {kubeconfig} ($KUBECONFIG or ~/.kube/config)"
+        return f"no kubeconfig at {kubeconfig}"
     if shutil.which("kubectl") is None:
         return "kubectl is not on PATH (the suite port-forwards with it)"
     import kubernetes
@@ -42,38 +50,77 @@ def _no_cluster_reason() -> str | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if LOCAL:
+        return
     reason = _no_cluster_reason()
     if reason is not None:
-        # pytest prints this one line ("Exit: e2e skipped ...") and the run exits 0.
-        pytest.exit(f"e2e skipped, no Kubernetes cluster: {reason}; recipe: docs/e2e.md", 0)
+        # pytest prints this one line ("Exit: e2e skipped ...") and the run exits 0; CI fails.
+        code = 1 if os.environ.get("CI") else 0
+        pytest.exit(f"e2e skipped, no Kubernetes cluster: {reason}; recipe: docs/e2e.md", code)
 
 
 @pytest.fixture(scope="session")
-def kube() -> Any:
+def cluster(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The local cluster (local_cluster.LocalCluster), or None for $KUBECONFIG's."""
+    if not LOCAL:
+        yield None
+        return
+    from local_cluster import LocalCluster
+
+    plane = request.getfixturevalue("control_plane")
+    kubelet = request.getfixturevalue("kubelet")
+    workdir = request.getfixturevalue("tmp_path_factory").mktemp("e2e")
+    with LocalCluster(plane, kubelet, workdir, OPERATOR_NAMESPACE, NAMESPACE) as local:
+        yield local
+
+
+@pytest.fixture(scope="session")
+def k8s(cluster: Any) -> Any:
     import kubernetes
 
-    kubernetes.config.load_kube_config()
     client = kubernetes.client
+    if cluster is None:
+        kubernetes.config.load_kube_config()
+        api = client.ApiClient()
+    else:
+        api = kubernetes.config.new_client_from_config(config_file=str(cluster.admin_kubeconfig))
     return SimpleNamespace(
-        core=client.CoreV1Api(),
-        apps=client.AppsV1Api(),
-        custom=client.CustomObjectsApi(),
+        core=client.CoreV1Api(api),
+        apps=client.AppsV1Api(api),
+        custom=client.CustomObjectsApi(api),
         errors=client.exceptions,
     )
 
 
 @pytest.fixture(scope="session")
-def namespace(kube: Any) -> Iterator[str]:
+def e2e_namespace(k8s: Any) -> Iterator[str]:
     try:
-        kube.core.create_namespace({"metadata": {"name": NAMESPACE}})
+        k8s.core.create_namespace({"metadata": {"name": NAMESPACE}})
         created = True
-    except kube.errors.ApiException as exc:
+    except k8s.errors.ApiException as exc:
         if exc.status != 409:
             raise
         created = False
     yield NAMESPACE
     if created:
-        kube.core.delete_namespace(NAMESPACE)
+        k8s.core.delete_namespace(NAMESPACE)
+
+
+@pytest.fixture(scope="session")
+def operator_running(k8s: Any, cluster: Any) -> None:
+    """The chart's operator is up: on the local cluster it runs as a process (LocalCluster)."""
+    if cluster is not None:
+        assert cluster.operator.poll() is None, cluster.operator_log()
+        return
+    ready = [
+        d
+        for d in k8s.apps.list_namespaced_deployment(OPERATOR_NAMESPACE).items
+        if (d.metadata.labels or {}).get("app.kubernetes.io/name") == "llm-operator"
+    ]
+    assert ready and (ready[0].status.ready_replicas or 0) >= 1, (
+        f"no ready llm-operator Deployment in {OPERATOR_NAMESPACE}: helm install it first "
+        "(docs/e2e.md) or set E2E_OPERATOR_NAMESPACE"
+    )
 
 
 def _free_port() -> int:
@@ -87,6 +134,7 @@ def _background(args: list[str], ready: str, timeout: float = 30.0) -> subproces
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + timeout
     assert process.stdout is not None
+    line = ""
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if re.search(ready, line):
@@ -125,7 +173,10 @@ class Tunnels:
 
 
 @pytest.fixture(scope="session")
-def tunnels() -> Iterator[Tunnels]:
+def tunnels(cluster: Any) -> Iterator[Any]:
+    if cluster is not None:
+        yield cluster.tunnels  # straight to the pods' loopback IPs (no kubelet to forward)
+        return
     opened = Tunnels()
     yield opened
     opened.close()

@@ -2,7 +2,7 @@
 # The e2e recipe (docs/e2e.md): a kind cluster with both images loaded and the chart installed.
 #   e2e/kind-up.sh            # create the kind cluster "llmops-e2e", then everything else
 #   E2E_NO_CLUSTER=1 e2e/kind-up.sh   # the cluster exists already (CI: helm/kind-action)
-# Needs docker, kind, kubectl and helm. Then: make e2e.
+# Needs docker, kind, kubectl and helm. Then: KUBECONFIG=~/.kube/config make e2e.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLUSTER=${E2E_CLUSTER:-llmops-e2e}

@@ -1,4 +1,5 @@
-"""One LLMDeployment's life on a real cluster, in order (docs/e2e.md).
+"""One LLMDeployment's life on a cluster, in order (docs/e2e.md): the one in $KUBECONFIG,
+or without one the local control plane (conftest.py, local_cluster.py).
 
 apply the CPU example -> Ready -> OpenAI requests through a port-forward -> load until it
 scales up -> idle until it scales down -> a policy change rolls the pods with no failed request
@@ -18,7 +19,6 @@ from typing import Any
 import openai
 import pytest
 import yaml
-from conftest import OPERATOR_NAMESPACE, Tunnels
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "inference.llmops.dev", "v1alpha1", "llmdeployments"
@@ -87,22 +87,15 @@ class Deployed:
 
 
 @pytest.fixture(scope="module")
-def deployed(kube: Any, namespace: str) -> Iterator[Deployed]:
-    ready = [
-        d
-        for d in kube.apps.list_namespaced_deployment(OPERATOR_NAMESPACE).items
-        if (d.metadata.labels or {}).get("app.kubernetes.io/name") == "llm-operator"
-    ]
-    assert ready and (ready[0].status.ready_replicas or 0) >= 1, (
-        f"no ready llm-operator Deployment in {OPERATOR_NAMESPACE}: helm install it first "
-        "(docs/e2e.md) or set E2E_OPERATOR_NAMESPACE"
-    )
-    body = example(namespace)
-    kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-    target = Deployed(kube, body)
+def deployed(k8s: Any, e2e_namespace: str, operator_running: None) -> Iterator[Deployed]:
+    body = example(e2e_namespace)
+    k8s.custom.create_namespaced_custom_object(GROUP, VERSION, e2e_namespace, PLURAL, body)
+    target = Deployed(k8s, body)
     yield target
     if target.get() is not None:  # a failed run leaves nothing behind
-        kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, target.name)
+        k8s.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, e2e_namespace, PLURAL, target.name
+        )
 
 
 def ask(client: openai.OpenAI, model: str, max_tokens: int = 16) -> str:
@@ -157,7 +150,7 @@ def test_applied_example_becomes_ready(deployed: Deployed) -> None:
     assert kinds == {"LLMDeployment"}
 
 
-def test_openai_requests_through_a_port_forward(deployed: Deployed, tunnels: Tunnels) -> None:
+def test_openai_requests_through_a_port_forward(deployed: Deployed, tunnels: Any) -> None:
     base_url = tunnels.port_forward(deployed.namespace, deployed.name)
     client = openai.OpenAI(base_url=base_url, api_key="e2e", max_retries=0, timeout=60)
     model = deployed.body["spec"]["model"]["servedName"]
@@ -170,7 +163,7 @@ def test_openai_requests_through_a_port_forward(deployed: Deployed, tunnels: Tun
     assert "".join(chunks)
 
 
-def test_load_scales_it_up(deployed: Deployed, tunnels: Tunnels) -> None:
+def test_load_scales_it_up(deployed: Deployed, tunnels: Any) -> None:
     base_url = tunnels.service_proxy(deployed.namespace, deployed.name)
     model = deployed.body["spec"]["model"]["servedName"]
     with Load(base_url, model, clients=24, max_tokens=256) as load:
@@ -195,7 +188,7 @@ def test_idle_scales_it_down(deployed: Deployed) -> None:
 
 
 def test_policy_change_rolls_the_pods_without_a_failed_request(
-    deployed: Deployed, tunnels: Tunnels
+    deployed: Deployed, tunnels: Any
 ) -> None:
     before = {p.metadata.name for p in deployed.pods()}
     generation = deployed.deployment().metadata.generation
@@ -224,8 +217,8 @@ def test_policy_change_rolls_the_pods_without_a_failed_request(
     assert args[args.index("--max-num-seqs") + 1] == "8"
 
 
-def test_delete_removes_everything(deployed: Deployed, kube: Any) -> None:
-    kube.custom.delete_namespaced_custom_object(
+def test_delete_removes_everything(deployed: Deployed, k8s: Any) -> None:
+    k8s.custom.delete_namespaced_custom_object(
         GROUP, VERSION, deployed.namespace, PLURAL, deployed.name
     )
     wait_for("the LLMDeployment gone", lambda: deployed.get() is None, timeout=120)
@@ -235,10 +228,10 @@ def test_delete_removes_everything(deployed: Deployed, kube: Any) -> None:
     def children() -> list[str]:
         found = []
         for lister in (
-            kube.apps.list_namespaced_deployment,
-            kube.core.list_namespaced_service,
-            kube.core.list_namespaced_config_map,
-            kube.core.list_namespaced_pod,
+            k8s.apps.list_namespaced_deployment,
+            k8s.core.list_namespaced_service,
+            k8s.core.list_namespaced_config_map,
+            k8s.core.list_namespaced_pod,
         ):
             found += [i.metadata.name for i in lister(ns, label_selector=selector).items]
         return found

@@ -143,6 +143,7 @@ class ControlPlane:
 
     workdir: Path
     admission_plugins: tuple[str, ...] = ()
+    apiserver_args: tuple[str, ...] = ()  # more kube-apiserver flags (e.g. an audit log)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     url: str = ""
 
@@ -210,6 +211,7 @@ class ControlPlane:
             "--endpoint-reconciler-type=none",
             "--authorization-mode=RBAC",
             *admission,
+            *self.apiserver_args,
         )  # fmt: skip
         admin = {"client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")}
         self.kubeconfig.write_text(kubeconfig(self.url, self.ca_file, admin))

@@ -48,6 +48,29 @@ def server_command(
     ]  # fmt: skip
 
 
+def termination(pod: Mapping[str, Any]) -> tuple[float, float]:
+    """(preStop sleep, terminationGracePeriodSeconds) of the pod, in seconds."""
+    spec = pod["spec"]
+    pre_stop = (spec["containers"][0].get("lifecycle") or {}).get("preStop") or {}
+    command = (pre_stop.get("exec") or {}).get("command") or []
+    seconds = float(command[1]) if command[:1] == ["sleep"] and len(command) == 2 else 0.0
+    seconds = float((pre_stop.get("sleep") or {}).get("seconds", seconds))
+    return seconds, float(spec.get("terminationGracePeriodSeconds", 30))
+
+
+def _terminate(process: subprocess.Popen[bytes], pre_stop: float, grace: float) -> None:
+    try:
+        process.wait(pre_stop)
+        return  # it exited by itself
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(max(grace - pre_stop, 1.0))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
 class LlmServerRuntime:
     """One `llm-server` per started pod; `limit` pods at most get a process (the others stay
     starting, never Ready: a replica that bills while it loads, without a process's cost)."""
@@ -60,6 +83,7 @@ class LlmServerRuntime:
         limit: int | None = None,
     ) -> None:
         self.log_dir, self.model, self.extra_args, self.limit = log_dir, model, extra_args, limit
+        self.stopping: list[subprocess.Popen[bytes]] = []
         self.processes: dict[str, subprocess.Popen[bytes]] = {}  # pod uid -> process
         self.addresses: dict[str, str] = {}  # pod name -> http://ip:port
         self.started = 0
@@ -93,20 +117,20 @@ class LlmServerRuntime:
         self.addresses.pop(pod["metadata"]["name"], None)
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGTERM)
-        try:  # the pod's drain grace is 30 s; the kubelet's watch must not wait that long
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        # As a kubelet does, in the background (its watch must not stall): the preStop sleep
+        # (the pod leaves the Service's endpoints meanwhile), SIGTERM (the server drains what
+        # it accepted), SIGKILL when terminationGracePeriodSeconds is over.
+        self.stopping.append(process)
+        pre_stop, grace = termination(pod)
+        threading.Thread(target=_terminate, args=(process, pre_stop, grace), daemon=True).start()
 
     def log(self, pod_name: str) -> str:
         path = self.log_dir / f"{pod_name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def close(self) -> None:
-        for uid in list(self.processes):
-            process = self.processes.pop(uid)
+        for process in [*self.processes.values(), *self.stopping]:
             if process.poll() is None:
                 process.kill()
                 process.wait(5)
+        self.processes.clear()
