@@ -1,109 +1,174 @@
-"""The chart's RBAC equals what the real operator asks the API server for.
+"""The chart's RBAC is exactly what the real operator needs, on a real API server.
 
-The real operator (kopf with handlers.py, prepare_cluster from __main__.py, peering on, the
-chart's own catalog file) runs against KMock while a lifecycle plays out: create, ready, spec
-change, a child deleted by hand, a GPU fallback, an Event, a prune (ServiceMonitor turned
-off), delete, shutdown. Every request KMock served becomes an RBAC triple (API group,
-resource[/subresource], verb); the chart's Role / ClusterRole must grant exactly those.
+The chart is rendered by the real Helm engine and its ServiceAccount, Role / ClusterRole and
+binding are applied to the real control plane; the operator (kopf with handlers.py,
+prepare_cluster from __main__.py, peering on, the chart's own catalog file) runs with that
+ServiceAccount's token (TokenRequest), so a verb the chart lacks is a real 403. A lifecycle
+plays out: create, a GPU fallback found by the real scheduler, Ready on the fallback node, a
+spec change, a child deleted by hand, children it no longer renders pruned, KEDA mode on and
+off, delete, shutdown. The API server's audit log (only the operator's ServiceAccounts are
+logged) records every request; each becomes an RBAC triple (API group, resource[/subresource],
+verb), and the chart must grant exactly those. An apply that creates its object needs `create`
+as well as `patch` (the API server checks both), so a 201 to a patch counts as both.
 Discovery (/api, /apis/...) is open to every authenticated user and not counted.
 
-What KMock cannot show (it is no API server): requests the code makes only against real
-servers. k8s.py's create-on-404 path runs here *because* KMock does not create on apply; a
-real server creates on the apply, which needs `create` too, so `create` is needed either way.
+One right is checked inside admission, not as a request of its own, so no audit event names
+it: `update` on `llmdeployments/finalizers`, which the OwnerReferencesPermissionEnforcement
+plugin (on in OpenShift) demands for a child's owner reference with blockOwnerDeletion. The
+plugin is on here, so without that grant every child apply is a 403 and the test fails.
+
+This module starts its own control plane (the audit log is a kube-apiserver flag), with
+stand-in CRDs for the ServiceMonitor and ScaledObject kinds the operator renders.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_rendering import render_objects
+import yaml
+from chart_rendering import RELEASE, chart
+from control_plane import ControlPlane
+from fake_kubelet import FakeKubelet, register_node
+from kube_client import Kube, wait_until
+from kube_fixtures import admin_client, install_crds, start_control_plane
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "integration" / "operator"))
 
-from kmock_harness import (  # noqa: E402
-    LLMD,
-    NAMESPACE,
-    VERBS,
-    ApiServer,
-    Cluster,
-    condition,
-    eventually,
+from operator_harness import (  # noqa: E402
+    GPU_PRODUCT_LABEL,
+    GPU_RESOURCE,
+    Llmd,
+    install_stand_in_crds,
     manifest,
     operator_config,
-    pending_pod,
-    point_kubeconfig_at,
     running_operator,
 )
 
 from llm_operator.__main__ import prepare_cluster  # noqa: E402
-from llm_operator.handlers import CHILDREN  # noqa: E402
-from llm_operator.k8s import PLURALS, KubeApi  # noqa: E402
+from llm_operator.child_kinds import CHILD_KINDS  # noqa: E402
+from llm_operator.k8s import KubeApi  # noqa: E402
 from llm_operator.render import RenderSettings  # noqa: E402
 from llm_operator.render.objects import DEPLOYMENT_LABEL  # noqa: E402
 
 PEERING = "llm-operator"
-SCALED_OBJECTS = "keda.sh/v1alpha1/scaledobjects"
+NAMESPACED, CLUSTER = "rbac-namespaced", "rbac-cluster"
 Triple = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
-# Granted though never called: admission checks it (OwnerReferencesPermissionEnforcement, for
-# blockOwnerDeletion); tests/integration/kube/test_rbac_owner_references.py shows it is needed.
-ADMISSION_ONLY: set[Triple] = {("inference.llmops.dev", "llmdeployments/finalizers", "update")}
+CHECKED_IN_ADMISSION = {("inference.llmops.dev", "llmdeployments/finalizers", "update")}
 
 
-@pytest.fixture
-def kmock_options() -> dict[str, Any]:
-    return {"cls": ApiServer}
-
-
-@pytest.fixture
-def cluster(kmock: ApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
-    """KMock serving every kind the operator touches (derived from handlers.CHILDREN)."""
-    served: dict[str, tuple[str, set[str], bool]] = {
-        LLMD: ("LLMDeployment", {"status"}, True),
-        "v1/pods": ("Pod", {"status"}, True),
-        "v1/events": ("Event", set(), True),
-        "v1/namespaces": ("Namespace", set(), False),
-        "kopf.dev/v1/kopfpeerings": ("KopfPeering", set(), True),
-        "kopf.dev/v1/clusterkopfpeerings": ("ClusterKopfPeering", set(), False),
+def audit_policy(path: Path) -> Path:
+    """Log each request of a ServiceAccount of the two operator namespaces, and nothing else."""
+    policy = {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Policy",
+        "omitStages": ["RequestReceived"],
+        "rules": [
+            {
+                "level": "Metadata",
+                "userGroups": [f"system:serviceaccounts:{ns}" for ns in (NAMESPACED, CLUSTER)],
+            },
+            {"level": "None"},
+        ],
     }
-    kinds = {(api_version, plural): kind for (api_version, kind), plural in PLURALS.items()}
-    for api_version, plural in CHILDREN:
-        served[f"{api_version}/{plural}"] = (kinds[api_version, plural], {"status"}, True)
-    for resource, (kind, subresources, namespaced) in served.items():
-        kmock.resources[resource] = kmock.ResourceInfo(
-            kind=kind, namespaced=namespaced, verbs=VERBS, subresources=subresources
-        )
-    point_kubeconfig_at(kmock, tmp_path, monkeypatch)
-    return Cluster(kmock)
+    path.write_text(yaml.safe_dump(policy))
+    return path
 
 
-def recorded(server: ApiServer) -> list[tuple[Triple, str | None]]:
-    """(RBAC triple, namespace) of every request the operator sent (kopf's and k8s.py's)."""
+class Audited:
+    def __init__(self, plane: ControlPlane, kube: Kube, log: Path) -> None:
+        self.plane, self.kube, self.log = plane, kube, log
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audited]:
+    workdir = tmp_path_factory.mktemp("audited")
+    log = workdir / "audit.log"
+    flags = (
+        f"--audit-policy-file={audit_policy(workdir / 'audit-policy.yaml')}",
+        f"--audit-log-path={log}",
+    )
+    plane = start_control_plane(
+        workdir / "plane",
+        apiserver_args=flags,
+        admission_plugins=("OwnerReferencesPermissionEnforcement",),
+    )
+    try:
+        kube = admin_client(plane)
+        install_crds(kube)
+        install_stand_in_crds(kube)
+        a10g = {GPU_PRODUCT_LABEL: "NVIDIA-A10G"}  # no L4 anywhere: the fallback's node
+        register_node(kube, "rbac-a10g", labels=a10g, capacity={GPU_RESOURCE: "8"})
+        with FakeKubelet(admin_client(plane)):
+            yield Audited(plane, kube, log)
+        kube.close()
+    finally:
+        plane.stop()
+
+
+def render_chart(values: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
+    """The chart as `helm template --namespace NAMESPACE` renders it."""
+    rendered = chart().render(values, name=RELEASE, namespace=namespace)
+    return [
+        doc
+        for path, text in sorted(rendered.items())
+        if not path.endswith(".txt")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+
+
+@contextlib.contextmanager
+def as_chart_service_account(
+    audited: Audited, values: dict[str, Any], namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[list[dict[str, Any]], str]]:
+    """Apply the chart's RBAC objects and point $KUBECONFIG at its ServiceAccount's token.
+    Yields the rendered objects and the path of the catalog file the Deployment mounts."""
+    kube = audited.kube
+    objects = render_chart(values, namespace)
+    kube.ensure_namespace(namespace)
+    for obj in objects:
+        if obj["kind"] in ("ServiceAccount", "Role", "RoleBinding", "ClusterRole",
+                           "ClusterRoleBinding", "ConfigMap"):  # fmt: skip
+            kube.apply(obj)
+    (account,) = [o for o in objects if o["kind"] == "ServiceAccount"]
+    name = account["metadata"]["name"]
+    path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}
+    token = kube.request("POST", path, request)["status"]["token"]
+    monkeypatch.setenv("KUBECONFIG", str(audited.plane.token_kubeconfig(token, namespace)))
+    (configmap,) = [
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-catalog")
+    ]
+    catalog = audited.plane.workdir / f"{namespace}-catalog.yaml"
+    catalog.write_text(configmap["data"]["catalog.yaml"])
+    yield objects, str(catalog)
+
+
+def recorded(log: Path, namespace: str) -> list[tuple[Triple, str | None, int]]:
+    """(RBAC triple, namespace, HTTP status) of each request of `namespace`'s operator."""
     out = []
-    for request in list(server):
-        if request.resource is None or request.action is None or not request.resource.plural:
-            continue  # discovery (/api, /apis/GROUP/VERSION)
-        if request.headers.get("User-Agent", "").startswith("kmock/"):
-            continue  # the test's own client, playing users and controllers
-        method = str(request.method.value).upper()
-        action = str(request.action.value).upper()
-        verb = {
-            "WATCH": "watch",
-            "LIST": "list",
-            "FETCH": "get",
-            "CREATE": "create",
-        }.get(action) or {"PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
-        if method == "DELETE" and request.name is None:
-            verb = "deletecollection"
-        resource = request.resource.plural + (
-            f"/{request.subresource}" if request.subresource else ""
-        )
-        out.append(((request.resource.group or "", resource, verb), request.namespace))
+    user = f"system:serviceaccount:{namespace}:"
+    for line in log.read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        if not event["user"]["username"].startswith(user) or "resource" not in ref:
+            continue  # another operator's, or discovery (no objectRef)
+        resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        code = int((event.get("responseStatus") or {}).get("code", 0))
+        group = ref.get("apiGroup", "")
+        out.append(((group, resource, event["verb"]), ref.get("namespace"), code))
+        if event["verb"] == "patch" and code == 201:  # an apply that created its object
+            out.append(((group, resource, "create"), ref.get("namespace"), code))
     return out
 
 
@@ -117,133 +182,163 @@ def granted(rules: list[dict[str, Any]]) -> set[Triple]:
     }
 
 
-def chart_rules(values: dict[str, Any], kind: str) -> set[Triple]:
-    roles = [o for o in render_objects(values) if o["kind"] == kind]
+def rules_of(objects: list[dict[str, Any]], kind: str) -> set[Triple]:
+    roles = [o for o in objects if o["kind"] == kind]
     assert len(roles) == 1, f"expected one {kind}"
     return granted(roles[0]["rules"])
 
 
-def catalog_file(values: dict[str, Any], tmp_path: Path) -> str:
-    """The chart's catalog ConfigMap, as the Deployment mounts it."""
-    (configmap,) = [
-        o
-        for o in render_objects(values)
-        if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-catalog")
-    ]
-    path = tmp_path / "catalog.yaml"
-    path.write_text(configmap["data"]["catalog.yaml"])
-    return str(path)
-
-
-@contextlib.asynccontextmanager
-async def operator_with_peering(config: Any) -> AsyncIterator[None]:
-    """The real operator as __main__.run starts it: prepare_cluster, then peering on."""
+def prepare(config: Any) -> None:
+    """__main__.run's first step, with the operator's own client."""
     api = KubeApi.from_environment()
     try:
-        await prepare_cluster(api, config, timeout=10)
+        asyncio.run(prepare_cluster(api, config, timeout=10))
     finally:
         api.close()
-    async with running_operator(config, peering=True):
-        yield
 
 
-def stale_child(api_version: str, plural: str) -> dict[str, Any]:
-    kind = next(k for (v, k), p in PLURALS.items() if (v, p) == (api_version, plural))
+def stale_child(kind: Any, namespace: str) -> dict[str, Any]:
+    """An object the operator owns by its labels but no longer renders (say, renamed by an
+    upgrade); the smallest body the API server accepts for the kind."""
     labels = {"app.kubernetes.io/managed-by": "llm-operator", DEPLOYMENT_LABEL: "chat"}
-    return {
-        "apiVersion": api_version,
-        "kind": kind,
-        "metadata": {"name": "chat-stale", "labels": labels},
+    selector = {"matchLabels": {"stale": "yes"}}
+    specs: dict[str, Any] = {
+        "Service": {"ports": [{"port": 80}], "selector": {"stale": "yes"}},
+        "Deployment": {
+            "replicas": 0,
+            "selector": selector,
+            "template": {
+                "metadata": {"labels": {"stale": "yes"}},
+                "spec": {"containers": [{"name": "c", "image": "stale"}]},
+            },
+        },
+        "PodDisruptionBudget": {"maxUnavailable": 1, "selector": selector},
+        "NetworkPolicy": {"podSelector": selector},
     }
+    body: dict[str, Any] = {
+        "apiVersion": kind.api_version,
+        "kind": kind.kind,
+        "metadata": {"name": "chat-stale", "namespace": namespace, "labels": labels},
+    }
+    if kind.kind in specs:
+        body["spec"] = specs[kind.kind]
+    return body
 
 
-async def test_namespaced_role_grants_exactly_what_the_operator_calls(
-    cluster: Cluster, tmp_path: Path
+def test_namespaced_role_grants_exactly_what_the_operator_calls(
+    audited: Audited, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    kube, ns = audited.kube, NAMESPACED
     values = {"namespaced": True}
-    both = RenderSettings(service_monitor=True, network_policy=True)
-    config = operator_config(
-        peering=PEERING, render=both, catalog_file=catalog_file(values, tmp_path)
-    )
-    async with operator_with_peering(config):
-        await cluster.create(LLMD, manifest())
-        for plural in ("servicemonitors", "networkpolicies", "deployments"):
-            await eventually(lambda p=plural: cluster.objects(f"{_api(p)}/{p}"))
-        # No pod ready and one unschedulable: the GPU fallback.
-        long_ago = "2025-01-01T00:00:00Z"
-        await cluster.create("v1/pods", pending_pod("chat", "chat-pending", "primary", long_ago))
-        await eventually(
-            lambda: condition(cluster.get(LLMD, "chat"), "FallbackActive").get("status") == "True"
-        )
-        ready = {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
-        await cluster.patch("apps/v1/deployments", "chat", {"status": ready}, sub="status")
-        await eventually(lambda: cluster.status("chat").get("phase") == "Ready")
-        spec = manifest()["spec"]
-        spec["model"]["maxContextLength"] = 2048
-        await cluster.patch(LLMD, "chat", {"spec": spec})
-        await eventually(lambda: cluster.status("chat").get("observedGeneration") == 2)
-        await cluster.delete("v1/services", "chat")
-        await eventually(lambda: cluster.get("v1/services", "chat"))
-        # Children it owns but no longer renders (say, renamed by an upgrade) are pruned.
-        for api_version, plural in CHILDREN:
-            await cluster.create(f"{api_version}/{plural}", stale_child(api_version, plural))
-        for api_version, plural in CHILDREN:
-            resource = f"{api_version}/{plural}"
-            await eventually(lambda r=resource: cluster.get(r, "chat-stale") is None)
-        # KEDA mode: a ScaledObject; back to builtin: it is pruned.
-        keda = manifest("queue", autoscaling={"mode": "keda"})
-        await cluster.create(LLMD, keda)
-        await eventually(lambda: cluster.get(SCALED_OBJECTS, "queue"))
-        await cluster.patch(LLMD, "queue", {"spec": {"autoscaling": {"mode": "builtin"}}})
-        await eventually(lambda: cluster.get(SCALED_OBJECTS, "queue") is None)
-    calls = recorded(cluster.server)
-    outside = {(t, ns) for t, ns in calls if ns != NAMESPACE}
+    with as_chart_service_account(audited, values, ns, monkeypatch) as (objects, catalog):
+        both = RenderSettings(service_monitor=True, network_policy=True)
+        config = operator_config(ns, peering=PEERING, render=both, catalog_file=catalog)
+        prepare(config)
+        llmd = Llmd(kube, ns)
+        with running_operator(config, peering=True):
+            llmd.create(manifest(ns))
+            for kind in ("ServiceMonitor", "NetworkPolicy", "Deployment"):
+                api_version = next(k.api_version for k in CHILD_KINDS if k.kind == kind)
+                wait_until(lambda v=api_version, k=kind: llmd.child(v, k), 30, kind)
+            # The scheduler finds no L4: the GPU fallback, then Ready on the A10G node.
+            wait_until(lambda: llmd.condition("FallbackActive").get("status") == "True", 60,
+                       "FallbackActive")  # fmt: skip
+            wait_until(lambda: llmd.status().get("phase") == "Ready", 60, "Ready")
+            spec = manifest(ns)["spec"]
+            spec["model"]["maxContextLength"] = 2048
+            llmd.patch_spec(spec)
+            wait_until(lambda: llmd.status().get("observedGeneration") == 2, 30, "generation 2")
+            service = llmd.child("v1", "Service") or {}
+            kube.delete("v1", "Service", "chat", ns)
+            wait_until(
+                lambda: (
+                    (llmd.child("v1", "Service") or service)["metadata"]["uid"]
+                    != service["metadata"]["uid"]
+                ),
+                30,
+                "the Service re-created",
+            )
+            for kind in CHILD_KINDS:
+                kube.create(stale_child(kind, ns))
+            for kind in CHILD_KINDS:
+                wait_until(
+                    lambda k=kind: kube.get(k.api_version, k.kind, "chat-stale", ns) is None,
+                    30,
+                    f"the stale {kind.kind} pruned",
+                )
+            # KEDA mode: a ScaledObject; back to builtin: it is pruned.
+            queue = Llmd(kube, ns, "queue")
+            queue.create(manifest(ns, "queue", autoscaling={"mode": "keda"}))
+            wait_until(lambda: queue.child("keda.sh/v1alpha1", "ScaledObject"), 30, "SO")
+            queue.patch_spec({"autoscaling": {"mode": "builtin"}})
+            wait_until(lambda: not queue.child("keda.sh/v1alpha1", "ScaledObject"), 30, "pruned")
+            for gone in (llmd, queue):
+                gone.delete()
+                wait_until(lambda g=gone: g.get() is None, 30, "finalizer released")
+    calls = recorded(audited.log, ns)
+    forbidden = {t for t, _, code in calls if code == 403}
+    assert not forbidden, f"the chart's Role lacks: {sorted(forbidden)}"
+    outside = {(t, where) for t, where, _ in calls if where != ns}
     assert not outside, f"a Role cannot grant requests outside its namespace: {outside}"
-    used = {t for t, _ in calls}
-    rules = chart_rules(values, "Role")
+    used = {t for t, _, _ in calls} | CHECKED_IN_ADMISSION
+    rules = rules_of(objects, "Role")
     assert used - rules == set(), "the operator needs rights the chart does not grant"
-    assert rules - used == ADMISSION_ONLY, "the chart grants rights the operator never used"
+    assert rules - used == set(), "the chart grants rights the operator never used"
 
 
-def _api(plural: str) -> str:
-    return next(v for v, p in CHILDREN if p == plural)
-
-
-async def test_cluster_role_grants_the_cluster_wide_calls(cluster: Cluster, tmp_path: Path) -> None:
-    values: dict[str, Any] = {}
-    config = operator_config(
-        namespaces=(),
-        all_namespaces=True,
-        peering=PEERING,
-        catalog_file=catalog_file(values, tmp_path),
-    )
-    async with operator_with_peering(config):
-        await cluster.create(LLMD, manifest())
-        await eventually(lambda: cluster.get("apps/v1/deployments", "chat"))
-        await eventually(lambda: cluster.status("chat").get("phase"))
-    used = {t for t, _ in recorded(cluster.server)}
-    rules = chart_rules(values, "ClusterRole")
+def test_cluster_role_grants_the_cluster_wide_calls(
+    audited: Audited, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kube, work = audited.kube, "rbac-cluster-work"
+    with as_chart_service_account(audited, {}, CLUSTER, monkeypatch) as (objects, catalog):
+        config = operator_config(
+            work, namespaces=(), all_namespaces=True, peering=PEERING, catalog_file=catalog
+        )
+        prepare(config)
+        kube.ensure_namespace(work)
+        llmd = Llmd(kube, work)
+        with running_operator(config, peering=True):
+            llmd.create(manifest(work))
+            wait_until(lambda: llmd.deployment(), 30, "the Deployment")
+            wait_until(lambda: llmd.status().get("phase") == "Ready", 60, "Ready")
+            llmd.delete()
+            wait_until(lambda: llmd.get() is None, 30, "finalizer released")
+    calls = recorded(audited.log, CLUSTER)
+    forbidden = {t for t, _, code in calls if code == 403}
+    assert not forbidden, f"the chart's ClusterRole lacks: {sorted(forbidden)}"
+    used = {t for t, _, _ in calls}
+    rules = rules_of(objects, "ClusterRole")
     assert used - rules == set(), "the operator needs rights the ClusterRole does not grant"
     peering = {t for t in rules if t[0] == "kopf.dev"}
     assert peering == {t for t in used if t[0] == "kopf.dev"}
     assert {r for _, r, _ in peering} == {"clusterkopfpeerings"}
     # Apart from the peering kind, the ClusterRole grants what the namespaced Role grants.
-    role = chart_rules({"namespaced": True}, "Role")
+    role = rules_of(render_chart({"namespaced": True}, NAMESPACED), "Role")
     assert {t for t in rules if t[0] != "kopf.dev"} == {t for t in role if t[0] != "kopf.dev"}
 
 
-async def test_start_up_creates_the_peering_once_and_waits_for_the_crds(
-    cluster: Cluster, kmock: ApiServer
+def test_start_up_creates_the_peering_once_and_waits_for_the_crds(
+    audited: Audited, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = operator_config(namespaces=(), all_namespaces=True, peering=PEERING)
+    """Last in this module: it removes the LLMDeployment CRD from this module's server."""
+    kube = audited.kube
+    monkeypatch.setenv("KUBECONFIG", str(audited.plane.kubeconfig))
+    config = operator_config("default", namespaces=(), all_namespaces=True, peering="once")
+    prepare(config)
+    prepare(config)  # a peer was first: 409 is fine
+    peerings = kube.list("kopf.dev/v1", "ClusterKopfPeering")
+    assert [p["metadata"]["name"] for p in peerings if p["metadata"]["name"] == "once"] == ["once"]
+    kube.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition",
+                "llmdeployments.inference.llmops.dev")  # fmt: skip
+    wait_until(
+        lambda: kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition",
+                         "llmdeployments.inference.llmops.dev") is None,
+        30,
+        "the CRD gone",
+    )  # fmt: skip
     api = KubeApi.from_environment()
     try:
-        await prepare_cluster(api, config, timeout=5)
-        await prepare_cluster(api, config, timeout=5)  # a peer was first: 409 is fine
-        peerings = cluster.objects("kopf.dev/v1/clusterkopfpeerings")
-        assert [p["metadata"]["name"] for p in peerings] == [PEERING]
-        del kmock.resources[LLMD]  # the CRD is not served (yet)
         with pytest.raises(RuntimeError, match="install the CRDs"):
-            await prepare_cluster(api, config, timeout=0)
+            asyncio.run(prepare_cluster(api, config, timeout=0))
     finally:
         api.close()

@@ -163,12 +163,14 @@ def operator_config(namespace: str, **overrides: Any) -> OperatorConfig:
 
 @contextlib.contextmanager
 def running_operator(
-    config: OperatorConfig, peering: bool = False, priority: int = 7
+    config: OperatorConfig, peering: bool = False, priority: int = 7, identity: str | None = None
 ) -> Iterator[kopf.Memo]:
     """The real operator (handlers.py) in a thread with its own event loop, as in a pod.
 
     peering=True runs it as __main__ does in the chart (config.peering, here a fixed
     priority); the peering object must exist already (__main__.prepare_cluster creates it).
+    `identity` names it among its peers (kopf's default, host and pid, is the same for two
+    operators in one process).
     """
     import llm_operator.handlers  # noqa: F401  (registers the handlers)
 
@@ -195,6 +197,7 @@ def running_operator(
                     settings=settings,
                     stop_flag=stop,
                     ready_flag=ready,
+                    identity=identity,  # type: ignore[arg-type]
                 )
             )
         except BaseException as exc:  # surfaced in the test below
@@ -212,3 +215,43 @@ def running_operator(
         stop.set()
         thread.join(30)
     assert not failure, failure
+
+
+def stand_in_crd(api_version: str, kind: str, plural: str) -> dict[str, Any]:
+    """A CRD that serves `kind` and accepts any body: for the kinds of projects not installed
+    here (KEDA's ScaledObject, the Prometheus Operator's ServiceMonitor). kopf resolves the
+    kinds it watches at start-up, so apply it before the operator starts."""
+    group, version = api_version.split("/")
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def install_stand_in_crds(kube: Kube) -> None:
+    for crd in (
+        stand_in_crd("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
+        stand_in_crd("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
+    ):
+        kube.apply(crd)
+        kube.wait_established(crd["metadata"]["name"])

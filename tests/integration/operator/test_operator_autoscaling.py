@@ -9,7 +9,7 @@ process (LlmServerRuntime limit=1): the pod of the scale-up stays starting, neve
 bills, and its coming capacity holds further scale-up), and one process keeps the test short.
 
 Also: keda mode renders the ScaledObject with the budget-capped bounds and never writes the
-Deployment's replicas (a minimal ScaledObject CRD stands in for KEDA's).
+Deployment's replicas (a stand-in CRD serves KEDA's ScaledObject kind).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from operator_harness import (
     Llmd,
     autoscaled_manifest,
     gpu_node,
+    install_stand_in_crds,
     operator_config,
     running_operator,
 )
@@ -48,30 +49,6 @@ from running_server import ServerProcess, run_server
 
 NAME = "autoscaled"
 WORKERS = 6  # concurrent clients: 1 runs, the rest queue (targets: 1 running, 1 waiting)
-SCALED_OBJECT_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "scaledobjects.keda.sh"},
-    "spec": {
-        "group": "keda.sh",
-        "names": {"kind": "ScaledObject", "plural": "scaledobjects", "singular": "scaledobject"},
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -305,8 +282,7 @@ def test_scales_up_on_a_real_queue_within_budget_and_back_down(
 def test_keda_mode_renders_a_scaled_object_and_leaves_replicas_alone(
     kube: Kube, namespace: str, operator_env: None
 ) -> None:
-    kube.apply(SCALED_OBJECT_CRD)  # before the operator starts: kopf resolves kinds then
-    kube.wait_established(SCALED_OBJECT_CRD["metadata"]["name"])
+    install_stand_in_crds(kube)  # KEDA's ScaledObject kind, before the operator starts
     body = autoscaled_manifest(namespace, NAME, mode="keda", targetQueueDepth=3)
     body["spec"]["replicas"] = {"min": 1, "max": 5}  # the budget pays for 2
     llmd = Llmd(kube, namespace, NAME)
