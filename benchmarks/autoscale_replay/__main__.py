@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import pickle
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
@@ -54,6 +55,13 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--quick", action="store_true", help="small sweep, written to /tmp")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--pairs",
+        type=Path,
+        default=None,
+        help="pickle of every configuration's runs: written after a sweep, read instead of "
+        "one when it exists (to redo the report without replaying; not for committing)",
+    )
     return parser.parse_args()
 
 
@@ -79,9 +87,14 @@ def main() -> None:
         args.seed,
     )
     configs = sweep(args.quick, args.interval, capacity.prefill_tokens_per_s)
-    init = ((first, second), sim)  # each worker gets the halves once, not with every job
-    with ProcessPoolExecutor(args.workers, initializer=init_worker, initargs=init) as pool:
-        results = list(pool.map(run_pair, configs, chunksize=8))
+    if args.pairs and args.pairs.exists():
+        results: list[Pair] = pickle.loads(args.pairs.read_bytes())
+    else:
+        init = ((first, second), sim)  # each worker gets the halves once, not with every job
+        with ProcessPoolExecutor(args.workers, initializer=init_worker, initargs=init) as pool:
+            results = list(pool.map(run_pair, configs, chunksize=8))
+        if args.pairs:
+            args.pairs.write_bytes(pickle.dumps(results))
     pairs: dict[str, list[Pair]] = {}
     for (name, *_), pair in zip(configs, results, strict=True):
         pairs.setdefault(name, []).append(pair)

@@ -34,7 +34,10 @@ def _point(run: Run | None) -> dict[str, Any] | None:
 
 
 def at_levels(front: Sequence[Run]) -> dict[str, dict[str, Any] | None]:
-    return {f"{level:g}": _point(cheapest_at(front, level)) for level in LEVELS}
+    """The cheapest run reaching each level, and under "best" the highest SLO reached."""
+    out = {f"{level:g}": _point(cheapest_at(front, level)) for level in LEVELS}
+    out["best"] = _point(front[-1] if front else None)
+    return out
 
 
 def _knob_default(name: str) -> Callable[[dict[str, Any]], bool]:
@@ -81,6 +84,8 @@ def goal(front: dict[str, list[Run]]) -> dict[str, Any]:
     for name in ("hpa", "kubeai"):
         dearer[name] = dominance(front["ours"], front[name], OPERATING_RANGE)
     return {
+        "ours_best": _point(front["ours"][-1] if front["ours"] else None),
+        "static_best": _point(front["static"][-1] if front["static"] else None),
         "ours_vs_static_at_99": fraction,
         "reaches_99_at_75": fraction is not None and fraction <= GOAL_FRACTION,
         "dearer_than_baseline_from_90": dearer,

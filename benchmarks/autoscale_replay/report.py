@@ -44,23 +44,34 @@ def _dollars(point: dict[str, Any] | None) -> str:
     return "never" if point is None else f"${point['dollars']:.2f}"
 
 
+def _best(point: dict[str, Any] | None) -> str:
+    if point is None:
+        return "-"
+    return f"{100 * point['slo_attainment']:.2f} % (${point['dollars']:.2f})"
+
+
 def _levels_table(rows: dict[str, dict[str, Any]], names: tuple[str, ...]) -> list[str]:
     head = " | ".join(f"{100 * level:g} %" for level in LEVELS)
-    lines = [f"| policy | {head} |", "|---|" + "---:|" * len(LEVELS)]
+    lines = [f"| policy | {head} | highest reached |", "|---|" + "---:|" * (len(LEVELS) + 1)]
     for name in names:
         cells = " | ".join(_dollars(rows[name][f"{level:g}"]) for level in LEVELS)
-        lines.append(f"| {name} | {cells} |")
+        lines.append(f"| {name} | {cells} | {_best(rows[name]['best'])} |")
     return lines
 
 
 def _goal_lines(goal: dict[str, Any]) -> list[str]:
     fraction = goal["ours_vs_static_at_99"]
     verdict = "met" if goal["reaches_99_at_75"] else "missed"
+    if fraction is None:
+        how = (
+            f"ours or static never reaches 99 % here: the highest held-out SLO attainment is "
+            f"{_best(goal['ours_best'])} for ours, {_best(goal['static_best'])} for static"
+        )
+    else:
+        how = f"{100 * fraction:.1f} % of static's dollars at 99 %"
     lines = [
         f"- 99 % SLO attainment at <= {100 * GOAL_FRACTION:g} % of static-peak dollars: "
-        f"**{verdict}** ("
-        + ("ours or static never reaches 99 %" if fraction is None else f"{100 * fraction:.1f} %")
-        + ")."
+        f"**{verdict}** ({how})."
     ]
     for name, misses in goal["dearer_than_baseline_from_90"].items():
         if not misses:
@@ -88,12 +99,15 @@ def _goal_lines(goal: dict[str, Any]) -> list[str]:
 
 
 def _knob_lines(knobs: list[dict[str, Any]]) -> list[str]:
-    head = " | ".join(f"{100 * level:g} %" for level in LEVELS[1:])
-    lines = [f"| field | configurations (default / swept) | {head} |", "|---|---|" + "---:|" * 4]
+    head = " | ".join(f"{100 * level:g} %" for level in LEVELS)
+    lines = [
+        f"| field | configurations (default / swept) | {head} |",
+        "|---|---|" + "---:|" * len(LEVELS),
+    ]
     for knob in knobs:
         cells = " | ".join(
             f"{_dollars(knob['default'][f'{lv:g}'])} / {_dollars(knob['swept'][f'{lv:g}'])}"
-            for lv in LEVELS[1:]
+            for lv in LEVELS
         )
         counts = knob["configurations"]
         lines.append(f"| {knob['field']} | {counts['default']} / {counts['swept']} | {cells} |")
