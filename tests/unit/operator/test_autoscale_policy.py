@@ -520,10 +520,8 @@ def test_config_from_spec(manifest: dict[str, Any]) -> None:
     assert config.load_average_window_s == 0
     assert config.affordable == int(3.0 // per_replica)
 
-    manifest["spec"]["autoscaling"] |= {
-        "targetPromptTokensPerSecond": 3000,
-        "loadAverageSeconds": 600,
-    }
+    advanced = manifest["spec"]["autoscaling"].setdefault("advanced", {})
+    advanced |= {"targetPromptTokensPerSecond": 3000, "loadAverageSeconds": 600}
     resource, problems = validate_manifest(manifest)
     assert resource is not None, problems
     config = PolicyConfig.from_spec(resource.spec, per_replica)
@@ -531,13 +529,13 @@ def test_config_from_spec(manifest: dict[str, Any]) -> None:
     assert config.load_average_window_s == 600
     assert config.load_percentile is None  # unset: the window's mean
 
-    manifest["spec"]["autoscaling"]["loadPercentile"] = 90
+    advanced["loadPercentile"] = 90
     resource, problems = validate_manifest(manifest)
     assert resource is not None, problems
     assert PolicyConfig.from_spec(resource.spec, per_replica).load_percentile == 90
     assert PolicyConfig.from_spec(resource.spec, per_replica).load_signal == "peak"  # default
 
-    manifest["spec"]["autoscaling"]["loadSignal"] = "sampled"
+    advanced["loadSignal"] = "sampled"
     resource, problems = validate_manifest(manifest)
     assert resource is not None, problems
     assert PolicyConfig.from_spec(resource.spec, per_replica).load_signal == "sampled"
@@ -548,7 +546,7 @@ def test_config_from_spec(manifest: dict[str, Any]) -> None:
     [
         ({}, {"maxConcurrentSequences": 128}, 16),  # unset: an eighth of the batch limit
         ({}, {"maxConcurrentSequences": 4}, 1),  # never below one request
-        ({"targetRunningPerReplica": 3}, {"maxConcurrentSequences": 128}, 3),  # set: as given
+        ({"advanced": {"targetRunningPerReplica": 3}}, {"maxConcurrentSequences": 128}, 3),
     ],
 )
 def test_running_target_from_spec(

@@ -155,13 +155,13 @@ INVALID: list[tuple[str, Mutation, str]] = [
     ),
     (
         "zero-running-target",
-        _set("autoscaling.targetRunningPerReplica", 0),
-        "spec.autoscaling.targetRunningPerReplica",
+        _set("autoscaling.advanced.targetRunningPerReplica", 0),
+        "spec.autoscaling.advanced.targetRunningPerReplica",
     ),
     (
         "unknown-load-signal",
-        _set("autoscaling.loadSignal", "loudest"),
-        "spec.autoscaling.loadSignal",
+        _set("autoscaling.advanced.loadSignal", "loudest"),
+        "spec.autoscaling.advanced.loadSignal",
     ),
     (
         "negative-scale-down-window",
@@ -170,23 +170,26 @@ INVALID: list[tuple[str, Mutation, str]] = [
     ),
     (
         "zero-prompt-token-target",
-        _set("autoscaling.targetPromptTokensPerSecond", 0),
-        "spec.autoscaling.targetPromptTokensPerSecond",
+        _set("autoscaling.advanced.targetPromptTokensPerSecond", 0),
+        "spec.autoscaling.advanced.targetPromptTokensPerSecond",
     ),
     (
         "load-average-over-an-hour",
-        _set("autoscaling.loadAverageSeconds", 7200),
-        "spec.autoscaling.loadAverageSeconds",
+        _set("autoscaling.advanced.loadAverageSeconds", 7200),
+        "spec.autoscaling.advanced.loadAverageSeconds",
     ),
     (
         "load-percentile-without-a-window",
-        _set("autoscaling.loadPercentile", 90),
-        "spec.autoscaling.loadPercentile",
+        _set("autoscaling.advanced.loadPercentile", 90),
+        "spec.autoscaling.advanced.loadPercentile",
     ),
     (
         "load-percentile-zero",
-        _all(_set("autoscaling.loadAverageSeconds", 600), _set("autoscaling.loadPercentile", 0)),
-        "spec.autoscaling.loadPercentile",
+        _all(
+            _set("autoscaling.advanced.loadAverageSeconds", 600),
+            _set("autoscaling.advanced.loadPercentile", 0),
+        ),
+        "spec.autoscaling.advanced.loadPercentile",
     ),
     (
         "zero-response-ttl",
@@ -285,7 +288,10 @@ VALID_EDGES: list[tuple[str, Mutation]] = [
     ("same-type-other-count-fallback", _set("accelerator.fallbacks", [{"type": "L4", "count": 2}])),
     (
         "load-percentile-100-over-one-second",
-        _all(_set("autoscaling.loadAverageSeconds", 1), _set("autoscaling.loadPercentile", 100)),
+        _all(
+            _set("autoscaling.advanced.loadAverageSeconds", 1),
+            _set("autoscaling.advanced.loadPercentile", 100),
+        ),
     ),
     (
         "unchunked-prefill-big-enough",

@@ -105,9 +105,9 @@ class PolicyConfig:
         Without targetRunningPerReplica, an eighth of maxConcurrentSequences (8 for the
         default 64) keeps batches well below the limit where latency degrades.
         """
-        autoscaling = spec.autoscaling
+        autoscaling, advanced = spec.autoscaling, spec.autoscaling.advanced
         batching = spec.optimization.batching
-        running = autoscaling.target_running_per_replica or max(
+        running = advanced.target_running_per_replica or max(
             1.0, batching.max_concurrent_sequences / DEFAULT_RUNNING_PER_REPLICA_DIVISOR
         )
         return PolicyConfig(
@@ -117,10 +117,10 @@ class PolicyConfig:
             target_running_per_replica=running,
             scale_up_stabilization_s=autoscaling.scale_up_stabilization_seconds,
             scale_down_stabilization_s=autoscaling.scale_down_stabilization_seconds,
-            target_prompt_tokens_per_replica_s=autoscaling.target_prompt_tokens_per_second,
-            load_average_window_s=autoscaling.load_average_seconds,
-            load_percentile=autoscaling.load_percentile,
-            load_signal=autoscaling.load_signal,
+            target_prompt_tokens_per_replica_s=advanced.target_prompt_tokens_per_second,
+            load_average_window_s=advanced.load_average_seconds,
+            load_percentile=advanced.load_percentile,
+            load_signal=advanced.load_signal,
             dollars_per_replica_hour=dollars_per_replica_hour,
             budget_dollars_per_hour=(
                 autoscaling.budget.max_dollars_per_hour if autoscaling.budget else None
