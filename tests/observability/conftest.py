@@ -1,5 +1,5 @@
-"""The live-Prometheus test reuses the KMock operator harness (kopf against KMock) and the server
-helpers (a real llm-server process) of the integration tests, fixtures included."""
+"""The live-Prometheus test reuses the operator harness of the integration tests (kopf on
+the real control plane) and the server helpers (Prometheus, free ports)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ for helpers in (TESTS / "integration" / "operator", TESTS / "server" / "integrat
     if str(helpers) not in sys.path:
         sys.path.insert(0, str(helpers))
 
-# The `cluster` and `kmock_options` fixtures of the KMock harness.
-from kmock_harness import cluster, kmock_options  # noqa: E402
+from operator_harness import operator_env  # noqa: E402
 
-__all__ = ["cluster", "kmock_options"]
+__all__ = ["operator_env"]

@@ -1,10 +1,16 @@
 """Every dashboard query and every recording rule returns data from a real Prometheus.
 
 A real Prometheus (Debian's package, on loopback) scrapes a real `llm-server` process and the
-real operator (kopf against KMock, serving its /metrics) while real OpenAI requests load the
-server; it loads the chart's rules file. Then each PromQL expression of each dashboard panel
-and annotation (variables substituted with the real namespace and deployment), each recorded
-series and each variable's label_values must return data.
+real operator (kopf on the real control plane of tests/support, serving its /metrics) while
+real OpenAI requests load the server; it loads the chart's rules file. Then each PromQL
+expression of each dashboard panel and annotation (variables substituted with the real
+namespace and deployment), each recorded series and each variable's label_values must return
+data.
+
+The server is the LLMDeployment's first pod: the Deployment controller makes it, the scheduler
+binds it to a fake L4 Node, and the fake kubelet runs it as an `llm-server` process with the
+pod's own arguments on its loopback IP. When the autoscaler scales up, the second pod turns
+Ready with nothing listening (the autoscaler's scrape failures).
 
 The server's scrape job is what the Prometheus Operator makes of the LLMDeployment's rendered
 ServiceMonitor: Kubernetes service discovery's `__meta_*` labels (set here as static target
@@ -12,39 +18,25 @@ labels, from the Service the operator applied), the operator's standard relabeli
 (namespace, service, pod, container, job, endpoint), then the ServiceMonitor's own relabelings.
 So the `deployment` label every dashboard filters on comes from the real template. The
 operator's job keeps its labels (honor_labels), as the chart's ServiceMonitor does.
-
-KMock runs no controllers, so the test plays the Deployment controller: pod a points at the
-server (status.podIP 127.0.0.1, its `http` port); after the autoscaler scales up, pod b is
-ready but its server never answers (the autoscaler's scrape failures).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import math
 import re
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
-import pytest
-from kmock_harness import (
-    LLMD,
-    NAMESPACE,
-    Cluster,
-    autoscaled_manifest,
-    eventually,
-    loopback_pod,
-    running_operator,
-)
-from kmock_harness import operator_config as base_config
+from kube_client import Kube, wait_until
+from llm_server_runtime import LlmServerRuntime
+from operator_harness import Llmd, autoscaled_manifest, gpu_node, operator_config, running_operator
 from running_prometheus import running_prometheus
-from running_server import SERVED_NAME, ServerProcess, free_port, run_server
+from running_server import free_port
 
 from llm_operator.api.resource import LLMDeployment
 from llm_operator.catalog import default_catalog
@@ -66,19 +58,8 @@ SHARED_PREFIX = (
 )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    from llm_server.tiny_model import build_tiny_model
-
-    model = build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), family="llama", seed=0)
-    logs = tmp_path_factory.mktemp("observability-server-logs")
-    # One running sequence at a time, so concurrent requests queue (the autoscaling signal).
-    with run_server(model, logs, "--max-num-seqs", "1", "--response-cache") as running:
-        yield running
-
-
-def llmdeployment() -> dict[str, Any]:
-    return autoscaled_manifest(NAME, targetQueueDepth=1, scaleUpStabilizationSeconds=0)
+def llmdeployment(namespace: str) -> dict[str, Any]:
+    return autoscaled_manifest(namespace, NAME, targetQueueDepth=1, scaleUpStabilizationSeconds=0)
 
 
 def _sanitize(label: str) -> str:
@@ -131,55 +112,71 @@ def operator_job(target: str) -> Any:
     }
 
 
-@contextlib.asynccontextmanager
-async def load(server: ServerProcess) -> AsyncIterator[list[str]]:
+class Load:
     """Five clients sending varied completions (a queue, prefix-cache hits), and one that
     repeats a greedy request (response-cache hits) and sends a bad one (a rejection)."""
-    client = openai.AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key="none", max_retries=0)
-    stop = asyncio.Event()
-    served: list[str] = []
 
-    async def varied(i: int) -> None:
+    def __init__(self, base_url: str, model: str) -> None:
+        self.client = openai.OpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=120)
+        self.model = model
+        self.stop = threading.Event()
+        self.served: list[str] = []
+        self.failures: list[str] = []
+        self.threads = [threading.Thread(target=self._varied, args=(i,)) for i in range(5)]
+        self.threads.append(threading.Thread(target=self._repeated))
+
+    def _varied(self, i: int) -> None:
         n = 0
-        while not stop.is_set():
+        while not self.stop.is_set():
             n += 1
-            answer = await client.completions.create(
-                model=SERVED_NAME, prompt=f"{SHARED_PREFIX} what is request {i}.{n}?",
-                max_tokens=24, temperature=0, extra_body={"ignore_eos": True},
-            )  # fmt: skip
-            assert answer.usage is not None and answer.usage.completion_tokens == 24
-            served.append("varied")
+            try:
+                answer = self.client.completions.create(
+                    model=self.model, prompt=f"{SHARED_PREFIX} what is request {i}.{n}?",
+                    max_tokens=24, temperature=0, extra_body={"ignore_eos": True},
+                )  # fmt: skip
+                assert answer.usage is not None and answer.usage.completion_tokens == 24
+                self.served.append("varied")
+            except Exception as exc:  # reported by the test
+                self.failures.append(repr(exc))
 
-    async def repeated() -> None:
-        while not stop.is_set():
-            await client.completions.create(
-                model=SERVED_NAME, prompt="the same question again", max_tokens=8, temperature=0
-            )
-            with pytest.raises(openai.BadRequestError):
-                await client.completions.create(model=SERVED_NAME, prompt="x", temperature=5)
-            served.append("repeated")
-            await asyncio.sleep(0.2)
+    def _repeated(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.client.completions.create(
+                    model=self.model, prompt="the same question again", max_tokens=8, temperature=0
+                )
+                try:
+                    self.client.completions.create(model=self.model, prompt="x", temperature=5)
+                    self.failures.append("temperature=5 was accepted")
+                except openai.BadRequestError:
+                    pass
+                self.served.append("repeated")
+            except Exception as exc:  # reported by the test
+                self.failures.append(repr(exc))
+            self.stop.wait(0.2)
 
-    tasks = [asyncio.create_task(varied(i)) for i in range(5)]
-    tasks.append(asyncio.create_task(repeated()))
-    try:
-        yield served
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        await client.close()
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(120)
+        self.client.close()
 
 
-def substitute(expr: str) -> str:
-    """What Grafana sends for namespace=default, deployment=chat."""
+def substitute(expr: str, namespace: str) -> str:
+    """What Grafana sends for the test's namespace and deployment=chat."""
     return (
-        expr.replace("$namespace", NAMESPACE)
+        expr.replace("$namespace", namespace)
         .replace("$deployment", NAME)
         .replace("$__rate_interval", RATE_INTERVAL)
     )
 
 
-def queries() -> list[tuple[str, str]]:
+def queries(namespace: str) -> list[tuple[str, str]]:
     """(where, PromQL) of every dashboard panel target and annotation and every recorded
     series (selected for our deployment or namespace)."""
     out = []
@@ -188,21 +185,21 @@ def queries() -> list[tuple[str, str]]:
         for panel in dashboard["panels"]:
             for target in panel.get("targets", []):
                 where = f"{path.stem}: panel {panel['title']!r} query {target['refId']}"
-                out.append((where, substitute(target["expr"])))
+                out.append((where, substitute(target["expr"], namespace)))
         for annotation in dashboard["annotations"]["list"]:
             if "expr" in annotation:
                 where = f"{path.stem}: annotation {annotation['name']!r}"
-                out.append((where, substitute(annotation["expr"])))
+                out.append((where, substitute(annotation["expr"], namespace)))
     for rule in rules.recording_rules():
         record = rule["record"]
-        matchers = [f'namespace="{NAMESPACE}"']
+        matchers = [f'namespace="{namespace}"']
         if record.startswith("namespace_deployment:"):
             matchers.append(f'deployment="{NAME}"')
         out.append((f"recording rule {record}", f"{record}{{{', '.join(matchers)}}}"))
     return out
 
 
-def variables() -> list[tuple[str, str, str, str]]:
+def variables(namespace: str) -> list[tuple[str, str, str, str]]:
     """(where, label, series selector, value we expect) of every label_values variable."""
     out = []
     for path in DASHBOARDS:
@@ -211,9 +208,9 @@ def variables() -> list[tuple[str, str, str, str]]:
                 continue
             match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["definition"])
             assert match, variable["definition"]
-            expected = {"namespace": NAMESPACE, "deployment": NAME}[match.group(2)]
+            expected = {"namespace": namespace, "deployment": NAME}[match.group(2)]
             where = f"{path.stem}: variable {variable['name']}"
-            out.append((where, match.group(2), substitute(match.group(1)), expected))
+            out.append((where, match.group(2), substitute(match.group(1), namespace), expected))
     return out
 
 
@@ -238,10 +235,10 @@ def _has_label_value(prometheus: str, label: str, series: str, expected: str) ->
     return response.status_code == 200 and expected in response.json()["data"]
 
 
-def wait_for_data(prometheus: str, deadline_s: float) -> list[str]:
+def wait_for_data(prometheus: str, namespace: str, deadline_s: float) -> list[str]:
     """Poll every check until it has data; return those that never had any."""
-    pending = {where: expr for where, expr in queries()}
-    labels = {where: rest for where, *rest in variables()}
+    pending = {where: expr for where, expr in queries(namespace)}
+    labels = {where: rest for where, *rest in variables(namespace)}
     deadline = time.monotonic() + deadline_s
     while (pending or labels) and time.monotonic() < deadline:
         pending = {w: e for w, e in pending.items() if not _has_data(prometheus, e)}
@@ -250,53 +247,66 @@ def wait_for_data(prometheus: str, deadline_s: float) -> list[str]:
     return [f"{w}: {e}" for w, e in pending.items()] + [f"{w}: {v}" for w, v in labels.items()]
 
 
-async def test_every_dashboard_and_rule_query_returns_data(
-    cluster: Cluster, server: ServerProcess, tmp_path: Path
+def test_every_dashboard_and_rule_query_returns_data(
+    kube: Kube, kubelet: Any, namespace: str, nodes: Any, operator_env: None, tmp_path: Path
 ) -> None:
+    gpu_node(nodes, namespace, "L4")
+    # Pod a serves (one running sequence at a time, so concurrent requests queue: the
+    # autoscaling signal); pod b of the scale-up is Ready with nothing listening.
+    extra = ("--max-num-seqs", "1", "--response-cache")
+    runtime = LlmServerRuntime(tmp_path, extra_args=extra, limit=1, others_ready=True)
+    kubelet.runtimes[namespace] = runtime
     metrics_port = free_port()
-    config = base_config(
-        metrics_port=metrics_port, scrape_interval_seconds=0.25, scrape_timeout_seconds=1.0
+    config = operator_config(
+        namespace,
+        metrics_port=metrics_port,
+        scrape_interval_seconds=0.25,
+        scrape_timeout_seconds=1.0,
     )
-    manifest = llmdeployment()
-    async with running_operator(config):
-        await cluster.create(LLMD, manifest)
-        service = await eventually(lambda: cluster.get("v1/services", NAME))
-        await eventually(lambda: cluster.get(DEPLOYMENTS, NAME))
-        server_port = int(server.base_url.rsplit(":", 1)[1])
-        await cluster.create("v1/pods", loopback_pod(NAME, f"{NAME}-a", server_port))
-        ready = {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}
-        await cluster.patch(DEPLOYMENTS, NAME, {"status": ready}, sub="status")
-        await eventually(lambda: cluster.status(NAME).get("phase") == "Ready")
+    manifest = llmdeployment(namespace)
+    llmd = Llmd(kube, namespace, NAME)
+    try:
+        with running_operator(config):
+            llmd.create(manifest)
+            service = wait_until(lambda: llmd.child("v1", "Service"), 30, "the Service")
+            wait_until(lambda: llmd.status().get("phase") == "Ready", 240, "phase Ready")
+            (pod,) = llmd.pods()
+            address = runtime.addresses[pod["metadata"]["name"]]
+            args = pod["spec"]["containers"][0]["args"]
+            served_name = args[args.index("--served-model-name") + 1]
 
-        resource = LLMDeployment.model_validate(manifest)
-        rendered = desired_objects(
-            resource,
-            resolve(resource.spec, default_catalog()),
-            RenderSettings(service_monitor=True),
-        )
-        (monitor,) = [o for o in rendered if o["kind"] == "ServiceMonitor"]
-        jobs = [
-            server_job(service, monitor, f"{NAME}-a", server.base_url.removeprefix("http://")),
-            operator_job(f"127.0.0.1:{metrics_port}"),
-        ]
-        with running_prometheus(jobs, tmp_path, [RULES_FILE]) as prometheus:
-            async with load(server) as served:
-                # The queue makes the autoscaler scale up (the budget stops it at 2).
-                await eventually(lambda: cluster.status(NAME).get("desiredReplicas") == 2, 60)
-                silent = loopback_pod(NAME, f"{NAME}-b", free_port())  # never answers
-                await cluster.create("v1/pods", silent)
-                ready = {"replicas": 2, "readyReplicas": 2, "updatedReplicas": 2}
-                await cluster.patch(DEPLOYMENTS, NAME, {"status": ready}, sub="status")
-                missing = await asyncio.to_thread(wait_for_data, prometheus, DEADLINE_S)
-            assert "varied" in served and "repeated" in served
-            health = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
-            broken = [
-                (r.get("name"), r.get("lastError"))
-                for g in health
-                for r in g["rules"]
-                if r.get("health") != "ok"
+            resource = LLMDeployment.model_validate(manifest)
+            rendered = desired_objects(
+                resource,
+                resolve(resource.spec, default_catalog()),
+                RenderSettings(service_monitor=True),
+            )
+            (monitor,) = [o for o in rendered if o["kind"] == "ServiceMonitor"]
+            jobs = [
+                server_job(
+                    service, monitor, pod["metadata"]["name"], address.removeprefix("http://")
+                ),
+                operator_job(f"127.0.0.1:{metrics_port}"),
             ]
-            log = (tmp_path / "prometheus.log").read_text(errors="replace")[-3000:]
+            with running_prometheus(jobs, tmp_path, [RULES_FILE]) as prometheus:
+                with Load(f"{address}/v1", served_name) as load:
+                    # The queue makes the autoscaler scale up (the budget stops it at 2).
+                    wait_until(lambda: llmd.status().get("desiredReplicas") == 2, 60, "2")
+                    wait_until(lambda: len(llmd.pods()) == 2, 60, "pod b")
+                    missing = wait_for_data(prometheus, namespace, DEADLINE_S)
+                assert not load.failures, load.failures[:3]
+                assert "varied" in load.served and "repeated" in load.served
+                health = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()
+                broken = [
+                    (r.get("name"), r.get("lastError"))
+                    for g in health["data"]["groups"]
+                    for r in g["rules"]
+                    if r.get("health") != "ok"
+                ]
+                log = (tmp_path / "prometheus.log").read_text(errors="replace")[-3000:]
+    finally:
+        del kubelet.runtimes[namespace]
+        runtime.close()
     assert not missing, "no data for:\n" + "\n".join(missing) + "\nprometheus log:\n" + log
     assert not broken
-    assert len(queries()) > 40  # every panel, annotation and rule was checked
+    assert len(queries(namespace)) > 40  # every panel, annotation and rule was checked

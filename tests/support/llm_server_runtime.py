@@ -72,8 +72,9 @@ def _terminate(process: subprocess.Popen[bytes], pre_stop: float, grace: float) 
 
 
 class LlmServerRuntime:
-    """One `llm-server` per started pod; `limit` pods at most get a process (the others stay
-    starting, never Ready: a replica that bills while it loads, without a process's cost)."""
+    """One `llm-server` per started pod; `limit` pods at most get a process. The others stay
+    starting, never Ready (a replica that bills while it loads, without a process's cost),
+    or with `others_ready` turn Ready with nothing listening (a server that never answers)."""
 
     def __init__(
         self,
@@ -81,8 +82,10 @@ class LlmServerRuntime:
         model: str = "tiny-random",
         extra_args: Sequence[str] = (),
         limit: int | None = None,
+        others_ready: bool = False,
     ) -> None:
         self.log_dir, self.model, self.extra_args, self.limit = log_dir, model, extra_args, limit
+        self.others_ready = others_ready
         self.stopping: list[subprocess.Popen[bytes]] = []
         self.processes: dict[str, subprocess.Popen[bytes]] = {}  # pod uid -> process
         self.addresses: dict[str, str] = {}  # pod name -> http://ip:port
@@ -105,8 +108,10 @@ class LlmServerRuntime:
 
     def ready(self, pod: Mapping[str, Any], ip: str) -> bool:
         process = self.processes.get(pod["metadata"]["uid"])
-        if process is None or process.poll() is not None:
-            return False  # never started, or exited: a crashed container is not Ready
+        if process is None:
+            return self.others_ready  # beyond `limit`: never started
+        if process.poll() is not None:
+            return False  # exited: a crashed container is not Ready
         with contextlib.suppress(httpx.HTTPError):
             url = f"http://{ip}:{pod_port(pod)}/ready"
             return httpx.get(url, timeout=1).status_code == 200

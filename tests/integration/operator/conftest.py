@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-from control_plane import ControlPlane
+from operator_harness import operator_env
 
-
-@pytest.fixture
-def operator_env(control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The operator's clients (kopf's and k8s.py's) read $KUBECONFIG: the admin's here."""
-    monkeypatch.setenv("KUBECONFIG", str(control_plane.kubeconfig))
+__all__ = ["operator_env"]

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import kopf
+import pytest
+from control_plane import ControlPlane
 from kube_client import Kube
 
 from llm_operator.catalog import default_catalog
@@ -73,6 +75,12 @@ def autoscaled_manifest(namespace: str, name: str, **autoscaling: Any) -> dict[s
         replicas={"min": 1, "max": 4},
         autoscaling={"budget": {"maxDollarsPerHour": BUDGET_FOR_TWO}, **autoscaling},
     )
+
+
+@pytest.fixture
+def operator_env(control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator's clients (kopf's and k8s.py's) read $KUBECONFIG: the admin's here."""
+    monkeypatch.setenv("KUBECONFIG", str(control_plane.kubeconfig))
 
 
 def gpu_node(
