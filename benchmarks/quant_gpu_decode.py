@@ -187,7 +187,8 @@ def micro_benchmarks() -> list[dict[str, Any]]:
     for name, (n, k) in shapes.items():
         weight = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02
         int8 = quantize(weight, QuantScheme("int8"))
-        int4 = quantize(weight, QuantScheme("int4"))
+        int4_scheme = QuantScheme("int4")  # the server's default group
+        int4 = quantize(weight, int4_scheme)
         fp8 = quantize(weight, QuantScheme("fp8")) if fp8_supported() else None
         for m in MICRO_ROWS:
             x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
@@ -195,8 +196,9 @@ def micro_benchmarks() -> list[dict[str, Any]]:
                 "bf16 cuBLAS": (partial(torch.matmul, x, weight.T), weight.nbytes),
                 "int8": (partial(channel_matmul, x, int8.data, int8.scale),
                          int8.data.nbytes + int8.scale.nbytes),
-                "int4-g128": (partial(int4_matmul, x, int4.data, int4.scale, 128),
-                              int4.data.nbytes + int4.scale.nbytes),
+                int4_scheme.label: (partial(int4_matmul, x, int4.data, int4.scale,
+                                            int4_scheme.group_size),
+                                    int4.data.nbytes + int4.scale.nbytes),
             }  # fmt: skip
             if fp8 is not None:
                 candidates["fp8"] = (partial(channel_matmul, x, fp8.data, fp8.scale),

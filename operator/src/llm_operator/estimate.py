@@ -26,14 +26,14 @@ GIB = 1024**3
 #         so there an unquantized parameter costs DTYPE_BYTES["fp32"] = 4 instead.
 #   fp8   e4m3 with per-channel scales (negligible).
 #   int8  per-output-channel fp16 scales (negligible).
-#   int4  two values per byte, plus one fp16 scale per group of INT4_GROUP_SIZE (symmetric,
-#         no zero point): 0.5 + 2/128.
-INT4_GROUP_SIZE = 128
+#   int4  two values per byte, plus per group of INT4_GROUP_SIZE an fp16 step and an fp16
+#         offset (asymmetric, the server's default group): 0.5 + 4/32.
+INT4_GROUP_SIZE = 32
 BYTES_PER_PARAMETER: Mapping[str, float] = {
     "none": 2.0,
     "fp8": 1.0,
     "int8": 1.0,
-    "int4": 0.5 + 2 / INT4_GROUP_SIZE,
+    "int4": 0.5 + 4 / INT4_GROUP_SIZE,
 }
 # Least lossy first: the order `quantization: auto` tries.
 PRECISIONS_BY_FIDELITY: tuple[str, ...] = ("none", "fp8", "int8", "int4")

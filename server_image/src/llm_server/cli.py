@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight quantization: none, int8 (per channel), int4 (group-wise), fp8 (Ada/"
         "Hopper GPUs); a pre-quantized --model is detected and needs none")  # fmt: skip
     add("--quant-group-size", type=int, default=None,
-        help="int4 only: input columns per scale, 32, 64 or 128 (default 128)")  # fmt: skip
+        help="int4 only: input columns per step and offset: 32 (default), 64 or 128")  # fmt: skip
     add("--kv-cache-dtype", default="auto",
         help="auto (the compute dtype), fp32, bf16, fp16, fp8 (upcast on read)")  # fmt: skip
     add("--revision", default=None, help="model revision, recorded for identity")
@@ -92,7 +92,7 @@ def build_quantize_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--model", required=True, type=Path, help="Hugging Face-format directory")
     add("--quantization", required=True, choices=["int8", "int4", "fp8"])
-    add("--group-size", type=int, default=None, help="int4 only: 32, 64 or 128 (default 128)")
+    add("--group-size", type=int, default=None, help="int4 only: 32, 64 or 128 (default 32)")
     add("--out", required=True, type=Path, help="new (or empty) directory to write")
     return parser
 

@@ -55,7 +55,7 @@ class ServerConfig:
     dtype: str = "auto"
     device: str = "auto"
     quantization: str = "none"  # a pre-quantized --model turns none into what it holds
-    quant_group_size: int | None = None  # int4 only; None: 128
+    quant_group_size: int | None = None  # int4 only; None: 32
     kv_cache_dtype: str = "auto"  # auto: the compute dtype; see KV_CACHE_DTYPES
     revision: str | None = None  # recorded for identity (metrics, caches); local dirs are as-is
     # Engine sizing (handed to EngineConfig unchanged).

@@ -91,8 +91,8 @@ def test_quantized_server_serves_what_the_engine_generates(
         log = server.log()
     assert text == _in_process_text(model_dir, quantization, group)
     assert labels["quantization"] == quantization
-    assert labels["quant_group_size"] == ("128" if quantization == "int4" else "")
-    label = "int4-g128" if quantization == "int4" else "int8"
+    assert labels["quant_group_size"] == ("32" if quantization == "int4" else "")
+    label = "int4-g32" if quantization == "int4" else "int8"
     assert f"weights: quantization {label} (quantized at load time" in log
 
 

@@ -21,7 +21,7 @@ from llm_server.models.llama import LlamaForCausalLM
 from llm_server.models.loader import LoadedModel, load_model, quantizable_linears, weight_bytes
 from llm_server.quantization.checkpoint import save_quantized
 from llm_server.quantization.quantize import QuantizedTensor, dequantize
-from llm_server.quantization.scheme import CONFIG_FILE, QuantScheme
+from llm_server.quantization.scheme import CONFIG_FILE, QuantizationError, QuantScheme
 from llm_server.tiny_model import build_tiny_model
 
 PROMPT = "the quick brown fox jumps over the lazy dog while the server streams tokens"
@@ -116,8 +116,10 @@ def test_refusals_are_clear(tiny_model_dir: Path) -> None:
         load_model(tiny_model_dir, "fp32", "cpu", quantization="fp8")
     with pytest.raises(ConfigError, match="--quantization fp8 needs a GPU"):
         ServerConfig(model=str(tiny_model_dir), quantization="fp8", device="cpu")
-    with pytest.raises(ValueError, match=r"qkv_proj: int4 group size 128 .* use one of \[32, 64\]"):
-        load_model(tiny_model_dir, "fp32", "cpu", quantization="int4")  # hidden size 64
+    with pytest.raises(
+        QuantizationError, match=r"qkv_proj: int4 group size 128 .* use one of \[32, 64\]"
+    ):  # hidden size 64
+        load_model(tiny_model_dir, "fp32", "cpu", quantization="int4", quant_group_size=128)
     with pytest.raises(ConfigError, match="--quant-group-size applies to int4"):
         ServerConfig(model=str(tiny_model_dir), quantization="int8", quant_group_size=64)
     with pytest.raises(ConfigError, match="--quant-group-size 48"):

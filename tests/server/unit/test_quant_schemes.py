@@ -19,6 +19,7 @@ from llm_server.quantization.quantize import (
 )
 from llm_server.quantization.scheme import (
     INT4_GROUP_SIZES,
+    QuantizationError,
     QuantScheme,
     resolve_quantization,
 )
@@ -70,18 +71,38 @@ def test_round_trip_error_is_within_half_a_step(scheme: QuantScheme) -> None:
     if scheme.method == "int8":
         assert (error <= q.scale[:, None] / 2 * (1 + 1e-5)).all()
     elif scheme.method == "int4":
-        step = q.scale.float().repeat_interleave(scheme.group_size or 0, dim=1)
-        assert (error <= step / 2 * (1 + 1e-3)).all()
+        step = q.scale[:, :, 0].float().repeat_interleave(scheme.group_size or 0, dim=1)
+        # half a step, plus the fp16 rounding of the offset (relative 2**-11 of the group's min)
+        offset = q.scale[:, :, 1].float().abs().repeat_interleave(scheme.group_size or 0, dim=1)
+        assert (error <= step / 2 * (1 + 1e-3) + offset * 2**-11).all()
     else:  # e4m3: 3 mantissa bits, so half a step is 1/16 of the value (subnormals: absolute)
         assert (error <= w.abs() / 16 + q.scale[:, None] * 2**-10).all()
 
 
 def test_int4_packing_round_trips_every_value_and_puts_even_columns_low() -> None:
-    values = torch.arange(-8, 8, dtype=torch.int8).repeat(3, 2)  # [3, 32]
+    values = torch.arange(0, 16, dtype=torch.uint8).repeat(3, 2)  # [3, 32]
     packed = pack_int4(values)
     assert packed.shape == (3, 16) and packed.dtype == torch.uint8
     assert torch.equal(unpack_int4(packed), values)
-    assert packed[0, 0].item() == (-8 + 8) | ((-7 + 8) << 4)
+    assert packed[0, 0].item() == 0 | (1 << 4)
+
+
+def test_int4_re_expresses_q4_1_blocks_exactly() -> None:
+    """GGUF Q4_1 blocks (d * q + m, fp16 d and m, q in 0..15, each block spanning its range as
+    the quantizer makes it) survive int4-g32 bit for bit: why a model dequantized from Q4_1
+    loses nothing when it is run as int4-g32 again (and why that says little about others)."""
+    generator = torch.Generator().manual_seed(1)
+    rows, groups = 8, 6
+    d = (torch.rand(rows, groups, 1, generator=generator) * 0.01 + 1e-3).half().float()
+    m = (torch.randn(rows, groups, 1, generator=generator) * 0.05).half().float()
+    q = torch.randint(0, 16, (rows, groups, 32), generator=generator).float()
+    q[:, :, 0], q[:, :, 1] = 0, 15
+    w = (d * q + m).view(rows, groups * 32)
+    scheme = QuantScheme("int4", 32)
+    assert torch.equal(dequantize(quantize(w, scheme), scheme, torch.float32), w)
+    # a group of 64 spans two blocks with different grids: no longer exact
+    coarse = QuantScheme("int4", 64)
+    assert not torch.equal(dequantize(quantize(w, coarse), coarse, torch.float32), w)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s.label)
@@ -109,15 +130,17 @@ def test_pre_quantized_column_slices_follow_groups(group: int) -> None:
 
 
 def test_scheme_rules() -> None:
-    assert QuantScheme("int4").label == "int4-g128"
+    assert QuantScheme("int4").label == "int4-g32"
     with pytest.raises(ValueError, match="group size 48"):
         QuantScheme("int4", 48)
     with pytest.raises(ValueError, match="int4 only"):
         QuantScheme("int8", 64)
     with pytest.raises(ValueError, match="expected one of"):
         QuantScheme("int3")
-    with pytest.raises(ValueError, match=r"use one of \[32, 64\]"):
-        QuantScheme("int4").check_in_features(192, "mlp.down_proj")
+    with pytest.raises(QuantizationError, match=r"use one of \[32, 64\]"):
+        QuantScheme("int4", 128).check_in_features(192, "mlp.down_proj")
+    with pytest.raises(QuantizationError, match="use int8"):
+        QuantScheme("int4").check_in_features(200, "mlp.down_proj")
 
 
 def test_a_pre_quantized_directory_decides_or_must_match() -> None:

@@ -18,7 +18,7 @@ from llm_operator.estimate import (
 
 
 def test_bytes_per_parameter_table() -> None:
-    assert dict(BYTES_PER_PARAMETER) == {"none": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.515625}
+    assert dict(BYTES_PER_PARAMETER) == {"none": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.625}
     assert PRECISIONS_BY_FIDELITY == ("none", "fp8", "int8", "int4")
 
 
@@ -30,6 +30,7 @@ def test_bytes_per_parameter_table() -> None:
         (13_000_000_000, "Llama-2-13B"),
         (70_000_000_000, "Llama-3.1-70B"),
         (1_000_000_000, "Llama-3.2-1B"),
+        (135_000_000, "SmolLM2-135M"),
         (2_000_000, "formula"),
         (180_000_000_000, "formula"),
     ],

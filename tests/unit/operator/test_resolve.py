@@ -35,7 +35,7 @@ AUTO_TABLE = [
     ("13B", "L40S", 1, "none"),
     ("70B", "H100-80GB", 1, "fp8"),
     ("70B", "A100-80GB", 1, "int8"),
-    ("70B", "L40S", 1, "int4"),
+    ("70B", "L40S", 2, "fp8"),  # int4-g32 (0.625 bytes/parameter) no longer fits one L40S
     ("70B", "H100-80GB", 2, "none"),
     ("70B", "H200", 1, "fp8"),
     ("70B", "L4", 4, "fp8"),
@@ -65,7 +65,7 @@ def test_explicit_quantization_that_does_not_fit_says_what_would() -> None:
         f"int8 needs {estimate.required_gib:.1f} GiB per replica (weights "
         f"{estimate.weights_gib:.1f} + KV cache {estimate.kv_cache_per_sequence_gib:.1f} for one "
         f"4096-token sequence + runtime overhead {estimate.overhead_gib:.1f}), 1x L40S has 45.0 "
-        "GiB; int4 would fit, or 2x L40S"
+        "GiB; 2x L40S would fit"  # int4-g32 (0.625 bytes/parameter) needs 50 GiB
     )
     assert problem.message.startswith("int8 needs 73.")
 
@@ -74,7 +74,7 @@ def test_auto_that_nothing_fits_names_the_smallest_fitting_count() -> None:
     resolution = resolve(spec("70B", "L4"), CATALOG)
     [problem] = resolution.problems
     assert problem.reason == INSUFFICIENT_GPU_MEMORY
-    assert problem.message.startswith("no precision fits: even int4 needs 41.9 GiB per replica")
+    assert problem.message.startswith("no precision fits: even int4 needs 48.8 GiB per replica")
     assert problem.message.endswith("1x L4 has 22.5 GiB; 4x L4 with fp8 would fit")
 
 

@@ -28,6 +28,7 @@ from llm_server.api.state import ServerState
 from llm_server.config import ServerConfig
 from llm_server.gguf_file import GgufError
 from llm_server.model_source import ModelFetchError, local_model_dir
+from llm_server.quantization.scheme import QuantizationError
 
 if TYPE_CHECKING:  # torch loads with the engine, after the listener is up
     from llm_server.engine.async_engine import AsyncEngine
@@ -141,7 +142,7 @@ async def serve(config: ServerConfig) -> int:
             logger.info("stopping before the model finished loading")
         if stop.is_set() and not serving.done() and exit_code == 0:
             await _drain(state, config.drain_grace_seconds, lambda: signals_seen > 1)
-    except (ModelFetchError, GgufError) as exc:
+    except (ModelFetchError, GgufError, QuantizationError) as exc:
         logger.error("cannot load the model: %s", exc)
         exit_code = 1
     except Exception:

@@ -22,7 +22,7 @@ class EngineConfig:
     seed: int = 0  # seeds unseeded requests' generators, so whole runs are reproducible
     tensor_parallel_size: int = 1  # ranks (GPUs) one model is split across
     quantization: str = "none"  # weight quantization: none | int8 | int4 | fp8
-    quant_group_size: int | None = None  # int4 only; None: 128 (or what a checkpoint holds)
+    quant_group_size: int | None = None  # int4 only; None: 32 (or what a checkpoint holds)
     kv_cache_dtype: str = "auto"  # auto (the compute dtype) | fp32 | bf16 | fp16 | fp8
 
     def __post_init__(self) -> None:

@@ -1,12 +1,14 @@
 # mypy: disable-error-code="untyped-decorator,no-untyped-def"
 # (triton.jit kernels take untyped pointer and constexpr arguments)
-"""y = x @ W.T for a group-wise int4 W: packed two per byte, one fp16 scale per group.
+"""y = x @ W.T for a group-wise asymmetric int4 W: packed two per byte, per group an fp16
+step and offset (w = nibble * step + offset).
 
 Layout (see quantization/quantize.py): byte j of a row holds column 2j in its low nibble and
-column 2j + 1 in its high nibble, each as value + 8. Each loop iteration covers exactly one
-group of G input columns (G/2 packed bytes), so its scale is one value per output row: the
-even and odd columns are multiplied with the even and odd inputs separately (no interleaving
-in registers), and the group's partial sum is scaled before it is accumulated.
+column 2j + 1 in its high nibble; scales are [N, K/G, 2] (step, offset). Each loop iteration
+covers exactly one group of G input columns (G/2 packed bytes), so its step and offset are one
+value per output row: the even and odd columns are multiplied with the even and odd inputs
+separately (no interleaving in registers), and the group adds
+step * (nibbles . x) + offset * sum(x), so the offset costs one sum of the inputs per group.
 Two kernels: a GEMV for decode and a tiled GEMM (two tl.dot per group) for prefill.
 """
 
@@ -16,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from llm_server.quantization.quantize import unpack_int4
+from llm_server.quantization.quantize import dequantize_int4
 
 GEMV_MAX_ROWS = 8
 
@@ -25,10 +27,8 @@ def int4_matmul_reference(
     x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, group_size: int
 ) -> torch.Tensor:
     """The torch reference: unpack, dequantize, then matmul (in float32)."""
-    values = unpack_int4(packed).float()
-    rows, columns = values.shape
-    grouped = values.view(rows, columns // group_size, group_size) * scale.float()[:, :, None]
-    return (x.float() @ grouped.view(rows, columns).T).to(x.dtype)
+    assert scale.shape[1] * group_size == packed.shape[1] * 2
+    return (x.float() @ dequantize_int4(packed, scale, torch.float32).T).to(x.dtype)
 
 
 @triton.jit
@@ -44,13 +44,15 @@ def _gemv_kernel(x_ptr, w_ptr, s_ptr, y_ptr, N, K, stride_xm, stride_wn, stride_
         byte = group * (G // 2) + offs_p
         packed = tl.load(w_ptr + offs_n[:, None] * stride_wn + byte[None, :],
                          mask=mask_n[:, None], other=0).to(tl.int32)  # fmt: skip
-        low = ((packed & 0xF) - 8).to(tl.float32)
-        high = ((packed >> 4) - 8).to(tl.float32)
+        low = (packed & 0xF).to(tl.float32)
+        high = (packed >> 4).to(tl.float32)
         x_even = tl.load(x_ptr + row * stride_xm + 2 * byte).to(tl.float32)
         x_odd = tl.load(x_ptr + row * stride_xm + 2 * byte + 1).to(tl.float32)
         part = tl.sum(low * x_even[None, :] + high * x_odd[None, :], axis=1)
-        scale = tl.load(s_ptr + offs_n * stride_sn + group, mask=mask_n, other=0.0)
-        acc += part * scale.to(tl.float32)
+        x_sum = tl.sum(x_even + x_odd, axis=0)
+        step = tl.load(s_ptr + offs_n * stride_sn + 2 * group, mask=mask_n, other=0.0)
+        offset = tl.load(s_ptr + offs_n * stride_sn + 2 * group + 1, mask=mask_n, other=0.0)
+        acc += part * step.to(tl.float32) + x_sum * offset.to(tl.float32)
     tl.store(y_ptr + row * stride_ym + offs_n, acc.to(y_ptr.dtype.element_ty), mask=mask_n)
 
 
@@ -73,12 +75,15 @@ def _gemm_kernel(x_ptr, w_ptr, s_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stri
         # [G/2, BLOCK_N] tile of the packed W.T
         packed = tl.load(w_ptr + offs_n[None, :] * stride_wn + byte[:, None],
                          mask=mask_n[None, :], other=0).to(tl.int32)  # fmt: skip
-        low = ((packed & 0xF) - 8).to(x_even.dtype)  # -8..7: exact in every float dtype
-        high = ((packed >> 4) - 8).to(x_even.dtype)
+        low = (packed & 0xF).to(x_even.dtype)  # 0..15: exact in every float dtype
+        high = (packed >> 4).to(x_even.dtype)
         part = tl.dot(x_even, low, input_precision=PRECISION)
         part = tl.dot(x_odd, high, acc=part, input_precision=PRECISION)
-        scale = tl.load(s_ptr + offs_n * stride_sn + group, mask=mask_n, other=0.0)
-        acc += part * scale.to(tl.float32)[None, :]
+        x_sum = tl.sum(x_even.to(tl.float32) + x_odd.to(tl.float32), axis=1)
+        step = tl.load(s_ptr + offs_n * stride_sn + 2 * group, mask=mask_n, other=0.0)
+        offset = tl.load(s_ptr + offs_n * stride_sn + 2 * group + 1, mask=mask_n, other=0.0)
+        acc += part * step.to(tl.float32)[None, :]
+        acc += x_sum[:, None] * offset.to(tl.float32)[None, :]
     tl.store(y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :],
              acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])  # fmt: skip
 
@@ -86,11 +91,11 @@ def _gemm_kernel(x_ptr, w_ptr, s_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stri
 def int4_matmul(
     x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, group_size: int
 ) -> torch.Tensor:
-    """x [M, K] @ dequantized packed [N, K/2] with fp16 scales [N, K/G] -> [M, N]."""
+    """x [M, K] @ dequantized packed [N, K/2] with fp16 (step, offset) [N, K/G, 2] -> [M, N]."""
     M, K = x.shape
     N = packed.shape[0]
     assert packed.shape[1] * 2 == K and K % group_size == 0 and packed.stride(1) == 1
-    assert scale.shape == (N, K // group_size)
+    assert scale.shape == (N, K // group_size, 2) and scale.stride()[1:] == (2, 1)
     x = x.contiguous()
     y = torch.empty((M, N), dtype=x.dtype, device=x.device)
     if M <= GEMV_MAX_ROWS:

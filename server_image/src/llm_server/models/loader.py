@@ -31,7 +31,12 @@ from llm_server.models.llama import LlamaForCausalLM, MistralForCausalLM
 from llm_server.models.qwen import Qwen2ForCausalLM, Qwen3ForCausalLM
 from llm_server.quantization.checkpoint import quantized_sources
 from llm_server.quantization.quantize import FP8_DTYPE
-from llm_server.quantization.scheme import QuantScheme, read_scheme, resolve_quantization
+from llm_server.quantization.scheme import (
+    QuantizationError,
+    QuantScheme,
+    read_scheme,
+    resolve_quantization,
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +165,7 @@ def load_model(
             try:
                 linear.quantize_storage(scheme)
             except ValueError as exc:
-                raise ValueError(f"--quantization {scheme.method}: {name}: {exc}") from exc
+                raise QuantizationError(f"--quantization {scheme.method}: {name}: {exc}") from exc
     model = model.to_empty(device=torch_device)
     if model.spec.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight  # to_empty unties them

@@ -1,4 +1,4 @@
-"""Quantize and dequantize weight matrices [out_features, in_features]; symmetric, no zero point.
+"""Quantize and dequantize weight matrices [out_features, in_features].
 
 Every scheme is row-local (a row's values and scales depend on that row only), so a packed
 projection or a column-parallel rank, which hold whole rows, quantize them alone and get
@@ -8,8 +8,13 @@ scales (each rank's own absmax, never coarser than the whole row's).
 
 - int8: one fp32 scale per output row, absmax / 127, values in [-127, 127].
 - fp8:  one fp32 scale per output row, absmax / 448 (e4m3's largest finite value).
-- int4: one fp16 scale per group of `group_size` input columns, absmax / 7, values in [-8, 7]
-  stored as value + 8 in a nibble: column 2j in the low nibble of byte j, 2j + 1 in the high.
+- int4: asymmetric, per group of `group_size` input columns: w = nibble * step + offset with
+  nibble in [0, 15], step = (max - min) / 15 and offset = min, both fp16, stored as one
+  `scale` tensor [out, groups, 2] (step, offset). Column 2j sits in the low nibble of byte j,
+  2j + 1 in the high. This is GGUF's Q4_1 block (d, m) at group 32, so Q4_1 weights (and Q4_0
+  ones: offset = -8 * step) are expressed exactly. The zero point is why it beats symmetric
+  absmax / 7 scales: a group's values are rarely centred on 0, and a symmetric grid wastes
+  the levels on the side the group does not reach (measured in docs/quantization.md).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch
 from llm_server.quantization.scheme import QuantScheme
 
 INT8_MAX = 127
-INT4_MAX = 7
+INT4_LEVELS = 15  # nibble values 0..15
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = 448.0
 _TINY = 1e-12  # all-zero rows get this scale instead of 0 (no division by zero)
@@ -29,7 +34,8 @@ _TINY = 1e-12  # all-zero rows get this scale instead of 0 (no division by zero)
 
 @dataclass(frozen=True)
 class QuantizedTensor:
-    """A quantized weight matrix as stored: `data` (int8, fp8 or packed uint8) and `scale`."""
+    """A quantized weight matrix as stored: `data` (int8, fp8 or packed uint8) and `scale`
+    (int8/fp8: fp32 per row; int4: fp16 (step, offset) pairs per group)."""
 
     data: torch.Tensor
     scale: torch.Tensor
@@ -46,7 +52,7 @@ def storage_shapes(scheme: QuantScheme, out_features: int, in_features: int) -> 
     if scheme.method == "int4":
         assert scheme.group_size is not None
         groups = in_features // scheme.group_size
-        return ((out_features, in_features // 2), torch.uint8), ((out_features, groups),
+        return ((out_features, in_features // 2), torch.uint8), ((out_features, groups, 2),
                                                                   torch.float16)  # fmt: skip
     raise ValueError(f"{scheme.method} is not a quantized scheme")
 
@@ -72,24 +78,37 @@ def _quantize_int4(w: torch.Tensor, scheme: QuantScheme) -> QuantizedTensor:
     rows, columns = w.shape
     scheme.check_in_features(columns, "this weight")
     grouped = w.view(rows, columns // group, group)
-    # Round the scale to its stored fp16 first, so values are quantized against what is kept.
-    scale = (grouped.abs().amax(dim=2) / INT4_MAX).clamp(min=2**-24).half()
-    values = torch.round(grouped / scale.float()[:, :, None]).clamp(-INT4_MAX - 1, INT4_MAX)
-    return QuantizedTensor(pack_int4(values.view(rows, columns).to(torch.int8)), scale)
+    low, high = grouped.amin(dim=2), grouped.amax(dim=2)
+    # Round step and offset to their stored fp16 first, so values are quantized against what
+    # is kept (and a Q4_1 block, whose d and m are fp16, comes back bit for bit).
+    step = ((high - low) / INT4_LEVELS).clamp(min=2**-24).half()
+    offset = low.half()
+    nibbles = torch.round((grouped - offset.float()[:, :, None]) / step.float()[:, :, None])
+    nibbles = nibbles.clamp(0, INT4_LEVELS).to(torch.uint8).view(rows, columns)
+    return QuantizedTensor(pack_int4(nibbles), torch.stack((step, offset), dim=2))
 
 
-def pack_int4(values: torch.Tensor) -> torch.Tensor:
-    """int8 values in [-8, 7], [rows, columns] -> uint8 [rows, columns / 2], two per byte."""
-    unsigned = (values + 8).to(torch.uint8)
+def pack_int4(nibbles: torch.Tensor) -> torch.Tensor:
+    """uint8 values in [0, 15], [rows, columns] -> uint8 [rows, columns / 2], two per byte."""
+    unsigned = nibbles.to(torch.uint8)
     packed: torch.Tensor = unsigned[:, 0::2] | (unsigned[:, 1::2] << 4)
     return packed
 
 
 def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
-    """uint8 [rows, columns / 2] -> int8 values in [-8, 7], [rows, columns]."""
-    low = (packed & 0x0F).to(torch.int8) - 8
-    high = (packed >> 4).to(torch.int8) - 8
-    return torch.stack((low, high), dim=-1).view(packed.shape[0], -1)
+    """uint8 [rows, columns / 2] -> uint8 values in [0, 15], [rows, columns]."""
+    return torch.stack((packed & 0x0F, packed >> 4), dim=-1).view(packed.shape[0], -1)
+
+
+def dequantize_int4(packed: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """nibble * step + offset per group, in `dtype` (the group size follows from the shapes)."""
+    nibbles = unpack_int4(packed)
+    rows, columns = nibbles.shape
+    groups = scale.shape[1]
+    grouped = nibbles.view(rows, groups, columns // groups).to(torch.float32)
+    scale = scale.float()
+    weight = torch.addcmul(scale[:, :, 1:], grouped, scale[:, :, :1])
+    return weight.view(rows, columns).to(dtype)
 
 
 def dequantize(q: QuantizedTensor, scheme: QuantScheme, dtype: torch.dtype) -> torch.Tensor:
@@ -97,9 +116,5 @@ def dequantize(q: QuantizedTensor, scheme: QuantScheme, dtype: torch.dtype) -> t
     if scheme.method in ("int8", "fp8"):
         return (q.data.to(torch.float32) * q.scale.float()[:, None]).to(dtype)
     if scheme.method == "int4":
-        assert scheme.group_size is not None
-        values = unpack_int4(q.data).float()
-        rows, columns = values.shape
-        grouped = values.view(rows, columns // scheme.group_size, scheme.group_size)
-        return (grouped * q.scale.float()[:, :, None]).view(rows, columns).to(dtype)
+        return dequantize_int4(q.data, q.scale, dtype)
     raise ValueError(f"{scheme.method} is not a quantized scheme")

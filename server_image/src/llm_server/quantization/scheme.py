@@ -13,18 +13,27 @@ from typing import Any
 
 METHODS = ("none", "int8", "int4", "fp8")
 INT4_GROUP_SIZES = (32, 64, 128)
-DEFAULT_INT4_GROUP_SIZE = 128
+# 32: GGUF's Q4_0/Q4_1 block, so a GGUF model's blocks are kept exactly; it divides every
+# layer size a real model uses (a multiple of 32), and it was the most faithful size measured
+# (docs/benchmarks/quant_fidelity.md). Larger groups save 0.06 (g64) or 0.09 (g128) bytes per
+# parameter and cost fidelity.
+DEFAULT_INT4_GROUP_SIZE = 32
 
 # Storage of one quantized value, and of its scales. Per-output-channel scales (int8, fp8) are
 # fp32, one per row: 4 / in_features bytes per parameter (0.1% at 4096 inputs), left out of the
-# headline figure as the operator's table does. int4 group scales are fp16, one per group.
+# headline figure as the operator's table does. int4 groups keep an fp16 step and an fp16
+# offset (zero point) each.
 VALUE_BYTES = {"none": 2.0, "int8": 1.0, "fp8": 1.0, "int4": 0.5}
 CHANNEL_SCALE_BYTES = 4  # fp32
-GROUP_SCALE_BYTES = 2  # fp16
+GROUP_SCALE_BYTES = 4  # fp16 step + fp16 offset
 
 # Written beside pre-quantized safetensors by `llm-server quantize`; its presence marks the dir.
 CONFIG_FILE = "llm_server_quantization.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: int4 is asymmetric (step, offset); 1 was symmetric
+
+
+class QuantizationError(ValueError):
+    """The model cannot be stored in the requested scheme; the message says what would work."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ class QuantScheme:
             assert self.group_size is not None
             if in_features % self.group_size:
                 usable = [g for g in INT4_GROUP_SIZES if in_features % g == 0]
-                raise ValueError(
+                raise QuantizationError(
                     f"int4 group size {self.group_size} does not divide {layer}'s input size "
                     f"{in_features}" + (f"; use one of {usable}" if usable else "; use int8")
                 )
@@ -76,8 +85,14 @@ class QuantScheme:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> QuantScheme:
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{CONFIG_FILE}: unknown format_version {data.get('format_version')}")
+        version = data.get("format_version")
+        if version == 1:
+            raise ValueError(
+                f"{CONFIG_FILE}: format_version 1 (symmetric int4) is no longer read; "
+                "re-run `llm-server quantize` on the unquantized checkpoint"
+            )
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{CONFIG_FILE}: unknown format_version {version}")
         return cls(str(data["method"]), data.get("group_size"))
 
 
