@@ -143,6 +143,8 @@ class ControlPlane:
 
     workdir: Path
     admission_plugins: tuple[str, ...] = ()
+    # A /24 holds 253 Services: the 1,000-object benchmark ran out ("range is full").
+    service_cidr: str = "10.0.0.0/16"
     apiserver_args: tuple[str, ...] = ()  # more kube-apiserver flags (e.g. an audit log)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     url: str = ""
@@ -207,7 +209,7 @@ class ControlPlane:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc",
-            "--service-cluster-ip-range=10.0.0.0/24",
+            f"--service-cluster-ip-range={self.service_cidr}",
             "--endpoint-reconciler-type=none",
             "--authorization-mode=RBAC",
             *admission,
