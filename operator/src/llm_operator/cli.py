@@ -1,6 +1,7 @@
 """`llmops`: validate, price, render and run LLMDeployments, with no cluster needed.
 
 llmops validate -f deployment.yaml [-f more.yaml]    exit 0 valid, 2 invalid
+llmops validate --server -f deployment.yaml         also a server-side dry-run ($KUBECONFIG)
 llmops cost -f deployment.yaml [-o json]
 llmops render -f deployment.yaml [--replicas N]     print the objects the operator would apply
 llmops up -f deployment.yaml [--port 8000]          run its llm-server here (Ctrl-C drains)
@@ -19,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from llm_operator.api.admission import admission_errors
+from llm_operator import kube_yaml
+from llm_operator.api.admission import admission_errors, as_served
 from llm_operator.api.crd import crd_yaml
 from llm_operator.api.reference import reference_markdown
 from llm_operator.api.resource import LLMDeployment
@@ -35,7 +37,7 @@ EXIT_INVALID = 2
 
 def _documents(path: str) -> Iterator[tuple[str, Any]]:
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    for index, doc in enumerate(yaml.safe_load_all(text)):
+    for index, doc in enumerate(kube_yaml.load_all(text)):  # numbers as the API server reads
         if doc is not None:
             yield f"{path}#{index}" if index else path, doc
 
@@ -57,6 +59,7 @@ def _load(paths: list[str]) -> Iterator[tuple[str, LLMDeployment | None, list[Pr
             )
             continue
         for name, doc in docs:
+            doc = as_served(doc)  # nulls dropped, 8192.0 as 8192: what the API server reads
             resource, problems = validate_manifest(doc)
             if resource is not None:
                 # Drift guard: the cluster's own checks (CRD schema + CEL) must agree.
@@ -81,7 +84,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{name}: valid ({resource.metadata.name})")
         for warning in budget_warnings(resource.spec, catalog):
             print(f"  warning: {warning}")
+    if args.server:
+        invalid += _validate_on_server(args.file)
     return EXIT_INVALID if invalid else 0
+
+
+def _validate_on_server(paths: list[str]) -> int:
+    """A server-side dry-run of every document; the count the API server refused (exit 2 with
+    one line when no cluster answers)."""
+    from llm_operator.k8s import ClusterUnreachable, dry_run_create  # only here: a cluster
+
+    docs = [(name, doc) for path in paths for name, doc in _documents(path)]
+    try:
+        answers = dry_run_create([as_served(doc) for _, doc in docs])
+    except ClusterUnreachable as exc:
+        print(f"llmops validate --server: cluster unreachable: {exc}", file=sys.stderr)
+        return 1
+    for (name, _), refusal in zip(docs, answers, strict=True):
+        print(f"{name}: API server (dry-run): " + ("admitted" if refusal is None else refusal))
+    return sum(refusal is not None for refusal in answers)
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
@@ -216,6 +237,12 @@ def parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         if name == "cost":
             sub.add_argument("-o", "--output", choices=["table", "json"], default="table")
+        if name == "validate":
+            sub.add_argument(
+                "--server",
+                action="store_true",
+                help="also a server-side dry-run in the cluster of $KUBECONFIG",
+            )
         if name == "render":
             _render_options(sub)
         if name == "up":

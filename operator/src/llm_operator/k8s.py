@@ -303,3 +303,42 @@ def _typed(exc: ApiError) -> Exception:
             f"not found (namespace or CRD missing?): {exc.message}", delay=FORBIDDEN_DELAY
         )
     return kopf.TemporaryError(f"API unavailable: {exc}", delay=UNAVAILABLE_DELAY)
+
+
+class ClusterUnreachable(Exception):
+    """No kubeconfig, or its API server does not answer."""
+
+
+def dry_run_create(manifests: list[Mapping[str, Any]]) -> list[str | None]:
+    """`llmops validate --server`: a server-side dry-run create of each manifest (strict field
+    validation, as kubectl) in the cluster of $KUBECONFIG; per manifest the API server's
+    refusal, or None when it would admit it. Raises ClusterUnreachable."""
+    try:
+        configuration = load_configuration()
+        contexts = kubernetes.config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
+        )
+        default_namespace = str((contexts[1] or {}).get("context", {}).get("namespace") or "")
+    except (kubernetes.config.ConfigException, OSError) as exc:
+        raise ClusterUnreachable(f"no cluster configured: {exc}") from exc
+    api = KubeApi(configuration, workers=1, timeout=10.0)
+
+    async def run() -> list[str | None]:
+        out: list[str | None] = []
+        for manifest in manifests:
+            namespace = (manifest.get("metadata") or {}).get("namespace") or default_namespace
+            target = path(API_VERSION, PLURAL, namespace or "default")
+            query = {"dryRun": "All", "fieldValidation": "Strict"}
+            try:
+                await api.call("POST", target, query=query, body=manifest)
+                out.append(None)
+            except ApiError as exc:
+                if exc.status == 0 or exc.status >= 500:
+                    raise ClusterUnreachable(f"{configuration.host}: {exc}") from exc
+                out.append(exc.message)
+        return out
+
+    try:
+        return asyncio.run(run())
+    finally:
+        api.close()

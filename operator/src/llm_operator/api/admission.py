@@ -1,14 +1,19 @@
 """What the API server checks when an LLMDeployment is applied, run locally.
 
-Mirrors the apiextensions pipeline for our CRD: apply schema defaults, validate the structural
-schema (strict field validation: unknown fields are errors, as `kubectl apply` does by
-default), then evaluate the `x-kubernetes-validations` CEL rules with `self` bound to each
-node. Messages follow the API server's shape: `<field path>: <what is wrong>`.
+Mirrors the apiextensions pipeline for our CRD: read the object as the server does
+(`as_served`: nulls dropped, whole-valued floats as integers), check metadata as ObjectMeta
+(known fields, label and annotation keys and values), apply schema defaults, validate the
+structural schema (strict field validation: unknown fields are errors, as `kubectl apply`
+does by default; patterns with Go's regexp semantics), then evaluate the
+`x-kubernetes-validations` CEL rules with `self` bound to each node. Messages follow the API
+server's shape: `<field path>: <what is wrong>`. tests/integration/kube/test_validate_parity.py
+holds one table of manifests against the real API server and `llmops validate`.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
@@ -21,6 +26,94 @@ import jsonschema
 from llm_operator.api.crd import openapi_schema
 
 Schema = dict[str, Any]
+
+# metav1.ObjectMeta's fields: anything else under metadata is an unknown field to the server.
+OBJECT_META_FIELDS = frozenset({
+    "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
+    "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
+    "annotations", "ownerReferences", "finalizers", "managedFields",
+})  # fmt: skip
+# apimachinery's validation (IsQualifiedName, IsValidLabelValue), ASCII only like Go's.
+_NAME_PART = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+KEY_RULE = (
+    "an optional DNS subdomain prefix (at most 253 characters) and '/', then a name of at "
+    "most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
+)
+LABEL_VALUE_RULE = (
+    "empty, or at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
+)
+
+
+def as_served(value: Any, schema: Schema | None = None) -> Any:
+    """`value` as the API server reads it before validating: nulls dropped where the schema
+    does not declare `nullable`, and whole-valued floats (`8192.0`, `cpu: 2.0`) as integers
+    where it wants an integer. Free-form parts (server.podTemplate) are left as they are."""
+    schema = openapi_schema() if schema is None else schema
+    if isinstance(value, dict) and "properties" in schema:
+        known = schema["properties"]
+        return {
+            k: as_served(v, known[k]) if k in known else v
+            for k, v in value.items()
+            if not (v is None and k in known and not known[k].get("nullable"))
+        }
+    extra = schema.get("additionalProperties")
+    if isinstance(value, dict) and isinstance(extra, dict):
+        nulls_kept = extra.get("nullable")
+        return {k: as_served(v, extra) for k, v in value.items() if v is not None or nulls_kept}
+    if isinstance(value, list) and "items" in schema:
+        return [as_served(item, schema["items"]) for item in value]
+    wants_integer = schema.get("type") == "integer" or schema.get("x-kubernetes-int-or-string")
+    if isinstance(value, float) and value.is_integer() and wants_integer:
+        return int(value)
+    return value
+
+
+def _qualified_name(key: str) -> bool:
+    prefix, slash, name = key.rpartition("/")
+    if slash and not (len(prefix) <= 253 and re.fullmatch(_DNS_SUBDOMAIN, prefix)):
+        return False
+    return len(name) <= 63 and re.fullmatch(_NAME_PART, name, re.ASCII) is not None
+
+
+def metadata_errors(metadata: Any) -> list[str]:
+    """What the API server refuses in metadata (ObjectMeta's own rules, not the CRD's)."""
+    if not isinstance(metadata, dict):
+        return ["metadata: Invalid value: must be an object"]
+    out = [f'metadata.{k}: unknown field "{k}"' for k in metadata if k not in OBJECT_META_FIELDS]
+    for field in ("labels", "annotations"):
+        entries = metadata.get(field) or {}
+        if not isinstance(entries, dict):
+            out.append(f"metadata.{field}: Invalid value: must be a map of strings")
+            continue
+        for key, value in entries.items():
+            if not _qualified_name(str(key)):
+                out.append(f'metadata.{field}: Invalid value: "{key}": a key is {KEY_RULE}')
+            if not isinstance(value, str):
+                out.append(f"metadata.{field}.{key}: Invalid value: must be a string")
+            elif field == "labels" and not (
+                len(value) <= 63 and re.fullmatch(f"({_NAME_PART})?", value, re.ASCII)
+            ):
+                out.append(
+                    f'metadata.labels: Invalid value: "{value}": a label value is '
+                    + LABEL_VALUE_RULE
+                )
+    return out
+
+
+def _go_pattern(pattern: str) -> re.Pattern[str]:
+    """A schema pattern with the semantics of Go's regexp (the API server's): ASCII classes
+    (`\\s` is no Unicode space) and a final `$` that does not match before a trailing newline."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern, re.ASCII)
+
+
+def _pattern(
+    validator: Any, pattern: str, instance: Any, schema: Schema
+) -> Iterator[jsonschema.ValidationError]:
+    if isinstance(instance, str) and not _go_pattern(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
 def apply_defaults(value: Any, schema: Schema) -> Any:
@@ -60,9 +153,10 @@ def _strict(schema: Schema) -> Schema:
 
 
 @cache
-def _validator() -> jsonschema.Draft4Validator:
+def _validator() -> Any:
     # OpenAPI v3.0 numeric bounds (boolean exclusiveMinimum) are JSON Schema draft 4's.
-    return jsonschema.Draft4Validator(_strict(openapi_schema()))
+    checker = jsonschema.validators.extend(jsonschema.Draft4Validator, {"pattern": _pattern})
+    return checker(_strict(openapi_schema()))
 
 
 def _field(path: Any) -> str:
@@ -161,10 +255,12 @@ def _cel_failures(value: Any, schema: Schema, path: str) -> Iterator[str]:
 def admission_errors(manifest: dict[str, Any]) -> list[str]:
     """What `kubectl apply` of this manifest would be refused for; [] when it would be admitted."""
     schema = openapi_schema()
-    defaulted = apply_defaults(manifest, schema)
+    served = as_served(manifest, schema)
+    meta = metadata_errors(served.get("metadata") or {}) if isinstance(served, dict) else []
+    defaulted = apply_defaults(served, schema)
     errors = sorted(_validator().iter_errors(defaulted), key=lambda e: list(e.absolute_path))
-    if errors:  # CEL rules run on schema-valid objects only
-        return [_schema_message(e) for e in errors]
+    if errors or meta:  # CEL rules run on schema-valid objects only
+        return meta + [_schema_message(e) for e in errors]
     spec = defaulted.get("spec", {})
     failures = list(_cel_failures(spec, schema["properties"]["spec"], "spec"))
     root = {**schema, "properties": {}}  # the root's own rules (metadata.name) only
