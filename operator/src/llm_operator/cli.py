@@ -27,7 +27,7 @@ from llm_operator.api.reference import reference_markdown
 from llm_operator.api.resource import LLMDeployment
 from llm_operator.catalog import Catalog, default_catalog
 from llm_operator.cost import budget_warnings, estimate
-from llm_operator.local import local_server_args, run_local
+from llm_operator.local import LocalRunError, local_server_args, run_local
 from llm_operator.render import RenderSettings, UnresolvedSpecError, desired_objects, dump_objects
 from llm_operator.resolve import resolve
 from llm_operator.validation import Problem, validate_manifest
@@ -195,7 +195,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         for unresolved in resolution.problems:
             print(f"{name}: {unresolved.reason}: {unresolved.message}", file=sys.stderr)
         return EXIT_INVALID
-    server_args = local_server_args(resolution, args.host, args.port)
+    try:
+        server_args = local_server_args(resolution, args.host, args.port)
+    except LocalRunError as exc:
+        print(f"llmops up: {exc}", file=sys.stderr)
+        return 1
     return run_local(server_args, args.host, args.port, args.ready_timeout)
 
 

@@ -9,6 +9,10 @@ means fewer long sequences run at once, not that the server fails.
 
 Model shapes (layers, KV heads, head size) are not in the spec; `model_shape` derives them from
 the parameter count with a table of common shapes, or a conservative formula. Pure: no I/O.
+
+A GGUF model is estimated like any other: `parameterCount` counts parameters (not file bytes),
+and the server dequantizes GGUF tensors at load, so the resident weights are those of the
+deployment's `quantization` (a Q4 file served with `none` holds 16-bit weights, fp32 on CPU).
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ class ModelShape:
 # the 13B entry (Llama-2-13B, full multi-head: the conservative choice for that size). Older
 # multi-head 7B models (Llama-2-7B) need 4x the KV cache the 8B entry assumes.
 SHAPE_TABLE: tuple[ModelShape, ...] = (
+    ModelShape("SmolLM2-135M", 134_520_000, 30, 576, 3, 64, 49152, True),  # the demo model
     ModelShape("Llama-3.2-1B", 1_240_000_000, 16, 2048, 8, 64, 128256, True),
     ModelShape("Llama-3.2-3B", 3_210_000_000, 28, 3072, 8, 128, 128256, True),
     ModelShape("Llama-3.1-8B", 8_030_000_000, 32, 4096, 8, 128, 128256, False),

