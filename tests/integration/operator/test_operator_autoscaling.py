@@ -8,6 +8,9 @@ running sequence (--max-num-seqs 1), so concurrent requests queue. Only the firs
 process (LlmServerRuntime limit=1): the pod of the scale-up stays starting, never Ready (it
 bills, and its coming capacity holds further scale-up), and one process keeps the test short.
 
+While the server is idle, the collector is checked against it and against endpoints that
+fail in each way a scrape can (500, a hang, not metrics, refused, no IP yet).
+
 Also: keda mode renders the ScaledObject with the budget-capped bounds and never writes the
 Deployment's replicas (a stand-in CRD serves KEDA's ScaledObject kind).
 """
@@ -17,10 +20,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,22 +45,8 @@ from operator_harness import (
 from llm_operator import metrics
 from llm_operator.autoscale.collector import Collector, ScrapeTarget
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "server" / "integration"))
-from running_server import ServerProcess, run_server
-
 NAME = "autoscaled"
 WORKERS = 6  # concurrent clients: 1 runs, the rest queue (targets: 1 running, 1 waiting)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One idle server on 127.0.0.1 for the collector test."""
-    from llm_server.tiny_model import build_tiny_model
-
-    model = build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), family="llama", seed=0)
-    logs = tmp_path_factory.mktemp("autoscale-server-logs")
-    with run_server(model, logs, "--max-num-seqs", "1") as process:
-        yield process
 
 
 class Load:
@@ -179,6 +166,9 @@ def test_scales_up_on_a_real_queue_within_budget_and_back_down(
             assert base_url.startswith(f"http://{pod['status']['podIP']}:")
             args = pod["spec"]["containers"][0]["args"]
             served_name = args[args.index("--served-model-name") + 1]
+            host, port = base_url.removeprefix("http://").removesuffix("/v1").split(":")
+            asyncio.run(collector_marks_pods_that_do_not_answer_as_failed(
+                ScrapeTarget("real", host, int(port))))  # fmt: skip
 
             with Load(base_url, served_name) as load:
                 # The queue on the pod asks for ~WORKERS replicas; max is 4, budget pays for 2.
@@ -325,8 +315,9 @@ def test_keda_mode_renders_a_scaled_object_and_leaves_replicas_alone(
         assert now["metadata"]["generation"] == scaled_up["metadata"]["generation"]
 
 
-async def test_collector_marks_pods_that_do_not_answer_as_failed(server: ServerProcess) -> None:
-    """One scrape per pod per tick, each with its own timeout; no answer is unknown load."""
+async def collector_marks_pods_that_do_not_answer_as_failed(real: ScrapeTarget) -> None:
+    """One scrape per pod per tick, each with its own timeout; no answer is unknown load.
+    `real` is an idle llm-server (the scaling test's pod, so no second server starts)."""
     from aiohttp import web
 
     release = asyncio.Event()
@@ -354,7 +345,7 @@ async def test_collector_marks_pods_that_do_not_answer_as_failed(server: ServerP
         sock.bind(("127.0.0.1", 0))
         ports["refused"] = sock.getsockname()[1]
     collector = Collector(timeout_seconds=0.5)
-    targets = [ScrapeTarget("real", "127.0.0.1", int(server.base_url.rsplit(":", 1)[1]))]
+    targets = [real]
     targets += [ScrapeTarget(name, "127.0.0.1", port) for name, port in ports.items()]
     targets.append(ScrapeTarget("no-ip-yet", None, 8000))
     try:
