@@ -75,14 +75,14 @@ def test_a_pod_template_the_server_refuses_fails_once_with_an_event(
             obj = kube.get(API, "LLMDeployment", "chat", namespace)
             return obj if (obj or {}).get("status", {}).get("phase") == "Failed" else None
 
-        obj = wait_until(failed, 60, "phase Failed")
+        obj = wait_until(failed, 120, "phase Failed")
         degraded = _condition(obj, "Degraded")
         assert degraded["status"] == "True" and degraded["reason"] == "RejectedByAPIServer"
         assert "Deployment" in degraded["message"] or "cpu" in degraded["message"]
         events = wait_until(
             lambda: [e for e in kube.events(namespace, "chat")
                      if e["reason"] == "RejectedByAPIServer"],
-            30, "a RejectedByAPIServer Event",
+            120, "a RejectedByAPIServer Event",
         )  # fmt: skip
         applies = memo.runtime.api.requests["apply"]
         # No hot retry: ten resync intervals later the operator has not applied again.

@@ -47,7 +47,7 @@ def test_hand_edits_owned_fields_return_at_the_next_apply_foreign_fields_stay(
     kube.create(llmd)
     with operator_thread(operator_config(namespace)):
         first = wait_until(
-            lambda: kube.get("apps/v1", "Deployment", "chat", namespace), 60, "the Deployment"
+            lambda: kube.get("apps/v1", "Deployment", "chat", namespace), 120, "the Deployment"
         )
         ours = _container(first)["image"]
         path = kube.path("apps/v1", "Deployment", namespace, "chat")
@@ -80,7 +80,7 @@ def test_hand_edits_owned_fields_return_at_the_next_apply_foreign_fields_stay(
             annotations = current.get("metadata", {}).get("annotations") or {}
             return current if annotations.get(APPLIED_HASH_ANNOTATION) != before else None
 
-        after = wait_until(reapplied, 60, "the Deployment re-applied")
+        after = wait_until(reapplied, 120, "the Deployment re-applied")
         container = _container(after)
         assert container["image"] == ours  # an owned field: the operator's value again
         env_names = [e["name"] for e in container.get("env") or []]

@@ -53,7 +53,7 @@ def test_a_missing_pvc_is_degraded_with_the_schedulers_message_not_a_fallback(
             found = _condition(kube.get(API, "LLMDeployment", name, namespace), "Degraded")
             return found if found.get("status") == "True" else {}
 
-        condition = wait_until(degraded, 60, "Degraded=True")
+        condition = wait_until(degraded, 120, "Degraded=True")
         assert condition["reason"] == "SchedulingFailed", condition
         assert 'persistentvolumeclaim "model-store" not found' in condition["message"]
         obj = kube.get(API, "LLMDeployment", name, namespace) or {}
@@ -89,7 +89,7 @@ def test_no_node_with_the_gpu_still_falls_back(
         wait_until(
             lambda: _condition(kube.get(API, "LLMDeployment", "chat", namespace),
                                "FallbackActive").get("status") == "True",
-            60, "FallbackActive=True",
+            120, "FallbackActive=True",
         )  # fmt: skip
         obj = kube.get(API, "LLMDeployment", "chat", namespace) or {}
         assert obj["status"]["accelerator"]["type"] == "H100-80GB"

@@ -58,14 +58,14 @@ def test_a_dotted_name_is_served_with_valid_child_names(
         ):
             wait_until(
                 lambda a=api_version, k=kind, n=object_name: kube.get(a, k, n, namespace),
-                60, f"{kind} {object_name}",
+                120, f"{kind} {object_name}",
             )  # fmt: skip
 
         def status() -> dict[str, Any]:
             obj = kube.get(API, "LLMDeployment", name, namespace) or {}
             return dict(obj.get("status") or {})
 
-        current = wait_until(lambda: status().get("endpoint") and status(), 30, "a status")
+        current = wait_until(lambda: status().get("endpoint") and status(), 120, "a status")
         assert current["phase"] != "Failed", current
         assert current["endpoint"].startswith(f"http://{child}.{namespace}.svc")
         deployment = kube.get("apps/v1", "Deployment", child, namespace) or {}

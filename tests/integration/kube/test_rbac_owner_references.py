@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from control_plane import ControlPlane
-from kube_client import Kube, wait_until
+from kube_client import Kube, KubeError, wait_until
 from kube_fixtures import admin_client, install_crds, start_control_plane
 from operator_thread import operator_config, operator_thread
 
@@ -48,7 +48,9 @@ def openshift_like(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[C
         plane.stop()
 
 
-def _install_chart_rbac(admin: Kube, suffix: str, drop_finalizers: bool) -> tuple[str, str]:
+def _install_chart_rbac(
+    plane: ControlPlane, admin: Kube, suffix: str, drop_finalizers: bool
+) -> tuple[str, str]:
     """The chart's ServiceAccount, ClusterRole and binding (renamed per test); the role's
     name and a token for the ServiceAccount."""
     objects = {o["kind"]: o for o in render_objects({})}
@@ -69,7 +71,22 @@ def _install_chart_rbac(admin: Kube, suffix: str, drop_finalizers: bool) -> tupl
     request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                "spec": {"expirationSeconds": 3600}}  # fmt: skip
     token = admin.request("POST", path, request)["status"]["token"]
+    # RBAC reaches the authorizer through an informer: wait until the binding is in force, so
+    # the operator's first watches are not refused.
+    operator = Kube(plane.url, str(plane.ca_file), token=token)
+    try:
+        wait_until(lambda: _can_list(operator), 120, "the chart's RBAC in force")
+    finally:
+        operator.close()
     return role["metadata"]["name"], token
+
+
+def _can_list(client: Kube) -> bool:
+    try:
+        client.list(API, "LLMDeployment")
+    except KubeError:
+        return False
+    return True
 
 
 def _llmd(namespace: str) -> dict[str, Any]:
@@ -97,12 +114,12 @@ def test_the_charts_rbac_applies_children_under_owner_reference_enforcement(
     plane, admin = openshift_like
     namespace = "chart-rbac"
     admin.ensure_namespace(namespace)
-    _, token = _install_chart_rbac(admin, "full", drop_finalizers=False)
+    _, token = _install_chart_rbac(plane, admin, "full", drop_finalizers=False)
     monkeypatch.setenv("KUBECONFIG", str(plane.token_kubeconfig(token, "operator-full")))
     admin.create(_llmd(namespace))
     with operator_thread(operator_config(namespace)):
         deployment = wait_until(
-            lambda: admin.get("apps/v1", "Deployment", "chat", namespace), 60, "the Deployment"
+            lambda: admin.get("apps/v1", "Deployment", "chat", namespace), 120, "the Deployment"
         )
         (owner,) = deployment["metadata"]["ownerReferences"]
         assert owner["kind"] == "LLMDeployment" and owner["blockOwnerDeletion"] is True
@@ -110,7 +127,7 @@ def test_the_charts_rbac_applies_children_under_owner_reference_enforcement(
         assert admin.get("v1", "ConfigMap", "chat-config", namespace)
         obj = wait_until(
             lambda: (admin.get(API, "LLMDeployment", "chat", namespace) or {}).get("status"),
-            30, "a status",
+            120, "a status",
         )  # fmt: skip
         assert obj.get("phase") != "Failed", obj
 
@@ -121,7 +138,7 @@ def test_a_403_is_a_condition_and_an_event_and_clears_once_granted(
     plane, admin = openshift_like
     namespace = "old-rbac"
     admin.ensure_namespace(namespace)
-    role, token = _install_chart_rbac(admin, "old", drop_finalizers=True)
+    role, token = _install_chart_rbac(plane, admin, "old", drop_finalizers=True)
     monkeypatch.setenv("KUBECONFIG", str(plane.token_kubeconfig(token, "operator-old")))
     admin.create(_llmd(namespace))
     with operator_thread(operator_config(namespace, resync_seconds=0.5)):
@@ -131,12 +148,12 @@ def test_a_403_is_a_condition_and_an_event_and_clears_once_granted(
             degraded = _condition(obj, "Degraded")
             return degraded if degraded.get("reason") == "Forbidden" else {}
 
-        degraded = wait_until(forbidden, 60, "Degraded=True Forbidden")
+        degraded = wait_until(forbidden, 120, "Degraded=True Forbidden")
         assert degraded["status"] == "True"
         assert "finalizers" in degraded["message"], degraded["message"]
         events = wait_until(
             lambda: [e for e in admin.events(namespace, "chat") if e["reason"] == "Forbidden"],
-            30, "a Forbidden Event",
+            120, "a Forbidden Event",
         )  # fmt: skip
         assert events[0]["type"] == "Warning"
         assert admin.get("apps/v1", "Deployment", "chat", namespace) is None
@@ -147,10 +164,10 @@ def test_a_403_is_a_condition_and_an_event_and_clears_once_granted(
         admin.apply(granted)
 
         wait_until(
-            lambda: admin.get("apps/v1", "Deployment", "chat", namespace), 60, "the Deployment"
+            lambda: admin.get("apps/v1", "Deployment", "chat", namespace), 120, "the Deployment"
         )
         wait_until(
             lambda: _condition(admin.get(API, "LLMDeployment", "chat", namespace), "Degraded")
             .get("status") == "False",
-            30, "Degraded cleared",
+            120, "Degraded cleared",
         )  # fmt: skip
