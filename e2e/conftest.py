@@ -71,7 +71,27 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Any]:
     kubelet = request.getfixturevalue("kubelet")
     workdir = request.getfixturevalue("tmp_path_factory").mktemp("e2e")
     with LocalCluster(plane, kubelet, workdir, OPERATOR_NAMESPACE, NAMESPACE) as local:
+        _running.append(local)
         yield local
+        _running.clear()
+
+
+_running: list[Any] = []  # the LocalCluster, for the failure report below
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test on the local cluster reports the operator's log and each pod's server log
+    (in a cluster: `kubectl logs`)."""
+    report = yield
+    if report.failed and _running:
+        local = _running[0]
+        report.sections.append(("llm-operator log (tail)", local.operator_log()))
+        for log in sorted(local.workdir.glob("*.log")):
+            if log.name != "operator.log":
+                tail = log.read_text(errors="replace")[-2000:]
+                report.sections.append((f"pod {log.stem} llm-server log (tail)", tail))
+    return report
 
 
 @pytest.fixture(scope="session")
