@@ -7,7 +7,8 @@ data (reason + message) for the status, so a bad spec is a condition, not a cras
 
 `quantization: auto` picks the least lossy precision that fits (weights + runtime overhead +
 one `maxContextLength` sequence of KV cache, see estimate.py), trying none -> fp8 (where the
-catalog says fp8) -> int8 -> int4 (where the catalog says int4). It does not quantize further
+catalog says fp8) -> int8 -> int4 (where the catalog says int4; never on CPU, where int4 runs
+several times slower than fp32: docs/benchmarks/quant_cpu_decode.md). It does not quantize further
 just to hold every concurrent sequence at full length: a note reports how many it holds. When
 nothing fits: InsufficientGPUMemory, saying what would. Unknown size (no `parameterCount`): auto
 means none, and nothing is checked (a note says so).
@@ -189,7 +190,7 @@ def resolve(
             + ("; quantization auto resolved to none" if requested == "auto" else "")
         )
     else:
-        candidates = supported if requested == "auto" else (requested,)
+        candidates = _auto_candidates(entry, supported) if requested == "auto" else (requested,)
         estimates = [at(p, count) for p in candidates]
         chosen = next((e for e in estimates if e.fits is not False), None)
         if chosen is None:
@@ -201,6 +202,8 @@ def resolve(
         else:
             estimate, quantization = chosen, chosen.precision
             notes.extend(_estimate_notes(chosen, requested))
+    if quantization == "int4" and entry.is_cpu:
+        notes.append(CPU_INT4_NOTE)
     resolution = Resolution(
         accelerator=entry,
         count=count,
@@ -217,6 +220,18 @@ def resolve(
         notes=tuple(notes),
     )
     return _with_args(resolution, spec)
+
+
+# Measured: docs/benchmarks/quant_cpu_decode.md (the CPU path dequantizes a layer per call).
+CPU_INT4_NOTE = (
+    "int4 on a CPU pod saves memory but runs slower than fp32 (each layer's weight is "
+    "dequantized per step; docs/benchmarks/quant_cpu_decode.md); int8 or none decode faster"
+)
+
+
+def _auto_candidates(entry: Accelerator, supported: tuple[str, ...]) -> tuple[str, ...]:
+    """What auto may pick: on CPU not int4, whose speed cost there buys only memory."""
+    return tuple(p for p in supported if not (entry.is_cpu and p == "int4"))
 
 
 def _estimate_notes(estimate: MemoryEstimate, requested: str) -> list[str]:

@@ -184,3 +184,16 @@ def test_gpu_node_labels_skip_cloud_labels_shared_by_two_types() -> None:
         "cloud.google.com/gke-accelerator",
     ]  # EKS `a100` names both sizes
     assert resolve(spec("2M", "cpu"), CATALOG).node_alternatives == ()
+
+
+def test_auto_never_picks_int4_on_cpu_and_explicit_int4_there_says_what_it_costs() -> None:
+    # 8B on a 13 GiB pod: int8 needs 14.4 GiB, int4 12.0 GiB
+    small = {"server": {"resources": {"limits": {"memory": "13Gi"}}}}
+    auto = resolve(spec("8B", "cpu", **small), CATALOG)
+    assert auto.quantization != "int4" and not auto.ok
+    assert not any("int4 on a CPU pod" in note for note in auto.notes)
+    explicit = resolve(spec("8B", "cpu", optimization={"quantization": "int4"}, **small), CATALOG)
+    assert explicit.ok and explicit.quantization == "int4"
+    assert any("int4 on a CPU pod saves memory but runs slower" in n for n in explicit.notes)
+    gpu = resolve(spec("13B", "T4"), CATALOG)
+    assert gpu.quantization == "int4" and not any("CPU" in note for note in gpu.notes)
