@@ -70,6 +70,14 @@ CASES: list[tuple[str, str]] = [
     ("uri-trailing-newline", manifest('  model:\n    uri: "hf://meta-llama/Llama-3\\n"\n'
                                       "    parameterCount: 8B\n")),
     ("served-name-trailing-newline", manifest(model('    servedName: "chat\\n"\n'))),
+    ("bool-yes", manifest("  optimization:\n    cache:\n      prefix: yes\n")),
+    ("bool-string", manifest('  optimization:\n    cache:\n      prefix: "true"\n')),
+    ("null-tilde", manifest(model("    revision: ~\n"))),
+    ("duplicate-key", manifest(model("    maxContextLength: 2048\n    maxContextLength: 4096\n"))),
+    ("budget-infinite", manifest("  autoscaling:\n    budget:\n      maxDollarsPerHour: .inf\n")),
+    ("memory-integer", manifest(resources("        memory: 8589934592\n"))),
+    ("env-duplicate", manifest("  server:\n    env:\n    - name: A\n      value: x\n"
+                               "    - name: A\n      value: y\n")),
     ("metadata-unknown-field", manifest(metadata="  colour: blue\n")),
     ("metadata-labels-ok", manifest(metadata="  labels:\n    example.com/team: ml\n")),
     ("label-key-invalid", manifest(metadata='  labels:\n    "bad key!": x\n')),
