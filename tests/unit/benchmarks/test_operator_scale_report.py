@@ -42,3 +42,8 @@ def test_histogram_quantile_interpolates_within_the_bucket_like_promql() -> None
 def test_deltas_drop_what_did_not_move() -> None:
     assert report.delta({"a": 3.0, "b": 1.0}, {"a": 1.0, "b": 1.0}) == {"a": 2.0}
     assert report.bucket_delta({1.0: 5.0, math.inf: 6.0}, {1.0: 2.0}) == {1.0: 3.0, math.inf: 6.0}
+
+
+def test_a_quantile_above_the_last_finite_bucket_is_only_a_bound() -> None:
+    assert report.beyond_buckets(0.99, {10.0: 98.0, math.inf: 100.0})
+    assert not report.beyond_buckets(0.99, {10.0: 99.0, math.inf: 100.0})
