@@ -236,7 +236,10 @@ async def test_logprobs_shapes(client: httpx.AsyncClient) -> None:
         ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
         ({"prompt": "x", "n": 0}, "n"),
         ({"prompt": "x", "logprobs": 21}, "logprobs"),
-        ({"prompt": "x", "presence_penalty": 0.5}, "presence_penalty"),
+        ({"prompt": "x", "presence_penalty": 2.5}, "presence_penalty"),
+        ({"prompt": "x", "use_beam_search": True}, "use_beam_search"),  # unknown: refused
+        ({"prompt": "x", "min_tokens": 20, "max_tokens": 5}, "min_tokens"),
+        ({"prompt": "x", "prompt_logprobs": 1, "stream": True}, None),
         ({"prompt": [7, 99999]}, "prompt"),
         ({"prompt": ""}, "prompt"),
         ({}, "prompt"),
@@ -245,7 +248,7 @@ async def test_logprobs_shapes(client: httpx.AsyncClient) -> None:
     ],
 )
 async def test_completion_parameter_errors(
-    client: httpx.AsyncClient, body: dict[str, Any], param: str
+    client: httpx.AsyncClient, body: dict[str, Any], param: str | None
 ) -> None:
     assert_error(await client.post("/v1/completions", json=body), 400, param)
 
@@ -259,6 +262,11 @@ async def test_completion_parameter_errors(
         (
             {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]},
             "tools",
+        ),
+        ({"messages": [{"role": "user", "content": "x"}], "guided_json": {}}, "guided_json"),
+        (
+            {"messages": [{"role": "assistant", "content": "x"}], "continue_final_message": True},
+            None,  # needs add_generation_prompt false
         ),
     ],
 )

@@ -24,7 +24,7 @@ from llm_server.api.protocol import (
 )
 from llm_server.api.respond import chunk_dict, respond
 from llm_server.api.response_caching import cache_slot
-from llm_server.api.sampling import reject_unsupported, sampling_params
+from llm_server.api.sampling import reject_unsupported, sampling_params, text_options
 from llm_server.api.state import ServerState
 
 
@@ -39,8 +39,9 @@ async def create_chat_completion(
     try:
         tokenizer = engine.tokenizer
         prompt = chat_prompt(
-            tokenizer, body.messages, body.add_generation_prompt, body.chat_template_kwargs
-        )
+            tokenizer, body.messages, body.add_generation_prompt, body.chat_template_kwargs,
+            body.continue_final_message,
+        )  # fmt: skip
         # Chat's default is "as much as fits", as in OpenAI and vLLM.
         max_tokens = resolve_max_tokens(
             len(prompt), body.output_limit(), None, state.max_model_len,
@@ -60,15 +61,15 @@ async def create_chat_completion(
             prompts=[prompt],
             n=body.n,
             params_for_choice=lambda _, choice: sampling_params(
-                body, max_tokens, top_logprobs, choice
+                body, max_tokens, top_logprobs, choice, body.prompt_logprobs
             ),
-            stop_strings=body.stop_strings(),
+            text_options=text_options(body),
             retry_after_s=state.config.retry_after_seconds,
         )
     except BaseException:
         lease.release()
         raise
-    formatter = LogprobFormatter(tokenizer)
+    formatter = LogprobFormatter(tokenizer, body.skip_special_tokens)
 
     def build(results: list[ChoiceResult]) -> ChatCompletionResponse:
         choices = [
@@ -80,9 +81,14 @@ async def create_chat_completion(
             )
             for result in results
         ]
+        scored = results[0].prompt_logprobs if results else None
+        prompt_logprobs = None
+        if body.prompt_logprobs is not None and scored is not None:
+            prompt_logprobs = formatter.prompt_logprobs(scored, body.prompt_logprobs)
         return ChatCompletionResponse(
-            id=response_id, model=model, choices=choices, usage=group.usage()
-        )
+            id=response_id, model=model, choices=choices, usage=group.usage(),
+            prompt_logprobs=prompt_logprobs,
+        )  # fmt: skip
 
     async def chunks() -> AsyncIterator[dict[str, Any]]:
         created = int(time.time())

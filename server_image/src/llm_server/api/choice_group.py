@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from llm_server.api.errors import APIError, queue_full, unavailable
-from llm_server.api.generation import ChoiceDelta, ChoiceRun, Engine, GeneratedToken
+from llm_server.api.generation import ChoiceDelta, ChoiceRun, Engine, GeneratedToken, TextOptions
 from llm_server.api.protocol import PromptTokensDetails, Usage
 from llm_server.engine.errors import QueueFullError, RequestTooLongError
-from llm_server.engine.request import SamplingParams
+from llm_server.engine.request import SamplingParams, TokenLogprobs
 from llm_server.metrics import ServerMetrics
 
 # (prompt index, choice index within n) -> that choice's sampling parameters
@@ -28,6 +28,7 @@ class ChoiceResult:
     text: str = ""
     tokens: list[GeneratedToken] = field(default_factory=list)
     finish_reason: str | None = None
+    prompt_logprobs: tuple[TokenLogprobs | None, ...] | None = None
 
 
 class ChoiceGroup:
@@ -40,7 +41,7 @@ class ChoiceGroup:
         prompts: Sequence[list[int]],
         n: int,
         params_for_choice: ParamsForChoice,
-        stop_strings: list[str],
+        text_options: TextOptions,
         retry_after_s: int,
     ) -> None:
         self.prompt_lengths = [len(prompt) for prompt in prompts]
@@ -58,7 +59,7 @@ class ChoiceGroup:
                             index=index,
                             prompt_token_ids=prompt,
                             params=params_for_choice(prompt_index, choice),
-                            stop_strings=stop_strings,
+                            text_options=text_options,
                             arrival_time=arrival,
                         )
                     )
@@ -144,6 +145,7 @@ class ChoiceGroup:
                 result.text += delta.text
                 result.tokens.extend(delta.tokens)
                 result.finish_reason = delta.finish_reason or result.finish_reason
+                result.prompt_logprobs = delta.prompt_logprobs or result.prompt_logprobs
 
         work = asyncio.create_task(gather())
         watcher = asyncio.create_task(_wait_for_disconnect(request))

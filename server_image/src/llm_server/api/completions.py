@@ -16,12 +16,13 @@ from llm_server.api.prompts import completion_prompts, echo_texts, resolve_max_t
 from llm_server.api.protocol import (
     CompletionChoice,
     CompletionChunk,
+    CompletionLogprobs,
     CompletionRequest,
     CompletionResponse,
 )
 from llm_server.api.respond import chunk_dict, respond
 from llm_server.api.response_caching import cache_slot
-from llm_server.api.sampling import reject_unsupported, sampling_params
+from llm_server.api.sampling import reject_unsupported, sampling_params, text_options
 from llm_server.api.state import ServerState
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for completions
@@ -32,6 +33,10 @@ async def create_completion(
 ) -> Response:
     model = state.resolve_model(body.model)
     reject_unsupported(body)
+    # echo + logprobs scores the prompt: the engine computes prompt logprobs for both uses.
+    echo_logprobs = body.logprobs if body.echo else None
+    wanted = [k for k in (echo_logprobs, body.prompt_logprobs) if k is not None]
+    engine_prompt_logprobs = max(wanted) if wanted else None
     response_id = f"cmpl-{uuid.uuid4().hex}"
     engine, lease = state.admit()
     try:
@@ -60,24 +65,39 @@ async def create_completion(
             prompts=prompts,
             n=body.n,
             params_for_choice=lambda prompt, choice: sampling_params(
-                body, max_tokens[prompt], body.logprobs, choice
+                body, max_tokens[prompt], body.logprobs, choice, engine_prompt_logprobs
             ),
-            stop_strings=body.stop_strings(),
+            text_options=text_options(body),
             retry_after_s=state.config.retry_after_seconds,
         )
     except BaseException:
         lease.release()
         raise
-    formatter = LogprobFormatter(tokenizer)
+    formatter = LogprobFormatter(tokenizer, body.skip_special_tokens)
     echoes = echo_texts(tokenizer, body.prompt, prompts) if body.echo else [""] * len(prompts)
 
     def echo_for(index: int) -> str:
         return echoes[index // body.n]
 
+    def echo_logprobs_for(index: int, result: ChoiceResult | None) -> CompletionLogprobs | None:
+        """The prompt's tokens at the head of logprobs when echo is on (as OpenAI)."""
+        if echo_logprobs is None:
+            return None
+        entries = result.prompt_logprobs if result is not None else None
+        prompt = prompts[index // body.n]
+        return formatter.echo(prompt, entries or [None] * len(prompt), echo_logprobs)
+
     def logprobs_for(result: ChoiceResult) -> Any:
         if body.logprobs is None:
             return None
-        return formatter.completion(result.tokens, len(echo_for(result.index)))
+        generated = formatter.completion(result.tokens, len(echo_for(result.index)))
+        head = echo_logprobs_for(result.index, result)
+        return generated if head is None else _joined(head, generated)
+
+    def prompt_logprobs_for(result: ChoiceResult) -> Any:
+        if body.prompt_logprobs is None or result.prompt_logprobs is None:
+            return None
+        return formatter.prompt_logprobs(result.prompt_logprobs, body.prompt_logprobs)
 
     def build(results: list[ChoiceResult]) -> CompletionResponse:
         choices = [
@@ -86,6 +106,7 @@ async def create_completion(
                 text=echo_for(result.index) + result.text,
                 logprobs=logprobs_for(result),
                 finish_reason=result.finish_reason,
+                prompt_logprobs=prompt_logprobs_for(result),
             )
             for result in results
         ]
@@ -99,17 +120,21 @@ async def create_completion(
             payload = CompletionChunk(id=response_id, created=created, model=model, choices=choices)
             return chunk_dict(payload, include_usage)
 
-        if body.echo:
+        if body.echo and echo_logprobs is None:
             for run in group.runs:
                 yield chunk([CompletionChoice(index=run.index, text=echo_for(run.index))])
-        offsets = [0] * len(group.runs)
         async for delta in group.deltas():
+            if delta.prompt_logprobs is not None and echo_logprobs is not None:
+                # The prompt's logprobs arrive with the first token: echo it then.
+                result = ChoiceResult(delta.index, prompt_logprobs=delta.prompt_logprobs)
+                head = echo_logprobs_for(delta.index, result)
+                yield chunk([CompletionChoice(index=delta.index, text=echo_for(delta.index),
+                                              logprobs=head)])  # fmt: skip
             if not delta.text and delta.finish_reason is None and body.logprobs is None:
                 continue  # text held back (split character or possible stop string)
             logprobs = None
             if body.logprobs is not None:
-                logprobs = formatter.completion(delta.tokens, offsets[delta.index])
-                offsets[delta.index] += sum(len(text) for text in logprobs.tokens)
+                logprobs = formatter.completion(delta.tokens, len(echo_for(delta.index)))
             choice = CompletionChoice(
                 index=delta.index, text=delta.text, logprobs=logprobs,
                 finish_reason=delta.finish_reason,
@@ -123,4 +148,13 @@ async def create_completion(
 
     return await respond(
         request, group, lease, stream=body.stream, chunks=chunks, build=build, cache=slot
+    )
+
+
+def _joined(head: CompletionLogprobs, tail: CompletionLogprobs) -> CompletionLogprobs:
+    return CompletionLogprobs(
+        tokens=head.tokens + tail.tokens,
+        token_logprobs=head.token_logprobs + tail.token_logprobs,
+        top_logprobs=head.top_logprobs + tail.top_logprobs,
+        text_offset=head.text_offset + tail.text_offset,
     )

@@ -15,8 +15,11 @@ _INCOMPLETE = "\ufffd"
 
 
 class IncrementalDetokenizer:
-    def __init__(self, tokenizer: Any, prompt_token_ids: list[int]) -> None:
+    def __init__(
+        self, tokenizer: Any, prompt_token_ids: list[int], skip_special_tokens: bool = True
+    ) -> None:
         self._tokenizer = tokenizer
+        self._skip_special_tokens = skip_special_tokens
         self._ids = list(prompt_token_ids[-_CONTEXT_TOKENS:])
         self._prefix_offset = 0  # start of the decode window
         self._read_offset = len(self._ids)  # tokens before this are already emitted
@@ -24,7 +27,9 @@ class IncrementalDetokenizer:
     def _decode(self, ids: list[int]) -> str:
         return str(
             self._tokenizer.decode(
-                ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+                ids,
+                skip_special_tokens=self._skip_special_tokens,
+                clean_up_tokenization_spaces=False,
             )
         )
 
@@ -45,3 +50,14 @@ class IncrementalDetokenizer:
         window_text = self._decode(self._ids[self._prefix_offset :])
         self._prefix_offset = self._read_offset = len(self._ids)
         return window_text[len(prefix_text) :] if len(window_text) > len(prefix_text) else ""
+
+
+def text_offsets(tokenizer: Any, token_ids: list[int], skip_special_tokens: bool) -> list[int]:
+    """Where each token's text starts in the decoded text (a split character's first piece
+    starts where the character does)."""
+    detokenizer = IncrementalDetokenizer(tokenizer, [], skip_special_tokens)
+    offsets, length = [], 0
+    for token_id in token_ids:
+        offsets.append(length)
+        length += len(detokenizer.add(token_id))
+    return offsets

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from llm_server.api.detokenize import IncrementalDetokenizer
 from llm_server.api.stop_strings import StopStringMatcher
-from llm_server.engine.request import EngineStats, SamplingParams, TokenEvent
+from llm_server.engine.request import EngineStats, SamplingParams, TokenEvent, TokenLogprobs
 from llm_server.metrics import ServerMetrics
 
 
@@ -40,14 +40,25 @@ class GeneratedToken:
     token_id: int
     logprob: float | None
     top_logprobs: tuple[tuple[int, float], ...]
+    text_offset: int = 0  # where its text starts in the choice's generated text
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """How a choice's tokens become its text (vLLM's names)."""
+
+    stop_strings: list[str] = field(default_factory=list)
+    include_stop_str_in_output: bool = False
+    skip_special_tokens: bool = True
 
 
 @dataclass
 class ChoiceDelta:
     index: int
     text: str
-    tokens: list[GeneratedToken] = field(default_factory=list)
+    tokens: list[GeneratedToken] = field(default_factory=list)  # those the text shows
     finish_reason: str | None = None
+    prompt_logprobs: tuple[TokenLogprobs | None, ...] | None = None  # on the first delta
 
 
 class ChoiceRun:
@@ -62,7 +73,7 @@ class ChoiceRun:
         index: int,
         prompt_token_ids: list[int],
         params: SamplingParams,
-        stop_strings: list[str],
+        text_options: TextOptions,
         arrival_time: float,
     ) -> None:
         self.index = index
@@ -71,8 +82,13 @@ class ChoiceRun:
         self._metrics = metrics
         self._arrival = arrival_time
         self._num_prompt_tokens = len(prompt_token_ids)
-        self._detokenizer = IncrementalDetokenizer(engine.tokenizer, prompt_token_ids)
-        self._stops = StopStringMatcher(stop_strings)
+        self._min_tokens = params.min_tokens
+        self._show_stop = text_options.include_stop_str_in_output
+        self._detokenizer = IncrementalDetokenizer(
+            engine.tokenizer, prompt_token_ids, text_options.skip_special_tokens
+        )
+        self._stops = StopStringMatcher(text_options.stop_strings, self._show_stop)
+        self._text_len = 0  # characters the detokenizer produced so far
         self._events = engine.submit(request_id, prompt_token_ids, params)
         self._done = False
         self.num_generated = 0
@@ -98,21 +114,29 @@ class ChoiceRun:
                     self._metrics.observe_inter_token(now - last_token_time)
                 last_token_time = now
                 self.num_generated += 1
-                token = GeneratedToken(event.token_id, event.logprob, event.top_logprobs)
-                # EOS and stop_token_ids end the text without appearing in it (as in vLLM).
-                text = "" if event.finish_reason == "stop" else self._add_token(event.token_id)
+                prompt_logprobs = event.prompt_logprobs
+                token = GeneratedToken(
+                    event.token_id, event.logprob, event.top_logprobs, self._text_len
+                )
+                # EOS and stop_token_ids end the text without appearing in it (as in vLLM),
+                # nor in logprobs, unless include_stop_str_in_output.
+                tokens, text = [token], ""
+                if event.finish_reason == "stop" and not self._show_stop:
+                    tokens = []
+                else:
+                    text = self._add_token(event.token_id)
                 if self._stops.matched:
                     finish_reason = "stop"
                     self.abort()
-                    yield ChoiceDelta(self.index, text, [token], finish_reason)
+                    yield ChoiceDelta(self.index, text, tokens, finish_reason, prompt_logprobs)
                     return
                 if event.finish_reason is not None:
                     finish_reason = event.finish_reason
                     self._done = True
                     text += self._stops.add(self._detokenizer.flush()) + self._stops.flush()
-                    yield ChoiceDelta(self.index, text, [token], finish_reason)
+                    yield ChoiceDelta(self.index, text, tokens, finish_reason, prompt_logprobs)
                     return
-                yield ChoiceDelta(self.index, text, [token])
+                yield ChoiceDelta(self.index, text, tokens, None, prompt_logprobs)
             yield ChoiceDelta(self.index, self._stops.flush(), [], finish_reason)
         finally:
             self.abort()
@@ -125,7 +149,10 @@ class ChoiceRun:
             )
 
     def _add_token(self, token_id: int) -> str:
-        return self._stops.add(self._detokenizer.add(token_id))
+        piece = self._detokenizer.add(token_id)
+        self._text_len += len(piece)
+        # Stop strings count only from the min_tokens-th token on (as in vLLM).
+        return self._stops.add(piece, searchable=self.num_generated >= self._min_tokens)
 
 
 async def _close(events: AsyncIterator[TokenEvent]) -> None:

@@ -36,7 +36,10 @@ def chat_prompt(
     messages: list[ChatMessage],
     add_generation_prompt: bool,
     template_kwargs: dict[str, Any] | None,
+    continue_final_message: bool = False,
 ) -> list[int]:
+    """continue_final_message leaves the last message open (no end-of-turn), so the model
+    continues it, as vLLM and transformers do."""
     conversation = [_template_message(index, message) for index, message in enumerate(messages)]
     if getattr(tokenizer, "chat_template", None) is None:
         raise APIError(400, "This model has no chat template; use /v1/completions.",
@@ -46,6 +49,7 @@ def chat_prompt(
             conversation,
             tokenize=False,
             add_generation_prompt=add_generation_prompt,
+            **({"continue_final_message": True} if continue_final_message else {}),
             **(template_kwargs or {}),
         )
     except Exception as exc:  # jinja raises on conversations the template refuses

@@ -1,7 +1,9 @@
 """OpenAI request and response bodies, with the ranges OpenAI (and vLLM) enforce.
 
-Fields we accept but do not implement are rejected with a 400 naming them when they would
-change the output (penalties, logit_bias, tools), and ignored when they would not (`user`).
+Unknown fields are kept (extra="allow") so api/sampling.py can refuse them with a 400 naming
+them: a vLLM extra we do not implement must not be silently ignored. Known fields we do not
+implement (logit_bias, tools ...) are refused there too; `user` is ignored (it cannot change
+the output).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class StreamOptions(BaseModel):
 class SamplingRequest(BaseModel):
     """The sampling fields completions and chat share, plus vLLM's extras."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
     model: str | None = None  # None: the first served name
     max_tokens: int | None = Field(default=None, ge=1)
@@ -43,6 +45,13 @@ class SamplingRequest(BaseModel):
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     logit_bias: dict[str, float] | None = None
     user: str | None = None
+    # vLLM's extras
+    repetition_penalty: float = Field(default=1.0, gt=0.0)
+    min_p: float = Field(default=0.0, ge=0.0, le=1.0)
+    min_tokens: int = Field(default=0, ge=0)
+    include_stop_str_in_output: bool = False
+    skip_special_tokens: bool = True
+    prompt_logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
 
     @model_validator(mode="after")
     def _check_shared(self) -> SamplingRequest:
@@ -50,6 +59,8 @@ class SamplingRequest(BaseModel):
             raise ValueError(f"stop: at most {MAX_STOP_STRINGS} stop strings")
         if self.stream_options is not None and not self.stream:
             raise ValueError("stream_options: only allowed when stream is true")
+        if self.prompt_logprobs is not None and self.stream:
+            raise ValueError("prompt_logprobs: not available when stream is true (as in vLLM)")
         return self
 
     def stop_strings(self) -> list[str]:
@@ -101,12 +112,18 @@ class ChatCompletionRequest(SamplingRequest):
     tools: list[dict[str, Any]] | None = None
     response_format: dict[str, Any] | None = None
     add_generation_prompt: bool = True  # extra, as in vLLM
+    continue_final_message: bool = False  # extra, as in vLLM: extend the last message
     chat_template_kwargs: dict[str, Any] | None = None  # extra, as in vLLM
 
     @model_validator(mode="after")
     def _check_chat(self) -> ChatCompletionRequest:
         if self.top_logprobs is not None and not self.logprobs:
             raise ValueError("top_logprobs: requires logprobs to be true")
+        if self.continue_final_message and self.add_generation_prompt:
+            raise ValueError(
+                "continue_final_message: cannot be combined with add_generation_prompt "
+                "(set add_generation_prompt to false)"
+            )
         return self
 
     def output_limit(self) -> int | None:
@@ -134,11 +151,28 @@ class CompletionLogprobs(BaseModel):
     text_offset: list[int] = []
 
 
+class PromptLogprob(BaseModel):
+    """vLLM's shape: per prompt position, token id (as a string key) -> this."""
+
+    logprob: float
+    rank: int | None = None
+    decoded_token: str
+
+
+PromptLogprobs = list[dict[str, PromptLogprob] | None]
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
 class CompletionChoice(BaseModel):
     index: int
     text: str
     logprobs: CompletionLogprobs | None = None
     finish_reason: str | None = None
+    # vLLM's extra; absent unless asked for, so OpenAI's shape is unchanged
+    prompt_logprobs: PromptLogprobs | None = Field(default=None, exclude_if=_is_none)
 
 
 class CompletionResponse(BaseModel):
@@ -183,6 +217,8 @@ class ChatCompletionResponse(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: Usage | None = None
+    # vLLM's extra (a chat request has one prompt); absent unless asked for
+    prompt_logprobs: PromptLogprobs | None = Field(default=None, exclude_if=_is_none)
 
 
 class DeltaMessage(BaseModel):

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from llm_server.api.errors import invalid_param
+from llm_server.api.generation import TextOptions
 from llm_server.api.protocol import ChatCompletionRequest, CompletionRequest, SamplingRequest
 from llm_server.engine.request import SamplingParams
 
 
 def reject_unsupported(request: SamplingRequest) -> None:
     """A 400 naming the field beats silently returning output the client did not ask for."""
-    unsupported: dict[str, bool] = {
-        "presence_penalty": request.presence_penalty != 0.0,
-        "frequency_penalty": request.frequency_penalty != 0.0,
-        "logit_bias": bool(request.logit_bias),
-    }
+    for name in request.model_extra or {}:  # vLLM extras we lack (use_beam_search ...), typos
+        raise invalid_param(name, f"{name}: not supported by this server")
+    unsupported: dict[str, bool] = {"logit_bias": bool(request.logit_bias)}
     if isinstance(request, CompletionRequest):
         unsupported["best_of"] = request.best_of is not None and request.best_of != request.n
         unsupported["suffix"] = bool(request.suffix)
-        unsupported["echo"] = request.echo and request.logprobs is not None
     if isinstance(request, ChatCompletionRequest):
         unsupported["tools"] = bool(request.tools)
         response_type = (request.response_format or {}).get("type", "text")
@@ -28,9 +26,17 @@ def reject_unsupported(request: SamplingRequest) -> None:
 
 
 def sampling_params(
-    request: SamplingRequest, max_tokens: int, logprobs: int | None, choice: int
+    request: SamplingRequest,
+    max_tokens: int,
+    logprobs: int | None,
+    choice: int,
+    prompt_logprobs: int | None = None,
 ) -> SamplingParams:
     """Choice `choice` of n gets seed + choice, so n > 1 with a seed is reproducible and varied."""
+    if request.min_tokens > max_tokens:
+        raise invalid_param(
+            "min_tokens", f"min_tokens: {request.min_tokens} is more than max_tokens {max_tokens}"
+        )
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=request.temperature,
@@ -40,4 +46,18 @@ def sampling_params(
         stop_token_ids=tuple(request.stop_token_ids or ()),
         ignore_eos=request.ignore_eos,
         logprobs=logprobs,
+        prompt_logprobs=prompt_logprobs,
+        repetition_penalty=request.repetition_penalty,
+        frequency_penalty=request.frequency_penalty,
+        presence_penalty=request.presence_penalty,
+        min_p=request.min_p,
+        min_tokens=request.min_tokens,
+    )
+
+
+def text_options(request: SamplingRequest) -> TextOptions:
+    return TextOptions(
+        stop_strings=request.stop_strings(),
+        include_stop_str_in_output=request.include_stop_str_in_output,
+        skip_special_tokens=request.skip_special_tokens,
     )

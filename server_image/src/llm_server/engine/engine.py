@@ -118,6 +118,9 @@ class LLMEngine:
         seed = params.seed if params.seed is not None else self._seed_source.getrandbits(63)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         seq = Sequence(request_id, list(prompt_token_ids), params, generator)
+        if params.min_tokens:
+            eos = () if params.ignore_eos else tuple(sorted(self.eos_token_ids))
+            seq.banned_before_min_tokens = tuple(dict.fromkeys(params.stop_token_ids + eos))
         self.scheduler.add(seq)
         self._sequences[request_id] = seq
 
@@ -152,6 +155,7 @@ class LLMEngine:
         for chunk in batch.chunks:
             seq = chunk.seq
             seq.num_computed_tokens += chunk.num_tokens
+            seq.prompt_logprobs.extend(output.prompt_logprobs.get(seq.request_id, ()))
             sampled = output.sampled.get(seq.request_id)
             if sampled is not None:
                 events.append(self._append_token(seq, sampled))
@@ -170,6 +174,9 @@ class LLMEngine:
         queue_time = None
         if first and seq.first_scheduled_time is not None:
             queue_time = seq.first_scheduled_time - seq.arrival_time
+        prompt_logprobs = None
+        if first and seq.params.prompt_logprobs is not None:
+            prompt_logprobs = tuple(seq.prompt_logprobs)
         return TokenEvent(
             request_id=seq.request_id,
             token_id=sampled.token_id,
@@ -179,6 +186,7 @@ class LLMEngine:
             num_prompt_tokens=seq.num_prompt_tokens,
             num_cached_prompt_tokens=seq.num_cached_prompt_tokens,
             queue_time_s=queue_time,
+            prompt_logprobs=prompt_logprobs,
         )
 
     def _finish_reason(self, seq: Sequence, token_id: int) -> FinishReason | None:

@@ -71,7 +71,7 @@ def build_inputs(
     sample_rows: list[int] = []
     sampling_chunks: list[ScheduledChunk] = []
     inputs = ModelInputs(tokens, positions, slots, num_decode_tokens=len(batch.decodes))
-    decodes = sorted(batch.decodes, key=lambda c: c.start)
+    decodes = sorted_decodes(batch)
     for chunk in decodes:
         seq, pos = chunk.seq, chunk.start
         tokens.extend(seq.token_ids(pos, pos + 1))
@@ -101,6 +101,20 @@ def build_inputs(
             sample_rows.append(len(tokens) - 1)
             sampling_chunks.append(chunk)
     return inputs, sample_rows, sampling_chunks
+
+
+def sorted_decodes(batch: SchedulerOutput) -> list[ScheduledChunk]:
+    """The order of the step's decode rows (shortest context first)."""
+    return sorted(batch.decodes, key=lambda c: c.start)
+
+
+def chunk_rows(batch: SchedulerOutput) -> list[tuple[ScheduledChunk, int]]:
+    """Each chunk with the row of its first token in the step's flat inputs."""
+    rows, row = [], 0
+    for chunk in sorted_decodes(batch) + batch.prefills:
+        rows.append((chunk, row))
+        row += chunk.num_tokens
+    return rows
 
 
 def decode_groups(sorted_lens: list[int], block_size: int) -> list[tuple[int, int]]:

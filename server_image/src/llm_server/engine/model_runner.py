@@ -9,12 +9,14 @@ and sampling stay on rank 0.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from llm_server.engine.model_inputs import ModelInputs, PrefillInputs, build_inputs
+from llm_server.engine.model_inputs import ModelInputs, PrefillInputs, build_inputs, chunk_rows
+from llm_server.engine.request import TokenLogprobs
 from llm_server.engine.scheduler import SchedulerOutput
+from llm_server.layers.prompt_logprobs import prompt_logprobs
 from llm_server.layers.sampler import SampledToken, sample
 from llm_server.models.llama import LlamaForCausalLM
 
@@ -22,6 +24,8 @@ from llm_server.models.llama import LlamaForCausalLM
 @dataclass(frozen=True)
 class RunnerOutput:
     sampled: dict[str, SampledToken]  # request_id -> the token sampled this step
+    # request_id -> logprobs of the prompt tokens that follow those the sequence already has
+    prompt_logprobs: dict[str, list[TokenLogprobs]] = field(default_factory=dict)
 
 
 def kv_block_bytes(model: LlamaForCausalLM, block_size: int, dtype: torch.dtype) -> int:
@@ -58,12 +62,36 @@ class ModelRunner:
         inputs, sample_rows, sampling_chunks = build_inputs(batch, self.block_size)
         with torch.inference_mode():
             hidden = self.forward(inputs)
+            scored = self._prompt_logprobs(batch, hidden)
             if not sample_rows:
-                return RunnerOutput(sampled={})
+                return RunnerOutput(sampled={}, prompt_logprobs=scored)
             logits = self.model.compute_logits(hidden[self._tensor(sample_rows)])
             seqs = [c.seq for c in sampling_chunks]
-            results = sample(logits, [s.params for s in seqs], [s.generator for s in seqs])
-        return RunnerOutput({s.request_id: r for s, r in zip(seqs, results, strict=True)})
+            results = sample(
+                logits, [s.params for s in seqs], [s.generator for s in seqs], list(seqs)
+            )
+        sampled = {s.request_id: r for s, r in zip(seqs, results, strict=True)}
+        return RunnerOutput(sampled, scored)
+
+    def _prompt_logprobs(
+        self, batch: SchedulerOutput, hidden: torch.Tensor
+    ) -> dict[str, list[TokenLogprobs]]:
+        """Score the prompt tokens this step's chunks predict that were not scored before."""
+        scored: dict[str, list[TokenLogprobs]] = {}
+        for chunk, row in chunk_rows(batch):
+            seq = chunk.seq
+            if not seq.needs_prompt_logprobs:
+                continue
+            # Position p scores token p + 1; earlier ones were scored before a preemption.
+            first = max(chunk.start, len(seq.prompt_logprobs) - 1)
+            end = min(chunk.start + chunk.num_tokens, seq.num_prompt_tokens - 1)
+            if first >= end:
+                continue
+            rows = hidden[row + first - chunk.start : row + end - chunk.start]
+            targets = seq.prompt_token_ids[first + 1 : end + 1]
+            k = seq.params.prompt_logprobs or 0
+            scored[seq.request_id] = prompt_logprobs(rows, self.model.compute_logits, targets, k)
+        return scored
 
     def forward(self, inputs: ModelInputs) -> torch.Tensor:
         """Hidden states of the step's tokens (writing their K/V to the cache)."""

@@ -136,8 +136,8 @@ class Scheduler:
 
     def _cached_prefix(self, seq: Sequence) -> list[int]:
         """Cached blocks for the sequence's leading full blocks, leaving its last token out."""
-        if not self.blocks.enable_prefix_caching:
-            return []
+        if not self.blocks.enable_prefix_caching or seq.needs_prompt_logprobs:
+            return []  # prompt logprobs need the logits of every prompt position
         max_blocks = (seq.num_tokens - 1) // self.blocks.block_size
         return self.blocks.find_cached(seq.block_hashes(max_blocks, self.blocks.block_size))
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from llm_server.engine.kv_cache import ROOT_HASH, BlockHash, block_hash
-from llm_server.engine.request import FinishReason, SamplingParams
+from llm_server.engine.request import FinishReason, SamplingParams, TokenLogprobs
 
 
 class SequenceStatus(enum.Enum):
@@ -35,6 +35,9 @@ class Sequence:
     num_cached_prompt_tokens: int = 0  # prompt tokens found in the prefix cache when admitted
     num_registered_blocks: int = 0  # leading blocks of block_table offered to the prefix cache
     _block_hashes: list[BlockHash] = field(default_factory=list)  # of full blocks, chained
+    banned_before_min_tokens: tuple[int, ...] = ()  # stop tokens min_tokens holds back
+    # Filled as prefill chunks run (first token: None); kept across preemption.
+    prompt_logprobs: list[TokenLogprobs | None] = field(default_factory=lambda: [None])
 
     @property
     def num_prompt_tokens(self) -> int:
@@ -65,6 +68,12 @@ class Sequence:
             start = index * block_size
             hashes.append(block_hash(parent, self.token_ids(start, start + block_size)))
         return hashes[:num_blocks]
+
+    @property
+    def needs_prompt_logprobs(self) -> bool:
+        """Asked for and not complete: its prompt must be computed, not taken from the cache."""
+        wanted = self.params.prompt_logprobs is not None
+        return wanted and len(self.prompt_logprobs) < len(self.prompt_token_ids)
 
     @property
     def is_finished(self) -> bool:

@@ -1,8 +1,11 @@
-"""Token sampling: greedy, temperature, top-k, top-p, per-request seeded generators, logprobs.
+"""Token sampling: greedy, temperature, min-p, top-k, top-p, penalties, min_tokens,
+per-request seeded generators, logprobs.
 
 Each request owns a torch.Generator, so a seeded request draws the same random numbers whatever
 else shares its batch (and across preemption): sampling is reproducible per request.
-Logprobs are those of the model's raw distribution (before temperature / top-k / top-p).
+The order is vLLM's: min_tokens and penalties on the raw logits (greedy takes the argmax of
+those), then temperature, min_p, top_k, top_p. Logprobs are those of the model's raw
+distribution (before any of it), as vLLM reports by default.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from llm_server.engine.request import SamplingParams
+from llm_server.layers.penalties import TokenHistory, apply_min_tokens, apply_penalties
 
 
 @dataclass(frozen=True)
@@ -25,14 +29,22 @@ def sample(
     logits: torch.Tensor,
     params: list[SamplingParams],
     generators: list[torch.Generator],
+    histories: list[TokenHistory] | None = None,
 ) -> list[SampledToken]:
-    """logits: [batch, vocab] for the last position of each sampled sequence."""
+    """logits: [batch, vocab] for the last position of each sampled sequence; histories (the
+    sequences' tokens) are needed only when some row has penalties or min_tokens."""
     logits = logits.float()
-    token_ids = logits.argmax(dim=-1)
+    processed = logits
+    if any(p.has_penalties or p.min_tokens for p in params):
+        if histories is None:
+            raise ValueError("penalties and min_tokens need the sequences' token histories")
+        processed = apply_penalties(apply_min_tokens(logits.clone(), params, histories),
+                                    params, histories)  # fmt: skip
+    token_ids = processed.argmax(dim=-1)
     random_rows = [i for i, p in enumerate(params) if p.temperature > 0]
     if random_rows:
         rows = torch.tensor(random_rows, device=logits.device)
-        probs = _filtered_probs(logits[rows], [params[i] for i in random_rows])
+        probs = _filtered_probs(processed[rows], [params[i] for i in random_rows])
         for j, i in enumerate(random_rows):
             drawn = torch.multinomial(probs[j], 1, generator=generators[i])
             token_ids[i] = drawn[0]
@@ -61,6 +73,12 @@ def _filtered_probs(logits: torch.Tensor, params: list[SamplingParams]) -> torch
     device = logits.device
     temperatures = torch.tensor([p.temperature for p in params], device=device)
     logits = logits / temperatures[:, None]
+    min_ps = torch.tensor([p.min_p for p in params], device=device)
+    if bool((min_ps > 0).any()):
+        # min_p keeps tokens at least min_p x as likely as the most likely one (after temperature).
+        probs = logits.softmax(dim=-1)
+        threshold = probs.max(dim=-1, keepdim=True).values * min_ps[:, None]
+        logits = logits.masked_fill(probs < threshold, float("-inf"))
     vocab = logits.shape[-1]
     top_ks = torch.tensor(
         [p.top_k if 0 < p.top_k < vocab else vocab for p in params], device=device
