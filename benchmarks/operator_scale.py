@@ -27,10 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -47,6 +44,15 @@ from kube_client import Kube  # noqa: E402
 
 import bench_common  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 import operator_scale_report as report  # noqa: E402
+from operator_scale_probes import (  # noqa: E402
+    Watcher,
+    cpu_seconds,
+    fetch,
+    parallel,
+    peak_rss_mb,
+    until,
+    until_rolled_out,
+)
 
 OUT = ROOT / "docs" / "benchmarks"
 NAMESPACE = "bench"
@@ -77,94 +83,6 @@ def manifest(index: int) -> dict[str, Any]:
 
 
 # --- measuring processes ----------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return str(response.read().decode())
-
-
-class Watcher(threading.Thread):
-    """Watches the LLMDeployments: when each first had a status, a ready replica, and a
-    status of generation 2."""
-
-    def __init__(self, kube: Kube) -> None:
-        super().__init__(name="llmd-watch", daemon=True)
-        self.kube, self.stop = kube, threading.Event()
-        self.status: dict[str, float] = {}
-        self.ready: dict[str, float] = {}
-        self.changed: dict[str, float] = {}
-
-    def run(self) -> None:
-        version_ = ""
-        while not self.stop.is_set():
-            try:
-                if not version_:
-                    listing = self.kube.request("GET", LLMD_PATH)
-                    for item in listing.get("items") or []:
-                        self._see(item)
-                    version_ = listing["metadata"]["resourceVersion"]
-                for event in self.kube.watch(LLMD_PATH, version_, timeout_s=30):
-                    if event["type"] == "ERROR":
-                        version_ = ""
-                        break
-                    version_ = event["object"]["metadata"]["resourceVersion"]
-                    if event["type"] != "BOOKMARK":
-                        self._see(event["object"])
-            except Exception as exc:  # a benchmark: log, re-list, go on
-                print(f"watch: {exc}", file=sys.stderr)
-                version_ = ""
-                time.sleep(0.5)
-
-    def _see(self, obj: dict[str, Any]) -> None:
-        name, status, now = obj["metadata"]["name"], obj.get("status") or {}, time.monotonic()
-        if status:
-            self.status.setdefault(name, now)
-        if (status.get("readyReplicas") or 0) >= 1:
-            self.ready.setdefault(name, now)
-        if (status.get("observedGeneration") or 0) >= 2:
-            self.changed.setdefault(name, now)
-
-
-def until(table: dict[str, float], count: int, since: float, limit: float) -> float | None:
-    while len(table) < count:
-        if time.monotonic() - since > limit:
-            return None
-        time.sleep(0.2)
-    return round(max(table.values()) - since, 2)
-
-
-def until_rolled_out(kube: Kube, count: int, since: float, limit: float) -> float | None:
-    """Until every Deployment runs its new pods only (so the steady phase is steady)."""
-
-    def done(d: dict[str, Any]) -> bool:
-        spec, status = d["spec"], d.get("status") or {}
-        wanted = spec.get("replicas", 1)
-        return bool(
-            status.get("observedGeneration", 0) >= d["metadata"]["generation"]
-            and status.get("updatedReplicas", 0) == wanted
-            and status.get("readyReplicas", 0) == wanted
-            and status.get("replicas", 0) == wanted
-        )
-
-    while time.monotonic() - since <= limit:
-        items = kube.list("apps/v1", "Deployment", NAMESPACE)
-        if len(items) >= count and all(done(d) for d in items):
-            return round(time.monotonic() - since, 2)
-        time.sleep(2)
-    return None
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -234,21 +152,6 @@ def start_profiler(args: argparse.Namespace, pid: int) -> subprocess.Popen[bytes
     return subprocess.Popen([*argv, "--output", str(args.profile)], stdout=subprocess.DEVNULL)
 
 
-def parallel(work: list[Any], fn: Any, clients: list[Kube]) -> None:
-    local = threading.local()
-    pool = iter(clients)
-    lock = threading.Lock()
-
-    def call(item: Any) -> None:
-        if not hasattr(local, "kube"):
-            with lock:
-                local.kube = next(pool)
-        fn(local.kube, item)
-
-    with ThreadPoolExecutor(len(clients)) as executor:
-        list(executor.map(call, work))
-
-
 def drive(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     plane = ControlPlane(workdir / "control-plane").start()
     operator = None
@@ -274,7 +177,7 @@ def drive(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             port = free_port()
             operator = start_operator(plane, workdir, port)
             wait_operator_watching(kube, port, operator)
-            watcher = Watcher(admin())
+            watcher = Watcher(admin(), LLMD_PATH)
             watcher.start()
             run = Run(plane, operator, port)
             return phases(args, run, kube, clients, watcher)
@@ -367,7 +270,7 @@ def change_phase(
     changed = until(watcher.changed, n, started, limit)
     run.mark("changed", kube)
     # Bounded: 1,000 rollouts go at the controller-manager's default 20 requests/s.
-    return changed, until_rolled_out(kube, n, started, min(limit, ROLLOUT_WAIT_SECONDS))
+    return changed, until_rolled_out(kube, NAMESPACE, n, started, min(limit, ROLLOUT_WAIT_SECONDS))
 
 
 def summarize(args: argparse.Namespace, r: dict[str, Any], decide: list[float]) -> dict[str, Any]:
