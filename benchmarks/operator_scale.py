@@ -14,6 +14,7 @@ Goals (issue 16): every LLMDeployment has a status < 60 s after the last create;
 p99 < 1 s (the operator's histogram, create phase); operator RSS < 300 MB.
 
     .venv/bin/python benchmarks/operator_scale.py [--count 1000] [--quick] [--gpu-nodes N]
+        [--skip-change] [--profile FOLDED] [--out DIR]
 """
 
 from __future__ import annotations
@@ -147,8 +148,7 @@ def start_profiler(args: argparse.Namespace, pid: int) -> subprocess.Popen[bytes
     """py-spy on the operator through the create phase (folded stacks, for --profile)."""
     if args.profile is None:
         return None
-    py_spy = shutil.which("py-spy") or "/tmp/pyspy/bin/py-spy"
-    argv = [py_spy, "record", "--pid", str(pid), "--rate", "50", "--format", "raw"]
+    argv = [args.py_spy, "record", "--pid", str(pid), "--rate", "50", "--format", "raw"]
     return subprocess.Popen([*argv, "--output", str(args.profile)], stdout=subprocess.DEVNULL)
 
 
@@ -410,6 +410,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.count = 50
+    args.py_spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
+    if args.profile is not None and args.py_spy is None:
+        parser.error("--profile needs py-spy (pip install py-spy) on PATH or in $PY_SPY")
     if args.gpu_nodes is None:
         args.gpu_nodes = math.ceil(2 * args.count / GPUS_PER_NODE)
     load_before = os.getloadavg()

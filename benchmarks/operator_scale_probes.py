@@ -10,9 +10,10 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kube_client import Kube  # tests/support, put on sys.path by operator_scale.py
+if TYPE_CHECKING:  # tests/support, on sys.path when operator_scale.py runs
+    from kube_client import Kube
 
 
 def cpu_seconds(pid: int) -> float:
