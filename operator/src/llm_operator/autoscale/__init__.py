@@ -2,7 +2,7 @@
 
 Scraping the pods and acting on the decision live elsewhere (the operator); this package
 imports no kopf, kubernetes, torch or prometheus_client, so the policy can be table-tested and
-replayed against request traces (benchmarks/autoscale_replay.py) exactly as the operator runs it.
+replayed against request traces (benchmarks/autoscale_replay/) exactly as the operator runs it.
 """
 
 from llm_operator.autoscale.policy import (
