@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from llm_operator.api.spec import LLMDeploymentSpec
 from llm_operator.autoscale import PolicyConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
@@ -156,8 +157,18 @@ def test_the_defaults_are_what_writing_nothing_gets() -> None:
     configs = replay.sweep(quick=False, interval=10.0, prefill_rate=5500.0)
     ours = [f() for name, _, _, f in configs if name == "ours-default"]
     assert len(ours) == len(replay.FLOORS)
-    spec = PolicyConfig(min_replicas=ours[0].config.min_replicas, max_replicas=replay.MAX_REPLICAS)
-    assert ours[0].config == spec
+    # what the operator builds from a spec that sets nothing under autoscaling
+    spec = LLMDeploymentSpec.model_validate(
+        {
+            "model": {"uri": "hf://org/model", "parameterCount": "8B"},
+            "accelerator": {"type": "L40S"},
+        }
+    )
+    written_nothing = PolicyConfig.from_spec(spec)
+    for policy in ours:
+        floor = policy.config.min_replicas
+        bounds = {"min_replicas": floor, "max_replicas": replay.MAX_REPLICAS}
+        assert policy.config == replace(written_nothing, **bounds)
     kubeai = [k for name, k, *_ in configs if name == "kubeai-default"]
     assert {(k["target_in_flight"], k["down_delay_s"]) for k in kubeai} == {(100.0, 30.0)}
     hpa = [k for name, k, *_ in configs if name == "hpa-default"]
