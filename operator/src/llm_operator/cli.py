@@ -94,7 +94,12 @@ def _validate_on_server(paths: list[str]) -> int:
     one line when no cluster answers)."""
     from llm_operator.k8s import ClusterUnreachable, dry_run_create  # only here: a cluster
 
-    docs = [(name, doc) for path in paths for name, doc in _documents(path)]
+    docs: list[tuple[str, Any]] = []
+    for path in paths:
+        try:
+            docs += _documents(path)
+        except (OSError, yaml.YAMLError):
+            continue  # reported by the local checks already
     try:
         answers = dry_run_create([as_served(doc) for _, doc in docs])
     except ClusterUnreachable as exc:
