@@ -152,3 +152,21 @@ def test_a_pre_quantized_directory_decides_or_must_match() -> None:
     for method, group in (("int8", None), ("int4", 128)):
         with pytest.raises(ValueError, match="pre-quantized int4-g64"):
             resolve_quantization(method, group, stored)
+
+
+def test_int4_on_cpu_says_once_that_it_saves_memory_not_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from llm_server.quantization import matmul
+
+    matmul._warn_slow_on_cpu.cache_clear()
+    x = torch.randn(2, 64)
+    for scheme in (QuantScheme("int8"), QuantScheme("int4"), QuantScheme("int4")):
+        q = quantize(_weight(8, 64), scheme)
+        torch.testing.assert_close(
+            matmul.quantized_matmul(x, q, scheme), x @ dequantize(q, scheme, torch.float32).T
+        )
+    warnings = [
+        r.getMessage() for r in caplog.records if "saves memory, not time" in r.getMessage()
+    ]
+    assert warnings == [warnings[0]] and warnings[0].startswith("int4-g32 on CPU")
