@@ -199,7 +199,7 @@ def _scaled_object(
         "scaledobject",
         metadata=metadata,
         target=name,
-        min_replicas=min(spec.replicas.min, capped),
+        min_replicas=replica_target(spec, per_replica),  # the floor, within the budget
         max_replicas=capped,
         polling_seconds=settings.keda_polling_seconds,
         scale_up_seconds=min(autoscaling.scale_up_stabilization_seconds, HPA_MAX_WINDOW_SECONDS),
