@@ -185,6 +185,27 @@ class LocalCluster:
         }
         return str(self.kube.request("POST", path, request)["status"]["token"])
 
+    def wait_rbac_in_force(self, account: str) -> None:
+        """RBAC reaches the authorizer through an informer: a binding just applied may not
+        be in force yet, and the operator's first request would be a 403."""
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": f"system:serviceaccount:{self.operator_namespace}:{account}",
+                "groups": ["system:serviceaccounts",
+                           f"system:serviceaccounts:{self.operator_namespace}"],
+                "resourceAttributes": {"group": "inference.llmops.dev",
+                                       "resource": "llmdeployments", "verb": "watch"},
+            },
+        }  # fmt: skip
+        path = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+        wait_until(
+            lambda: self.kube.request("POST", path, review)["status"].get("allowed"),
+            120,
+            "the chart's RBAC in force",
+        )
+
     def start_operator(self, deployment: dict[str, Any]) -> None:
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
@@ -194,7 +215,9 @@ class LocalCluster:
         data = self.kube.get("v1", "ConfigMap", catalog_map, self.operator_namespace) or {}
         catalog = self.workdir / "catalog.yaml"
         catalog.write_text(data["data"]["catalog.yaml"])
-        token = self.service_account_token(pod["serviceAccountName"])
+        account = pod["serviceAccountName"]
+        self.wait_rbac_in_force(account)
+        token = self.service_account_token(account)
         env = {
             **os.environ,
             "KUBECONFIG": str(self.plane.token_kubeconfig(token, "llm-operator")),

@@ -140,6 +140,24 @@ def as_chart_service_account(
             kube.apply(obj)
     (account,) = [o for o in objects if o["kind"] == "ServiceAccount"]
     name = account["metadata"]["name"]
+    # RBAC reaches the authorizer through an informer: wait until the binding is in force
+    # (asked as the admin, so the audit log holds the operator's requests only).
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": f"system:serviceaccount:{namespace}:{name}",
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"],
+            "resourceAttributes": {"group": "inference.llmops.dev", "resource": "llmdeployments",
+                                   "verb": "watch", "namespace": namespace},
+        },
+    }  # fmt: skip
+    reviews = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+    wait_until(
+        lambda: kube.request("POST", reviews, review)["status"].get("allowed"),
+        120,
+        "the chart's RBAC in force",
+    )
     path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
     request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}
     token = kube.request("POST", path, request)["status"]["token"]
@@ -243,11 +261,11 @@ def test_namespaced_role_grants_exactly_what_the_operator_calls(
             # The scheduler finds no L4: the GPU fallback, then Ready on the A10G node.
             wait_until(lambda: llmd.condition("FallbackActive").get("status") == "True", 60,
                        "FallbackActive")  # fmt: skip
-            wait_until(lambda: llmd.status().get("phase") == "Ready", 60, "Ready")
+            wait_until(lambda: llmd.status().get("phase") == "Ready", 120, "Ready")
             spec = manifest(ns)["spec"]
             spec["model"]["maxContextLength"] = 2048
             llmd.patch_spec(spec)
-            wait_until(lambda: llmd.status().get("observedGeneration") == 2, 30, "generation 2")
+            wait_until(lambda: llmd.status().get("observedGeneration") == 2, 60, "generation 2")
             service = llmd.child("v1", "Service") or {}
             kube.delete("v1", "Service", "chat", ns)
             wait_until(
@@ -255,7 +273,7 @@ def test_namespaced_role_grants_exactly_what_the_operator_calls(
                     (llmd.child("v1", "Service") or service)["metadata"]["uid"]
                     != service["metadata"]["uid"]
                 ),
-                30,
+                60,
                 "the Service re-created",
             )
             for kind in CHILD_KINDS:
@@ -263,18 +281,18 @@ def test_namespaced_role_grants_exactly_what_the_operator_calls(
             for kind in CHILD_KINDS:
                 wait_until(
                     lambda k=kind: kube.get(k.api_version, k.kind, "chat-stale", ns) is None,
-                    30,
+                    60,
                     f"the stale {kind.kind} pruned",
                 )
             # KEDA mode: a ScaledObject; back to builtin: it is pruned.
             queue = Llmd(kube, ns, "queue")
             queue.create(manifest(ns, "queue", autoscaling={"mode": "keda"}))
-            wait_until(lambda: queue.child("keda.sh/v1alpha1", "ScaledObject"), 30, "SO")
+            wait_until(lambda: queue.child("keda.sh/v1alpha1", "ScaledObject"), 60, "SO")
             queue.patch_spec({"autoscaling": {"mode": "builtin"}})
-            wait_until(lambda: not queue.child("keda.sh/v1alpha1", "ScaledObject"), 30, "pruned")
+            wait_until(lambda: not queue.child("keda.sh/v1alpha1", "ScaledObject"), 60, "pruned")
             for gone in (llmd, queue):
                 gone.delete()
-                wait_until(lambda g=gone: g.get() is None, 30, "finalizer released")
+                wait_until(lambda g=gone: g.get() is None, 60, "finalizer released")
     calls = recorded(audited.log, ns)
     forbidden = {t for t, _, code in calls if code == 403}
     assert not forbidden, f"the chart's Role lacks: {sorted(forbidden)}"
@@ -299,10 +317,10 @@ def test_cluster_role_grants_the_cluster_wide_calls(
         llmd = Llmd(kube, work)
         with running_operator(config, peering=True):
             llmd.create(manifest(work))
-            wait_until(lambda: llmd.deployment(), 30, "the Deployment")
-            wait_until(lambda: llmd.status().get("phase") == "Ready", 60, "Ready")
+            wait_until(lambda: llmd.deployment(), 60, "the Deployment")
+            wait_until(lambda: llmd.status().get("phase") == "Ready", 120, "Ready")
             llmd.delete()
-            wait_until(lambda: llmd.get() is None, 30, "finalizer released")
+            wait_until(lambda: llmd.get() is None, 60, "finalizer released")
     calls = recorded(audited.log, CLUSTER)
     forbidden = {t for t, _, code in calls if code == 403}
     assert not forbidden, f"the chart's ClusterRole lacks: {sorted(forbidden)}"
@@ -333,7 +351,7 @@ def test_start_up_creates_the_peering_once_and_waits_for_the_crds(
     wait_until(
         lambda: kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition",
                          "llmdeployments.inference.llmops.dev") is None,
-        30,
+        60,
         "the CRD gone",
     )  # fmt: skip
     api = KubeApi.from_environment()

@@ -268,7 +268,7 @@ def test_every_dashboard_and_rule_query_returns_data(
     try:
         with running_operator(config):
             llmd.create(manifest)
-            service = wait_until(lambda: llmd.child("v1", "Service"), 30, "the Service")
+            service = wait_until(lambda: llmd.child("v1", "Service"), 60, "the Service")
             wait_until(lambda: llmd.status().get("phase") == "Ready", 240, "phase Ready")
             (pod,) = llmd.pods()
             address = runtime.addresses[pod["metadata"]["name"]]
@@ -291,8 +291,8 @@ def test_every_dashboard_and_rule_query_returns_data(
             with running_prometheus(jobs, tmp_path, [RULES_FILE]) as prometheus:
                 with Load(f"{address}/v1", served_name) as load:
                     # The queue makes the autoscaler scale up (the budget stops it at 2).
-                    wait_until(lambda: llmd.status().get("desiredReplicas") == 2, 60, "2")
-                    wait_until(lambda: len(llmd.pods()) == 2, 60, "pod b")
+                    wait_until(lambda: llmd.status().get("desiredReplicas") == 2, 120, "2")
+                    wait_until(lambda: len(llmd.pods()) == 2, 120, "pod b")
                     missing = wait_for_data(prometheus, namespace, DEADLINE_S)
                 assert not load.failures, load.failures[:3]
                 assert "varied" in load.served and "repeated" in load.served

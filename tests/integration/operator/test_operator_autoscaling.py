@@ -172,11 +172,11 @@ def test_scales_up_on_a_real_queue_within_budget_and_back_down(
 
             with Load(base_url, served_name) as load:
                 # The queue on the pod asks for ~WORKERS replicas; max is 4, budget pays for 2.
-                wait_until(lambda: llmd.status().get("desiredReplicas") == 2, 60, "desired 2")
-                wait_until(lambda: llmd.deployment()["spec"]["replicas"] == 2, 30, "2 written")
+                wait_until(lambda: llmd.status().get("desiredReplicas") == 2, 120, "desired 2")
+                wait_until(lambda: llmd.deployment()["spec"]["replicas"] == 2, 60, "2 written")
                 limited = wait_until(
                     lambda: budget_limited().get("status") == "True" and budget_limited(),
-                    30,
+                    60,
                     "BudgetLimited",
                 )
                 assert limited["reason"] == "BudgetExceeded"
@@ -184,7 +184,7 @@ def test_scales_up_on_a_real_queue_within_budget_and_back_down(
                 scaling = llmd.status()["lastScaling"]
                 assert (scaling["from"], scaling["to"]) == (1, 2)
                 assert "waiting" in scaling["reason"] and "budget" in scaling["reason"]
-                wait_until(lambda: ("Warning", "BudgetLimited") in llmd.events(), 30, "Event")
+                wait_until(lambda: ("Warning", "BudgetLimited") in llmd.events(), 60, "Event")
                 assert ("Normal", "ScaledUp") in llmd.events()
                 wait_until(
                     lambda: (
@@ -193,42 +193,42 @@ def test_scales_up_on_a_real_queue_within_budget_and_back_down(
                         )
                         == 1
                     ),
-                    30,
+                    60,
                     "the limited gauge",
                 )
                 # The Deployment controller made pod b; it loads (never Ready here) and bills.
                 wait_until(
-                    lambda: llmd.status()["cost"]["dollarsPerHour"] > L4_PER_HOUR, 30, "2 billed"
+                    lambda: llmd.status()["cost"]["dollarsPerHour"] > L4_PER_HOUR, 60, "2 billed"
                 )
                 starting = {**cost_labels, "state": "starting"}
                 wait_until(
                     lambda: sample("llmops_deployment_replicas", namespace, **starting) == 1,
-                    30,
+                    60,
                     "one starting replica",
                 )
                 wait_until(
                     lambda: sample(
                         "llmops_deployment_cost_per_million_tokens", namespace, **cost_labels
                     ),
-                    30,
+                    60,
                     "a $/1M tokens figure",
                 )
-                wait_until(lambda: len(load.done) >= 3, 60, "requests served")
+                wait_until(lambda: len(load.done) >= 3, 120, "requests served")
             assert not load.failures, load.failures[:3]
 
             # Load gone: after the 2 s scale-down window the count comes back to min.
-            wait_until(lambda: llmd.status().get("desiredReplicas") == 1, 60, "desired 1")
-            wait_until(lambda: llmd.deployment()["spec"]["replicas"] == 1, 30, "1 written")
+            wait_until(lambda: llmd.status().get("desiredReplicas") == 1, 120, "desired 1")
+            wait_until(lambda: llmd.deployment()["spec"]["replicas"] == 1, 60, "1 written")
             assert ("Normal", "ScaledDown") in llmd.events()
             scaling = llmd.status()["lastScaling"]
             assert (scaling["from"], scaling["to"]) == (2, 1)
-            wait_until(lambda: budget_limited().get("status") == "False", 30, "not limited")
+            wait_until(lambda: budget_limited().get("status") == "False", 60, "not limited")
             # The ReplicaSet controller removed the pod that never got Ready; pod a serves on.
-            wait_until(lambda: len(llmd.pods()) == 1, 60, "one pod left")
+            wait_until(lambda: len(llmd.pods()) == 1, 120, "one pod left")
             assert llmd.pods()[0]["metadata"]["uid"] == pod["metadata"]["uid"]
             wait_until(
                 lambda: llmd.status()["cost"]["dollarsPerHour"] == pytest.approx(L4_PER_HOUR),
-                30,
+                60,
                 "one replica billed",
             )
             cost = llmd.status()["cost"]
@@ -240,7 +240,7 @@ def test_scales_up_on_a_real_queue_within_budget_and_back_down(
             desired = {**cost_labels, "state": "desired"}
             wait_until(
                 lambda: sample("llmops_deployment_replicas", namespace, **desired) == 1,
-                30,
+                60,
                 "desired series",
             )
             budget = sample("llmops_deployment_budget_dollars_per_hour", namespace, **cost_labels)
@@ -254,13 +254,13 @@ def test_scales_up_on_a_real_queue_within_budget_and_back_down(
             )
 
             llmd.delete()
-            wait_until(lambda: llmd.get() is None, 30, "deleted")
+            wait_until(lambda: llmd.get() is None, 60, "deleted")
             wait_until(
                 lambda: (
                     sample("llmops_deployment_cost_dollars_per_hour", namespace, **cost_labels)
                     is None
                 ),
-                30,
+                60,
                 "cost series removed",
             )
     finally:
@@ -278,8 +278,8 @@ def test_keda_mode_renders_a_scaled_object_and_leaves_replicas_alone(
     llmd = Llmd(kube, namespace, NAME)
     with running_operator(operator_config(namespace, scrape_interval_seconds=0.25)):
         uid = llmd.create(body)["metadata"]["uid"]
-        scaled = wait_until(lambda: llmd.child("keda.sh/v1alpha1", "ScaledObject"), 30, "SO")
-        deployment = wait_until(lambda: llmd.child("apps/v1", "Deployment"), 30, "Deployment")
+        scaled = wait_until(lambda: llmd.child("keda.sh/v1alpha1", "ScaledObject"), 60, "SO")
+        deployment = wait_until(lambda: llmd.child("apps/v1", "Deployment"), 60, "Deployment")
         # KEDA's HPA owns spec.replicas: the operator applies none (the server defaulted 1).
         owned = json.dumps([f for f in deployment["metadata"]["managedFields"]
                             if f["manager"] == "llm-operator"])  # fmt: skip
@@ -300,7 +300,7 @@ def test_keda_mode_renders_a_scaled_object_and_leaves_replicas_alone(
                 llmd.condition("BudgetLimited").get("status") == "True"
                 and llmd.condition("BudgetLimited")
             ),
-            30,
+            60,
             "BudgetLimited",
         )
         assert "maxReplicaCount is lowered to 2" in limited["message"]
@@ -308,7 +308,7 @@ def test_keda_mode_renders_a_scaled_object_and_leaves_replicas_alone(
 
         # The HPA scales the Deployment; the operator reports it and writes nothing back.
         scaled_up = kube.patch("apps/v1", "Deployment", NAME, {"spec": {"replicas": 2}}, namespace)
-        wait_until(lambda: llmd.status().get("desiredReplicas") == 2, 30, "desired 2 reported")
+        wait_until(lambda: llmd.status().get("desiredReplicas") == 2, 60, "desired 2 reported")
         time.sleep(1.0)  # two resync periods and four autoscaler ticks
         now = llmd.deployment()
         assert now["spec"]["replicas"] == 2

@@ -37,7 +37,7 @@ def test_no_l4_node_falls_back_to_the_a10g_node(
         assert status["fallback"]["nextPrimaryProbe"]
         labels = pod_labels(llmd)
         assert (labels[OPTION_LABEL], labels[ACCELERATOR_LABEL]) == ("fallback-0", "A10G")
-        wait_until(lambda: llmd.status().get("phase") == "Ready", 60, "Ready on the fallback")
+        wait_until(lambda: llmd.status().get("phase") == "Ready", 120, "Ready on the fallback")
         assert {p["spec"]["nodeName"] for p in llmd.pods()} == {a10g}
         warnings = [e for e in llmd.events() if e[0] == "Warning"]
         assert warnings == [("Warning", "FallbackActivated")]
@@ -58,7 +58,7 @@ def test_unservable_spec_fails_once_without_a_retry_storm(
     )
     with running_operator(operator_config(namespace)) as memo:
         llmd.create(huge)
-        wait_until(lambda: llmd.status().get("phase") == "Failed", 30, "phase Failed")
+        wait_until(lambda: llmd.status().get("phase") == "Failed", 60, "phase Failed")
         degraded = llmd.condition("Degraded")
         assert (degraded["status"], degraded["reason"]) == ("True", "InsufficientGPUMemory")
         assert "nothing fits" in degraded["message"]
@@ -78,7 +78,7 @@ def test_restart_keeps_status_and_makes_nothing_twice(
     llmd = Llmd(kube, namespace)
     with running_operator(operator_config(namespace)):
         llmd.create(manifest(namespace))
-        wait_until(lambda: llmd.status().get("phase") == "Ready", 60, "Ready on the fallback")
+        wait_until(lambda: llmd.status().get("phase") == "Ready", 120, "Ready on the fallback")
         before = llmd.status()
         children = {c["kind"]: c["metadata"]["uid"] for c in llmd.children() if c}
         pods = {p["metadata"]["uid"] for p in llmd.pods()}

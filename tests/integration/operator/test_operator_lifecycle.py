@@ -28,8 +28,8 @@ def test_create_applies_children_with_owner_references(
     patient = FallbackSettings(unschedulable_seconds=3600)
     with running_operator(operator_config(namespace, fallback=patient)):
         uid = llmd.create(manifest(namespace))["metadata"]["uid"]
-        wait_until(lambda: llmd.condition("Progressing"), 30, "a Progressing condition")
-        children = wait_until(lambda: all(llmd.children()) and llmd.children(), 30, "children")
+        wait_until(lambda: llmd.condition("Progressing"), 60, "a Progressing condition")
+        children = wait_until(lambda: all(llmd.children()) and llmd.children(), 60, "children")
         for child in children:
             owners = child["metadata"]["ownerReferences"]
             assert [(o["kind"], o["uid"], o["controller"]) for o in owners] == [
@@ -56,14 +56,14 @@ def test_pods_ready_on_a_gpu_node_make_it_ready(
     llmd = Llmd(kube, namespace)
     with running_operator(operator_config(namespace)):
         llmd.create(manifest(namespace))
-        wait_until(lambda: llmd.status().get("phase") == "Ready", 60, "phase Ready")
+        wait_until(lambda: llmd.status().get("phase") == "Ready", 120, "phase Ready")
         assert llmd.condition("Ready")["status"] == "True"
         assert llmd.condition("Progressing")["reason"] == "RolloutComplete"
         assert llmd.status()["readyReplicas"] == 1
         (pod,) = llmd.pods()
         assert pod["spec"]["nodeName"] == node  # the scheduler honoured the GPU affinity
         assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
-        wait_until(lambda: ("Normal", "Ready") in llmd.events(), 30, "a Ready Event")
+        wait_until(lambda: ("Normal", "Ready") in llmd.events(), 60, "a Ready Event")
         assert llmd.events() == [("Normal", "Created"), ("Normal", "Ready")]
 
 
@@ -74,7 +74,7 @@ def test_spec_change_rolls_the_deployment_and_nothing_else(
     llmd = Llmd(kube, namespace)
     with running_operator(operator_config(namespace)):
         llmd.create(manifest(namespace))
-        wait_until(lambda: llmd.status().get("phase") == "Ready", 60, "phase Ready")
+        wait_until(lambda: llmd.status().get("phase") == "Ready", 120, "phase Ready")
         before_hash = config_hash(llmd)
         before = {c["kind"]: c["metadata"] for c in llmd.children() if c}
         old_pods = {p["metadata"]["name"] for p in llmd.pods()}
@@ -82,7 +82,7 @@ def test_spec_change_rolls_the_deployment_and_nothing_else(
         spec = manifest(namespace)["spec"]
         spec["model"]["maxContextLength"] = 2048
         llmd.patch_spec(spec)
-        wait_until(lambda: llmd.status().get("observedGeneration") == 2, 30, "generation 2")
+        wait_until(lambda: llmd.status().get("observedGeneration") == 2, 60, "generation 2")
         assert config_hash(llmd) != before_hash
 
         def rolled() -> bool:  # the Deployment controller replaced the pod; it is Ready
@@ -90,7 +90,7 @@ def test_spec_change_rolls_the_deployment_and_nothing_else(
             names = {p["metadata"]["name"] for p in pods}
             return bool(pods) and not names & old_pods and llmd.status().get("phase") == "Ready"
 
-        wait_until(rolled, 60, "a new Ready pod")
+        wait_until(rolled, 120, "a new Ready pod")
         after = {c["kind"]: c["metadata"] for c in llmd.children() if c}
         # Only the ConfigMap and the Deployment's spec changed; the others were not rewritten.
         assert after["ConfigMap"]["resourceVersion"] != before["ConfigMap"]["resourceVersion"]
@@ -106,7 +106,7 @@ def test_child_deleted_by_hand_is_recreated(kube: Kube, namespace: str, operator
     llmd = Llmd(kube, namespace)
     with running_operator(operator_config(namespace)):
         llmd.create(manifest(namespace))
-        service = wait_until(lambda: llmd.child("v1", "Service"), 30, "the Service")
+        service = wait_until(lambda: llmd.child("v1", "Service"), 60, "the Service")
         kube.delete("v1", "Service", "chat", namespace)
         again = wait_until(
             lambda: (
@@ -114,7 +114,7 @@ def test_child_deleted_by_hand_is_recreated(kube: Kube, namespace: str, operator
                 and s["metadata"]["uid"] != service["metadata"]["uid"]
                 and s
             ),
-            30,
+            60,
             "the Service re-created",
         )
         assert again["spec"]["selector"] == service["spec"]["selector"]
@@ -127,10 +127,10 @@ def test_delete_lets_the_garbage_collector_remove_every_child(
     llmd = Llmd(kube, namespace)
     with running_operator(operator_config(namespace)):
         llmd.create(manifest(namespace))
-        wait_until(lambda: llmd.status().get("phase") == "Ready", 60, "phase Ready")
+        wait_until(lambda: llmd.status().get("phase") == "Ready", 120, "phase Ready")
         assert kube.list("apps/v1", "ReplicaSet", namespace)
         llmd.delete()
-        wait_until(lambda: llmd.get() is None, 30, "the LLMDeployment gone (finalizer released)")
+        wait_until(lambda: llmd.get() is None, 60, "the LLMDeployment gone (finalizer released)")
 
         def leftovers() -> list[str]:
             return [
@@ -147,4 +147,4 @@ def test_delete_lets_the_garbage_collector_remove_every_child(
                 if kind != "ConfigMap" or o["metadata"]["name"] != "kube-root-ca.crt"
             ]
 
-        wait_until(lambda: not leftovers(), 60, "every child garbage-collected")
+        wait_until(lambda: not leftovers(), 120, "every child garbage-collected")

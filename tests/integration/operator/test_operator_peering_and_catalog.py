@@ -57,17 +57,17 @@ def failover(
 
     with running_operator(config, peering=True, priority=5, identity="replica-b") as standby:
         with running_operator(config, peering=True, priority=10, identity="replica-a") as leader:
-            wait_until(lambda: {"replica-a", "replica-b"} <= peers(), 30, "both peers")
+            wait_until(lambda: {"replica-a", "replica-b"} <= peers(), 60, "both peers")
             llmd.create(manifest(namespace))
-            wait_until(lambda: llmd.status().get("phase") == "Ready", 60, "Ready")
+            wait_until(lambda: llmd.status().get("phase") == "Ready", 120, "Ready")
             time.sleep(1.0)  # two resync periods: the standby would have acted by now
             seen["leader_writes"], seen["standby_paused_writes"] = writes(leader), writes(standby)
         # The leader stopped (and left the peering): the standby resumes and reconciles.
         spec = manifest(namespace)["spec"]
         spec["model"]["maxContextLength"] = 2048
         llmd.patch_spec(spec)
-        wait_until(lambda: llmd.status().get("observedGeneration") == 2, 60, "generation 2")
-        wait_until(lambda: llmd.status().get("phase") == "Ready", 60, "Ready again")
+        wait_until(lambda: llmd.status().get("observedGeneration") == 2, 120, "generation 2")
+        wait_until(lambda: llmd.status().get("phase") == "Ready", 120, "Ready again")
         seen["standby_writes"] = writes(standby)
     seen["events"] = llmd.events()
     return seen
@@ -112,6 +112,6 @@ def test_catalog_configmap_sets_prices_and_node_labels(
     llmd = Llmd(kube, namespace)
     with running_operator(config):
         llmd.create(manifest(namespace, accelerator={"type": "L4"}))
-        wait_until(lambda: llmd.status().get("phase") == "Ready", 60, "Ready on our L4 node")
+        wait_until(lambda: llmd.status().get("phase") == "Ready", 120, "Ready on our L4 node")
         assert {p["spec"]["nodeName"] for p in llmd.pods()} == {node}
         assert llmd.status()["cost"]["dollarsPerHour"] == 9.5
