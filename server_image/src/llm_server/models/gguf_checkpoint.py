@@ -10,6 +10,7 @@ is undone by transformers' tensor processor, so no naming rule is written here t
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,10 +41,28 @@ def _from_transformers(what: str, path: Path, load: Any) -> Any:
         raise GgufError(f"{path}: cannot read the {what} from the GGUF metadata: {reason}") from exc
 
 
+def _file_identity(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
 def gguf_config(path: Path) -> Any:
     """transformers' config of the file, naming the architecture our loader picks."""
+    return _config(*_file_identity(path))
+
+
+def gguf_tokenizer(path: Path) -> Any:
+    """A fast tokenizer with the chat template and special tokens the file carries."""
+    return _tokenizer(*_file_identity(path))
+
+
+# Parsing the metadata costs seconds (a 49k-token vocabulary is converted): once per file
+# version per process, whichever loads it again (tensor-parallel ranks in threads, tests).
+@functools.lru_cache(maxsize=4)
+def _config(name: str, _size: int, _mtime_ns: int) -> Any:
     from transformers import AutoConfig
 
+    path = Path(name)
     summary = summarize(path)
     config = _from_transformers("model config", path, AutoConfig.from_pretrained)
     config.architectures = [summary.hf_architecture]
@@ -54,11 +73,11 @@ def gguf_config(path: Path) -> Any:
     return config
 
 
-def gguf_tokenizer(path: Path) -> Any:
-    """A fast tokenizer with the chat template and special tokens the file carries."""
+@functools.lru_cache(maxsize=4)
+def _tokenizer(name: str, _size: int, _mtime_ns: int) -> Any:
     from transformers import AutoTokenizer
 
-    return _from_transformers("tokenizer", path, AutoTokenizer.from_pretrained)
+    return _from_transformers("tokenizer", Path(name), AutoTokenizer.from_pretrained)
 
 
 def hf_names_by_gguf_name(architecture: str, num_layers: int) -> dict[str, str]:
