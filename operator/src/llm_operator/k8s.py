@@ -6,10 +6,8 @@ Plan says it changed; core/v1 Events. The official `kubernetes` client does the 
 kubeconfig or in-cluster token with refresh, TLS); its calls block, so they run on a small
 thread pool and the kopf event loop never waits on a socket.
 
-Missing-object fallback: a real API server creates a missing object on apply. KMock (the test
-API) answers 404 instead, so on 404 the executor retries as a create with the same manifest.
-On a real cluster that path only runs when the namespace or the resource type is missing, and
-the create then fails the same way.
+Server-side apply creates a missing object (RBAC: `create` as well as `patch`); a 404 on
+apply means the namespace or the resource type is missing.
 
 API errors map to typed errors by what they mean: a conflict, throttling, an unreachable or
 unavailable server is temporary (kopf.TemporaryError with a delay); the API server refusing a
@@ -190,15 +188,7 @@ class KubeApi:
         namespace = meta.get("namespace")
         query = {"fieldManager": self.field_manager, "force": "true"}
         target = path(api_version, plural, namespace, meta["name"])
-        try:
-            await self.call("PATCH", target, query=query, body=manifest, content_type=APPLY)
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            # KMock does not create on apply (see the module docstring).
-            collection = path(api_version, plural, namespace)
-            query = {"fieldManager": self.field_manager}
-            await self.call("POST", collection, query=query, body=manifest)
+        await self.call("PATCH", target, query=query, body=manifest, content_type=APPLY)
 
     async def delete(self, ref: ChildRef) -> None:
         plural = PLURALS[(ref.api_version, ref.kind)]

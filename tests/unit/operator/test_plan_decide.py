@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from llm_operator.api.spec import LLMDeploymentSpec
 from llm_operator.plan import (
     ChildSummary,
     DeploymentState,
@@ -18,7 +19,6 @@ from llm_operator.plan import (
     decide,
     set_condition,
 )
-from llm_operator.api.spec import LLMDeploymentSpec
 from llm_operator.plan.children import stamp
 from llm_operator.plan.fallback import options_digest
 from llm_operator.plan.observed import summarize_child, summarize_pod
@@ -148,7 +148,7 @@ ROLLOUT = [
     ("all ready", DeploymentState(2, 2, 2, 2, 1, 1), "Ready", "True", "RolloutComplete"),
     ("controller behind", DeploymentState(2, 2, 2, 2, 2, 1), "Progressing", "False", "RollingOut"),
     ("old pods ready", DeploymentState(2, 3, 2, 1, 1, 1), "Progressing", "False", "RollingOut"),
-    ("KMock: no generation", DeploymentState(2, 2, 2, None), "Ready", "True", "RolloutComplete"),
+    ("no observedGeneration", DeploymentState(2, 2, 2, None), "Ready", "True", "RolloutComplete"),
 ]
 
 
