@@ -202,7 +202,7 @@ def test_prompt_longer_than_context_is_400(client: openai.OpenAI) -> None:
         ({"n": 0}, "n"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"logprobs": 50}, "logprobs"),
-        ({"frequency_penalty": 1.0}, "frequency_penalty"),
+        ({"frequency_penalty": 2.5}, "frequency_penalty"),  # implemented, within [-2, 2]
     ],
 )
 def test_out_of_range_parameters_are_400(
