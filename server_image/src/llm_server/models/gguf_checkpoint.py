@@ -104,7 +104,8 @@ def gguf_weights(path: Path, hf_config: Any) -> Iterator[tuple[str, torch.Tensor
         "num_attention_heads": hf_config.num_attention_heads,
         "num_key_value_heads": hf_config.num_key_value_heads,
     }
-    processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=heads)
+    processor_class: Any = TENSOR_PROCESSORS.get(architecture, TensorProcessor)
+    processor = processor_class(config=heads)  # undoes llama.cpp's q/k row permutation
     for tensor in reader.tensors:
         base, _, kind = tensor.name.rpartition(".")  # kind: weight or bias
         if base not in names:
