@@ -38,6 +38,7 @@ from control_plane import ControlPlane
 from fake_kubelet import FakeKubelet, register_node
 from kube_client import Kube, wait_until
 from kube_fixtures import admin_client, install_crds, start_control_plane
+from operator_thread import operator_config, running_operator
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "integration" / "operator"))
@@ -48,8 +49,6 @@ from operator_harness import (  # noqa: E402
     Llmd,
     install_stand_in_crds,
     manifest,
-    operator_config,
-    running_operator,
 )
 
 from llm_operator.__main__ import prepare_cluster  # noqa: E402

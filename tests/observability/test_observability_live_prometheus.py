@@ -34,7 +34,8 @@ import httpx
 import openai
 from kube_client import Kube, wait_until
 from llm_server_runtime import LlmServerRuntime
-from operator_harness import Llmd, autoscaled_manifest, gpu_node, operator_config, running_operator
+from operator_harness import Llmd, autoscaled_manifest, gpu_node
+from operator_thread import operator_config, running_operator
 from running_prometheus import running_prometheus
 from running_server import free_port
 

@@ -23,7 +23,7 @@ import kubernetes
 import pytest
 from control_plane import ControlPlane
 from kube_client import Kube, wait_until
-from operator_thread import operator_config, operator_thread
+from operator_thread import operator_config, running_operator
 
 from llm_operator.k8s import ApiError, ForbiddenError, KubeApi, RejectedError, _typed
 
@@ -69,7 +69,7 @@ def test_a_pod_template_the_server_refuses_fails_once_with_an_event(
 ) -> None:
     monkeypatch.setenv("KUBECONFIG", str(control_plane.kubeconfig))
     kube.create(_llmd(namespace, pod_template))
-    with operator_thread(operator_config(namespace, resync_seconds=0.2)) as memo:
+    with running_operator(operator_config(namespace, resync_seconds=0.2)) as memo:
 
         def failed() -> dict[str, Any] | None:
             obj = kube.get(API, "LLMDeployment", "chat", namespace)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from control_plane import ControlPlane
 from kube_client import Kube, wait_until
-from operator_thread import operator_config, operator_thread
+from operator_thread import operator_config, running_operator
 
 from llm_operator.plan.observed import APPLIED_HASH_ANNOTATION
 
@@ -45,7 +45,7 @@ def test_hand_edits_owned_fields_return_at_the_next_apply_foreign_fields_stay(
         },
     }
     kube.create(llmd)
-    with operator_thread(operator_config(namespace)):
+    with running_operator(operator_config(namespace)):
         first = wait_until(
             lambda: kube.get("apps/v1", "Deployment", "chat", namespace), 120, "the Deployment"
         )

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from control_plane import ControlPlane
 from kube_client import Kube, wait_until
-from operator_thread import operator_config, operator_thread
+from operator_thread import operator_config, running_operator
 
 ROOT = Path(__file__).resolve().parents[3]
 API = "inference.llmops.dev/v1alpha1"
@@ -47,7 +47,7 @@ def test_a_missing_pvc_is_degraded_with_the_schedulers_message_not_a_fallback(
     llmd = _example("h100-fp8-70b.yaml", namespace)
     name = llmd["metadata"]["name"]
     kube.create(llmd)
-    with operator_thread(operator_config(namespace)):
+    with running_operator(operator_config(namespace)):
 
         def degraded() -> dict[str, Any]:
             found = _condition(kube.get(API, "LLMDeployment", name, namespace), "Degraded")
@@ -85,7 +85,7 @@ def test_no_node_with_the_gpu_still_falls_back(
             },
         }
     )
-    with operator_thread(operator_config(namespace)):
+    with running_operator(operator_config(namespace)):
         wait_until(
             lambda: _condition(kube.get(API, "LLMDeployment", "chat", namespace),
                                "FallbackActive").get("status") == "True",

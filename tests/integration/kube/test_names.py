@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from control_plane import ControlPlane
 from kube_client import Kube, KubeError, wait_until
-from operator_thread import operator_config, operator_thread
+from operator_thread import operator_config, running_operator
 
 from llm_operator.api.admission import admission_errors
 from llm_operator.api.resource import NAME_FITS_LABEL
@@ -49,7 +49,7 @@ def test_a_dotted_name_is_served_with_valid_child_names(
     kube.create(_llmd(name, namespace))
     child = child_name(name)
     assert "." not in child and len(child) <= 63
-    with operator_thread(operator_config(namespace)):
+    with running_operator(operator_config(namespace)):
         for api_version, kind, object_name in (
             ("apps/v1", "Deployment", child),
             ("v1", "Service", child),

@@ -19,7 +19,7 @@ import pytest
 from control_plane import ControlPlane
 from kube_client import Kube, KubeError, wait_until
 from kube_fixtures import admin_client, install_crds, start_control_plane
-from operator_thread import operator_config, operator_thread
+from operator_thread import operator_config, running_operator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "chart"))
 from chart_rendering import RELEASE_NAMESPACE, render_objects
@@ -117,7 +117,7 @@ def test_the_charts_rbac_applies_children_under_owner_reference_enforcement(
     _, token = _install_chart_rbac(plane, admin, "full", drop_finalizers=False)
     monkeypatch.setenv("KUBECONFIG", str(plane.token_kubeconfig(token, "operator-full")))
     admin.create(_llmd(namespace))
-    with operator_thread(operator_config(namespace)):
+    with running_operator(operator_config(namespace)):
         deployment = wait_until(
             lambda: admin.get("apps/v1", "Deployment", "chat", namespace), 120, "the Deployment"
         )
@@ -141,7 +141,7 @@ def test_a_403_is_a_condition_and_an_event_and_clears_once_granted(
     role, token = _install_chart_rbac(plane, admin, "old", drop_finalizers=True)
     monkeypatch.setenv("KUBECONFIG", str(plane.token_kubeconfig(token, "operator-old")))
     admin.create(_llmd(namespace))
-    with operator_thread(operator_config(namespace, resync_seconds=0.5)):
+    with running_operator(operator_config(namespace, resync_seconds=0.5)):
 
         def forbidden() -> dict[str, Any]:
             obj = admin.get(API, "LLMDeployment", "chat", namespace)

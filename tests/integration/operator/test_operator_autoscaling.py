@@ -38,9 +38,8 @@ from operator_harness import (
     autoscaled_manifest,
     gpu_node,
     install_stand_in_crds,
-    operator_config,
-    running_operator,
 )
+from operator_thread import operator_config, running_operator
 
 from llm_operator import metrics
 from llm_operator.autoscale.collector import Collector, ScrapeTarget

@@ -8,7 +8,8 @@ import time
 from typing import Any
 
 from kube_client import Kube, wait_until
-from operator_harness import Llmd, gpu_node, manifest, operator_config, running_operator
+from operator_harness import Llmd, gpu_node, manifest
+from operator_thread import operator_config, running_operator
 
 from llm_operator.render.objects import ACCELERATOR_LABEL, OPTION_LABEL
 

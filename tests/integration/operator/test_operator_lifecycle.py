@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from kube_client import Kube, wait_until
-from operator_harness import Llmd, gpu_node, manifest, operator_config, running_operator
+from operator_harness import Llmd, gpu_node, manifest
+from operator_thread import operator_config, running_operator
 
 from llm_operator.plan import FallbackSettings
 from llm_operator.render import CONFIG_HASH_ANNOTATION

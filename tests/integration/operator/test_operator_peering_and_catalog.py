@@ -17,9 +17,8 @@ from operator_harness import (
     Llmd,
     gpu_node,
     manifest,
-    operator_config,
-    running_operator,
 )
+from operator_thread import operator_config, running_operator
 
 from llm_operator.__main__ import prepare_cluster
 from llm_operator.k8s import KubeApi
