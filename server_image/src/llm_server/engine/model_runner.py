@@ -78,6 +78,8 @@ class ModelRunner:
     ) -> dict[str, list[TokenLogprobs]]:
         """Score the prompt tokens this step's chunks predict that were not scored before."""
         scored: dict[str, list[TokenLogprobs]] = {}
+        if not any(chunk.seq.needs_prompt_logprobs for chunk in batch.chunks):
+            return scored  # the common step: nobody asked
         for chunk, row in chunk_rows(batch):
             seq = chunk.seq
             if not seq.needs_prompt_logprobs:
