@@ -4,7 +4,8 @@ Running/Ready with a loopback IP, where a real process can listen when a test ne
 - `register_node` creates a Node with labels, taints and capacity (e.g. `nvidia.com/gpu`),
   Ready, as a kubelet would register itself.
 - `FakeKubelet` watches all Pods. A pod bound to a node (spec.nodeName) gets an IP from
-  127.0.1.0/24; where its namespace has a `PodRuntime` (`kubelet.runtimes[namespace]`) the
+  a /24 of 127.0.0.0/8 chosen at random per kubelet (test sessions running side by side on one
+  machine must not hand out the same address and port); where its namespace has a `PodRuntime` (`kubelet.runtimes[namespace]`) the
   runtime starts it there and the pod turns Ready when the runtime says so (its readiness
   probe), else at once. A pod being deleted is
   stopped and removed (gracePeriodSeconds=0): with no kubelet it would stay Terminating.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import random
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -87,7 +89,8 @@ class FakeKubelet:
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
         self.runtimes: dict[str, PodRuntime] = {}  # namespace -> what runs its pods
-        self._ips = (f"127.0.1.{n}" for n in itertools.cycle(range(2, 255)))
+        subnet = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}"
+        self._ips = (f"{subnet}.{n}" for n in itertools.cycle(range(2, 255)))
         self._started: dict[str, tuple[dict[str, Any], str]] = {}  # uid -> (pod, ip)
         self._ready: set[str] = set()
         self._stop = threading.Event()
