@@ -3,11 +3,11 @@ Running/Ready with a loopback IP, where a real process can listen when a test ne
 
 - `register_node` creates a Node with labels, taints and capacity (e.g. `nvidia.com/gpu`),
   Ready, as a kubelet would register itself.
-- `FakeKubelet` watches all Pods. A pod bound to a node (spec.nodeName) gets an IP from
-  a /24 of 127.0.0.0/8 chosen at random per kubelet (test sessions running side by side on one
-  machine must not hand out the same address and port); where its namespace has a `PodRuntime` (`kubelet.runtimes[namespace]`) the
-  runtime starts it there and the pod turns Ready when the runtime says so (its readiness
-  probe), else at once. A pod being deleted is
+- `FakeKubelet` watches all Pods. A pod bound to a node (spec.nodeName) gets an IP from a
+  /24 of 127.0.0.0/8 chosen at random per kubelet (test sessions running side by side on one
+  machine must not hand out the same address and port). Where its namespace has a
+  `PodRuntime` (`kubelet.runtimes[namespace]`), the runtime starts it there and the pod turns
+  Ready when the runtime says so (its readiness probe), else at once. A pod being deleted is
   stopped and removed (gracePeriodSeconds=0): with no kubelet it would stay Terminating.
 """
 
