@@ -116,13 +116,13 @@ def fidelity(model: Path, base: LoadedModel, windows: list[list[int]]) -> dict[s
     skipped = []
     linears = quantizable_linears(base.model)
     originals = {name: layer.weight.clone() for name, layer in linears.items()}
-    for group in INT4_GROUP_SIZES:  # the old symmetric format, where its groups fit
-        if any(w.shape[1] % group for w in originals.values()):
+    for size in INT4_GROUP_SIZES:  # the old symmetric format, where its groups fit
+        if any(w.shape[1] % size for w in originals.values()):
             continue
         with torch.no_grad():
             for name, layer in linears.items():
-                layer.weight.copy_(symmetric_int4(originals[name], group))
-        label = f"int4-g{group} symmetric (before)"
+                layer.weight.copy_(symmetric_int4(originals[name], size))
+        label = f"int4-g{size} symmetric (before)"
         rows.append(compare(label, base, windows, reference, simulated=True))
     del originals
     for method, group in precisions:
