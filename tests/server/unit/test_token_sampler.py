@@ -61,3 +61,22 @@ def test_logprobs_of_the_raw_distribution() -> None:
     assert abs(got[0].logprob - expected[got[0].token_id].item()) < 1e-5  # type: ignore[operator]
     assert [t for t, _ in got[0].top_logprobs] == expected.topk(2).indices.tolist()
     assert got[1].logprob is None and got[1].top_logprobs == ()
+
+
+def test_values_that_round_to_zero_in_float32_pick_the_argmax() -> None:
+    logits = logits_batch()
+    expected = logits.argmax(-1).tolist()
+    for params in (
+        SamplingParams(max_tokens=1, temperature=1.0, top_p=1e-300),
+        SamplingParams(max_tokens=1, temperature=1e-300),
+    ):
+        got = sample(logits, [params] * 4, generators(4))
+        assert [s.token_id for s in got] == expected
+        assert all(s.error is None for s in got)
+
+
+def test_a_row_that_cannot_be_sampled_fails_alone() -> None:
+    logits = logits_batch()
+    logits[1] = float("nan")
+    got = sample(logits, [SamplingParams(max_tokens=1)] * 4, generators(4))
+    assert [s.error is not None for s in got] == [False, True, False, False]

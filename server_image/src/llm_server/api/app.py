@@ -9,7 +9,7 @@ from llm_server import __version__
 from llm_server.api.body_limit import BodySizeLimit
 from llm_server.api.chat import create_chat_completion
 from llm_server.api.completions import create_completion
-from llm_server.api.errors import APIError, install_error_handlers
+from llm_server.api.errors import install_error_handlers, internal_error
 from llm_server.api.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -74,7 +74,6 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        error = APIError(500, f"Internal error: {exc}", type="server_error", code="internal_error")
-        return error.response()
+        return internal_error(exc).response()
 
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_server.metrics import ServerMetrics
+
+logger = logging.getLogger(__name__)
 
 
 class APIError(Exception):
@@ -45,6 +49,18 @@ class APIError(Exception):
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status_code, headers=self.headers)
+
+
+def internal_error(exc: BaseException, code: str = "internal_error") -> APIError:
+    """A 500 that names an error id, not the exception: the detail goes to the log only."""
+    error_id = f"err-{uuid.uuid4().hex[:16]}"
+    logger.error("%s: %s", error_id, code, exc_info=exc)
+    return APIError(
+        500,
+        f"The server failed to complete this request (error id {error_id}).",
+        type="server_error",
+        code=code,
+    )
 
 
 def invalid_param(param: str, message: str) -> APIError:

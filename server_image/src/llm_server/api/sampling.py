@@ -7,6 +7,10 @@ from llm_server.api.generation import TextOptions
 from llm_server.api.protocol import ChatCompletionRequest, CompletionRequest, SamplingRequest
 from llm_server.engine.request import SamplingParams
 
+# A temperature below this samples greedily, as in vLLM (_SAMPLING_EPS): 1e-300 is positive
+# but rounds to 0 in float32, and dividing logits by it gives NaN probabilities.
+GREEDY_BELOW_TEMPERATURE = 1e-5
+
 
 def reject_unsupported(request: SamplingRequest) -> None:
     """A 400 naming the field beats silently returning output the client did not ask for."""
@@ -39,7 +43,7 @@ def sampling_params(
         )
     return SamplingParams(
         max_tokens=max_tokens,
-        temperature=request.temperature,
+        temperature=0.0 if request.temperature < GREEDY_BELOW_TEMPERATURE else request.temperature,
         top_p=request.top_p,
         top_k=max(request.top_k, 0),
         seed=None if request.seed is None else request.seed + choice,

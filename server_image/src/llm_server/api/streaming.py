@@ -5,16 +5,13 @@ the client disconnects before the first byte."""
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from llm_server.api.errors import APIError
-
-logger = logging.getLogger(__name__)
+from llm_server.api.errors import internal_error
 
 DONE = b"data: [DONE]\n\n"
 
@@ -28,10 +25,8 @@ async def sse_stream(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[byt
     try:
         async for chunk in chunks:
             yield sse_event(chunk)
-    except Exception as exc:
-        logger.exception("generation failed mid-stream")
-        error = APIError(500, f"Generation failed: {exc}", type="server_error", code="engine_error")
-        yield sse_event(error.body())
+    except Exception as exc:  # logged with an error id; the client gets the id, not the text
+        yield sse_event(internal_error(exc, code="engine_error").body())
     yield DONE
 
 

@@ -21,10 +21,10 @@ from typing import Any
 
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine
-from llm_server.engine.errors import QueueFullError, RequestTooLongError
+from llm_server.engine.errors import QueueFullError, RequestFailedError, RequestTooLongError
 from llm_server.engine.request import EngineStats, SamplingParams, TokenEvent
 
-__all__ = ["AsyncEngine", "QueueFullError", "RequestTooLongError"]
+__all__ = ["AsyncEngine", "QueueFullError", "RequestFailedError", "RequestTooLongError"]
 
 log = logging.getLogger(__name__)
 
@@ -232,4 +232,4 @@ class AsyncEngine:
                     continue  # aborted while this step ran
                 if event.finish_reason is not None:
                     del self._streams[event.request_id]
-                stream.push(event)
+                stream.push(RequestFailedError(event.error) if event.error else event)

@@ -157,9 +157,26 @@ class LLMEngine:
             seq.num_computed_tokens += chunk.num_tokens
             seq.prompt_logprobs.extend(output.prompt_logprobs.get(seq.request_id, ()))
             sampled = output.sampled.get(seq.request_id)
-            if sampled is not None:
+            if sampled is not None and sampled.error is not None:
+                events.append(self._fail_sequence(seq, sampled.error))
+            elif sampled is not None:
                 events.append(self._append_token(seq, sampled))
         return events
+
+    def _fail_sequence(self, seq: Sequence, error: str) -> TokenEvent:
+        """One request's failure ends that request alone; the batch goes on."""
+        log.error("request %s failed: %s", seq.request_id, error)
+        self.scheduler.finish(seq, "abort")
+        self._sequences.pop(seq.request_id, None)
+        return TokenEvent(
+            request_id=seq.request_id,
+            token_id=-1,
+            logprob=None,
+            top_logprobs=(),
+            finish_reason="abort",
+            num_prompt_tokens=seq.num_prompt_tokens,
+            error=error,
+        )
 
     def _append_token(self, seq: Sequence, sampled: SampledToken) -> TokenEvent:
         first = not seq.output_token_ids

@@ -7,3 +7,7 @@ class QueueFullError(Exception):
 
 class RequestTooLongError(ValueError):
     """The prompt leaves no room to generate within max_model_len."""
+
+
+class RequestFailedError(Exception):
+    """One request failed inside the engine (e.g. its sampling); the others run on."""

@@ -60,6 +60,8 @@ class TokenEvent:
     queue_time_s: float | None = None  # set on the first event: submit -> first scheduled
     # On the first event when asked for: one entry per prompt token, None for the first.
     prompt_logprobs: tuple[TokenLogprobs | None, ...] | None = None
+    # Set when this request alone failed (its sampling broke); finish_reason is then "abort".
+    error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,16 @@ import torch
 from llm_server.engine.request import SamplingParams
 from llm_server.layers.penalties import TokenHistory, apply_min_tokens, apply_penalties
 
+# Below this a temperature is greedy (vLLM's _SAMPLING_EPS): dividing by it overflows float32.
+SAMPLING_EPS = 1e-5
+
 
 @dataclass(frozen=True)
 class SampledToken:
     token_id: int
     logprob: float | None
     top_logprobs: tuple[tuple[int, float], ...]
+    error: str | None = None  # this row could not be sampled; its request alone fails
 
 
 def sample(
@@ -41,12 +45,22 @@ def sample(
         processed = apply_penalties(apply_min_tokens(logits.clone(), params, histories),
                                     params, histories)  # fmt: skip
     token_ids = processed.argmax(dim=-1)
-    random_rows = [i for i, p in enumerate(params) if p.temperature > 0]
+    errors: dict[int, str] = {}
+    random_rows = [i for i, p in enumerate(params) if p.temperature >= SAMPLING_EPS]
     if random_rows:
         rows = torch.tensor(random_rows, device=logits.device)
         probs = _filtered_probs(processed[rows], [params[i] for i in random_rows])
+        # Checked before multinomial: on CUDA a NaN row is a device-side assert (fatal to all).
+        valid = (torch.isfinite(probs).all(dim=-1) & (probs.sum(dim=-1) > 0)).tolist()
         for j, i in enumerate(random_rows):
-            drawn = torch.multinomial(probs[j], 1, generator=generators[i])
+            if not valid[j]:
+                errors[i] = "sampling produced no valid probability distribution"
+                continue
+            try:
+                drawn = torch.multinomial(probs[j], 1, generator=generators[i])
+            except RuntimeError as exc:
+                errors[i] = f"sampling failed: {exc}"
+                continue
             token_ids[i] = drawn[0]
     chosen = token_ids.tolist()
     want_logprobs = [i for i, p in enumerate(params) if p.logprobs is not None]
@@ -65,7 +79,7 @@ def sample(
     results = []
     for i, token_id in enumerate(chosen):
         logprob, top = logprob_of.get(i, (None, ()))
-        results.append(SampledToken(token_id=token_id, logprob=logprob, top_logprobs=top))
+        results.append(SampledToken(token_id, logprob, top, errors.get(i)))
     return results
 
 
@@ -94,6 +108,7 @@ def _filtered_probs(logits: torch.Tensor, params: list[SamplingParams]) -> torch
         # Drop a token when the mass strictly before it already reaches top_p (keeps >= 1).
         mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
         drop_sorted = mass_before >= top_ps[:, None]
+        drop_sorted[:, 0] = False  # a top_p that rounds to 0 in float32 still keeps the top token
         drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits.softmax(dim=-1)
