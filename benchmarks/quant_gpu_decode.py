@@ -8,7 +8,7 @@ embedding table (one row of it is read) plus the KV cache read at the measured c
 
 Model: a random-weight Llama with TinyLlama-1.1B's shape (22 layers, hidden 2048, MLP 5632,
 32 heads, 4 KV heads, vocabulary 32000; 1.1B parameters), written as bf16 safetensors and
-loaded through llm-server's loader at bf16 (none), int8, int4 (group 128) and fp8 (Ada/Hopper
+loaded through llm-server's loader at bf16 (none), int8, int4 (group 32) and fp8 (Ada/Hopper
 only). For each: tokens/s of the real engine (LLMEngine.step, one request, greedy,
 ignore_eos) and of the model's decode forward alone replayed as a CUDA graph (no Python or
 launch overhead), each as a fraction of the roofline.
