@@ -8,6 +8,7 @@ checked here is what the `gguf` package can dequantize and what our model code c
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,15 @@ def open_reader(path: Path) -> Any:
     """gguf's reader over a memory map; any failure becomes one GgufError line."""
     if not path.is_file():
         raise GgufError(f"{path}: no such file")
+    stat = path.stat()
+    return _reader(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+# Parsing the header costs about a second (the vocabulary is in it); the checks before serving,
+# the config and the weights all read it: once per file version per process.
+@functools.lru_cache(maxsize=2)
+def _reader(name: str, _size: int, _mtime_ns: int) -> Any:
+    path = Path(name)
     try:
         from gguf import GGUFReader
     except ImportError as exc:
