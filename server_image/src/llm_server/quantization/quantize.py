@@ -11,8 +11,9 @@ scales (each rank's own absmax, never coarser than the whole row's).
 - int4: asymmetric, per group of `group_size` input columns: w = nibble * step + offset with
   nibble in [0, 15], step = (max - min) / 15 and offset = min, both fp16, stored as one
   `scale` tensor [out, groups, 2] (step, offset). Column 2j sits in the low nibble of byte j,
-  2j + 1 in the high. This is GGUF's Q4_1 block (d, m) at group 32, so Q4_1 weights (and Q4_0
-  ones: offset = -8 * step) are expressed exactly. The zero point is why it beats symmetric
+  2j + 1 in the high. This is GGUF's Q4_1 block (d, m) at group 32, so weights dequantized
+  from Q4_1 come back exactly (Q4_0 blocks only where they use both extreme levels). The zero
+  point is why it beats symmetric
   absmax / 7 scales: a group's values are rarely centred on 0, and a symmetric grid wastes
   the levels on the side the group does not reach (measured in docs/quantization.md).
 """
