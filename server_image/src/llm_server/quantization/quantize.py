@@ -13,9 +13,9 @@ scales (each rank's own absmax, never coarser than the whole row's).
   `scale` tensor [out, groups, 2] (step, offset). Column 2j sits in the low nibble of byte j,
   2j + 1 in the high. This is GGUF's Q4_1 block (d, m) at group 32, so weights dequantized
   from Q4_1 come back exactly (Q4_0 blocks only where they use both extreme levels). The zero
-  point is why it beats symmetric
-  absmax / 7 scales: a group's values are rarely centred on 0, and a symmetric grid wastes
-  the levels on the side the group does not reach (measured in docs/quantization.md).
+  point is why it beats symmetric absmax / 7 scales: a group's values are rarely centred on
+  0, and a symmetric grid wastes the levels on the side the group does not reach (measured
+  in docs/quantization.md).
 """
 
 from __future__ import annotations
