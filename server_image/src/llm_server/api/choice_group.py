@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from llm_server.api.errors import APIError, queue_full, unavailable
+from llm_server.api.errors import APIError, batch_never_fits, queue_full, unavailable
 from llm_server.api.generation import ChoiceDelta, ChoiceRun, Engine, GeneratedToken, TextOptions
 from llm_server.api.protocol import PromptTokensDetails, Usage
 from llm_server.engine.errors import QueueFullError, RequestTooLongError
@@ -43,7 +43,10 @@ class ChoiceGroup:
         params_for_choice: ParamsForChoice,
         text_options: TextOptions,
         retry_after_s: int,
+        max_waiting: int,
     ) -> None:
+        if len(prompts) * n > max_waiting:  # a 429 would have the client retry forever
+            raise batch_never_fits(len(prompts) * n, max_waiting)
         self.prompt_lengths = [len(prompt) for prompt in prompts]
         self.runs: list[ChoiceRun] = []
         arrival = time.monotonic()

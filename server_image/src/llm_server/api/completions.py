@@ -69,6 +69,7 @@ async def create_completion(
             ),
             text_options=text_options(body),
             retry_after_s=state.config.retry_after_seconds,
+            max_waiting=state.config.max_waiting,
         )
     except BaseException:
         lease.release()

@@ -100,14 +100,32 @@ def body_too_large(limit: int) -> APIError:
     return APIError(413, f"Request body exceeds {limit} bytes.", code="request_too_large")
 
 
+# FastAPI's detail when reading the body raised something other than a JSON syntax error:
+# bytes that are not UTF-8, or nesting too deep for the parser (RecursionError).
+FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
+def invalid_json(detail: str = "") -> APIError:
+    if not detail:
+        detail = "the body is not UTF-8 JSON, or nests too deeply"
+    return APIError(400, f"Malformed JSON in request body: {detail}", code="invalid_json")
+
+
+def batch_never_fits(num_choices: int, max_waiting: int) -> APIError:
+    return APIError(
+        400,
+        f"n: this request needs {num_choices} engine requests (prompts x n), more than the "
+        f"server's waiting queue holds ({max_waiting}); send fewer prompts or a smaller n",
+        param="n",
+        code="invalid_parameter",
+    )
+
+
 def validation_error(exc: RequestValidationError) -> APIError:
     """FastAPI's 422 becomes OpenAI's 400, naming the first offending parameter."""
     first = exc.errors()[0] if exc.errors() else {}
     if first.get("type") == "json_invalid":
-        detail = first.get("ctx", {}).get("error", "")
-        return APIError(
-            400, f"Malformed JSON in request body: {detail}".strip(), code="invalid_json"
-        )
+        return invalid_json(str(first.get("ctx", {}).get("error", "")))
     param = _param_from_location(first.get("loc", ()))
     message = first.get("msg", "Invalid request.")
     return APIError(
@@ -149,6 +167,8 @@ def install_error_handlers(app: FastAPI, metrics: ServerMetrics) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and exc.detail == FASTAPI_BODY_PARSE_ERROR:
+            return await on_api_error(request, invalid_json())
         kind = "not_found" if exc.status_code == 404 else "http_error"
         return APIError(exc.status_code, str(exc.detail), code=kind).response()
 

@@ -11,13 +11,30 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 MAX_LOGPROBS = 20
 MAX_N = 128
 MAX_STOP_STRINGS = 16
 
-NonEmptyStr = Annotated[str, Field(min_length=1)]
+# Seeds are 64-bit signed, as in vLLM; choice i of n draws with seed + i (< 2**64: still valid).
+MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1
+
+
+def _no_lone_surrogates(text: str) -> str:
+    """JSON's "\\udfff" escape decodes to a lone surrogate no tokenizer can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains a lone surrogate (not valid Unicode)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_no_lone_surrogates)]
+NonEmptyStr = Annotated[Text, Field(min_length=1)]
+# OpenAI rejects "5" for an integer and "yes" or 1 for a boolean; pydantic's lax mode would not.
+StrictInt = Annotated[int, Field(strict=True)]
+StrictBool = Annotated[bool, Field(strict=True)]
 
 
 class StreamOptions(BaseModel):
@@ -30,16 +47,16 @@ class SamplingRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str | None = None  # None: the first served name
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: StrictInt | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    top_k: int = Field(default=0, ge=-1)  # extra; 0 or -1 disables
-    n: int = Field(default=1, ge=1, le=MAX_N)
-    seed: int | None = None
+    top_k: StrictInt = Field(default=0, ge=-1)  # extra; 0 or -1 disables
+    n: StrictInt = Field(default=1, ge=1, le=MAX_N)
+    seed: StrictInt | None = Field(default=None, ge=MIN_SEED, le=MAX_SEED)
     stop: NonEmptyStr | list[NonEmptyStr] | None = Field(default=None)
-    stop_token_ids: list[Annotated[int, Field(ge=0)]] | None = None  # extra
-    ignore_eos: bool = False  # extra
-    stream: bool = False
+    stop_token_ids: list[Annotated[int, Field(ge=0, strict=True)]] | None = None  # extra
+    ignore_eos: StrictBool = False  # extra
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
@@ -48,10 +65,10 @@ class SamplingRequest(BaseModel):
     # vLLM's extras
     repetition_penalty: float = Field(default=1.0, gt=0.0)
     min_p: float = Field(default=0.0, ge=0.0, le=1.0)
-    min_tokens: int = Field(default=0, ge=0)
-    include_stop_str_in_output: bool = False
-    skip_special_tokens: bool = True
-    prompt_logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
+    min_tokens: StrictInt = Field(default=0, ge=0)
+    include_stop_str_in_output: StrictBool = False
+    skip_special_tokens: StrictBool = True
+    prompt_logprobs: StrictInt | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
 
     @model_validator(mode="after")
     def _check_shared(self) -> SamplingRequest:
@@ -72,14 +89,14 @@ class SamplingRequest(BaseModel):
         return self.stream_options is not None and self.stream_options.include_usage
 
 
-PromptTokens = list[Annotated[int, Field(ge=0)]]
+PromptTokens = list[Annotated[int, Field(ge=0, strict=True)]]
 
 
 class CompletionRequest(SamplingRequest):
     prompt: NonEmptyStr | list[NonEmptyStr] | PromptTokens | list[PromptTokens]
-    logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
-    echo: bool = False
-    best_of: int | None = Field(default=None, ge=1, le=MAX_N)
+    logprobs: StrictInt | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
+    echo: StrictBool = False
+    best_of: StrictInt | None = Field(default=None, ge=1, le=MAX_N)
     suffix: str | None = None
 
     @model_validator(mode="after")
@@ -94,25 +111,32 @@ class CompletionRequest(SamplingRequest):
 
 class ContentPart(BaseModel):
     type: str
-    text: str | None = None
+    text: Text | None = None
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")  # name, tool_call_id ... go to the template as-is
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
+    content: Text | list[ContentPart] | None = None
+
+    @model_validator(mode="after")
+    def _check_extras(self) -> ChatMessage:
+        for value in (self.model_extra or {}).values():  # name, tool_call_id ...
+            if isinstance(value, str):
+                _no_lone_surrogates(value)
+        return self
 
 
 class ChatCompletionRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    logprobs: bool = False
-    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
+    logprobs: StrictBool = False
+    top_logprobs: StrictInt | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
     tools: list[dict[str, Any]] | None = None
     response_format: dict[str, Any] | None = None
-    add_generation_prompt: bool = True  # extra, as in vLLM
-    continue_final_message: bool = False  # extra, as in vLLM: extend the last message
+    add_generation_prompt: StrictBool = True  # extra, as in vLLM
+    continue_final_message: StrictBool = False  # extra, as in vLLM: extend the last message
     chat_template_kwargs: dict[str, Any] | None = None  # extra, as in vLLM
 
     @model_validator(mode="after")
