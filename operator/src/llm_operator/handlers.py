@@ -25,12 +25,10 @@ from llm_operator.child_kinds import CHILD_KINDS, POD, WATCHED
 from llm_operator.k8s import KubeApi, connection_info, load_configuration
 from llm_operator.plan.observed import summarize_child, summarize_pod
 from llm_operator.reconciler import CHILD_INDEX_PREFIX, POD_INDEX, Runtime
-from llm_operator.render.objects import DEPLOYMENT_LABEL
+from llm_operator.render.objects import DEPLOYMENT_LABEL, MANAGED_BY, MANAGED_SELECTOR
 from llm_operator.settings import OperatorConfig, load_catalog
 
 logger = logging.getLogger(__name__)
-MANAGED_BY = {"app.kubernetes.io/managed-by": "llm-operator"}
-MANAGED_SELECTOR = "app.kubernetes.io/managed-by=llm-operator"
 LLMD = (GROUP, VERSION, PLURAL)
 # (apiVersion, plural) of every kind the operator creates (the table is child_kinds.py's).
 CHILDREN = tuple((k.api_version, k.plural) for k in CHILD_KINDS)

@@ -35,7 +35,7 @@ import kopf
 import kubernetes
 
 from llm_operator.api.resource import API_VERSION, KIND, PLURAL
-from llm_operator.child_kinds import EVENT, PLURALS
+from llm_operator.child_kinds import CHILD_KINDS, EVENT, PLURALS
 from llm_operator.plan.timefmt import format_time
 from llm_operator.plan.types import FIELD_MANAGER, ChildRef, EventSpec, Plan
 
@@ -189,6 +189,23 @@ class KubeApi:
         query = {"fieldManager": self.field_manager, "force": "true"}
         target = path(api_version, plural, namespace, meta["name"])
         await self.call("PATCH", target, query=query, body=manifest, content_type=APPLY)
+
+    async def list_children(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The children matching `selector`, read from the API server (not kopf's indices)."""
+        found: list[dict[str, Any]] = []
+        for kind in CHILD_KINDS:
+            query = {"labelSelector": selector}
+            try:
+                listed = await self.call(
+                    "GET", path(kind.api_version, kind.plural, namespace), query=query
+                )
+            except ApiError as exc:
+                if exc.status == 404:  # the kind is not installed (KEDA, Prometheus Operator)
+                    continue
+                raise _typed(exc) from exc
+            for item in (listed or {}).get("items") or []:  # list items carry no kind
+                found.append({**item, "apiVersion": kind.api_version, "kind": kind.kind})
+        return found
 
     async def delete(self, ref: ChildRef) -> None:
         plural = PLURALS[(ref.api_version, ref.kind)]

@@ -28,7 +28,8 @@ from llm_operator.autoscale.collector import Collector
 from llm_operator.k8s import FORBIDDEN_DELAY, ForbiddenError, KubeApi, RejectedError
 from llm_operator.plan import ChildSummary, Observed, Plan, ReconcileSettings, decide
 from llm_operator.plan.decide import failed
-from llm_operator.plan.observed import Scrape
+from llm_operator.plan.observed import Scrape, summarize_child
+from llm_operator.render.objects import DEPLOYMENT_LABEL, MANAGED_SELECTOR
 from llm_operator.state import AutoscalerClock, Key, Rejections, Wakeups, WriteCache
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,28 @@ class Runtime:
         children = self.writes.overlay(key, children)
         return Observed(children, tuple(sorted(pods, key=lambda p: p.name)))
 
+    async def _read_through(
+        self, key: Key, body: Mapping[str, Any], observed: Observed
+    ) -> Observed:
+        """The children from the API server when the indices may be cold.
+
+        kopf fills its indices before the first handler only at start-up. A replica that
+        resumes after a peering pause (the leader left) re-lists the children while its
+        LLMDeployment handlers already run: an empty index there would mean "create" (a second
+        Created and Ready, and a status flap). So when the index shows no Deployment for an
+        LLMDeployment whose status says its children were applied (a phase other than Failed)
+        and this process has not written them, read them from the API server, once.
+        """
+        has_deployment = any(kind == "Deployment" for kind, _ in observed.children)
+        phase = (body.get("status") or {}).get("phase")
+        if has_deployment or phase in (None, "Failed") or self.writes.knows(key):
+            return observed
+        self.writes.read_through(key)
+        selector = f"{DEPLOYMENT_LABEL}={key[1]},{MANAGED_SELECTOR}"
+        listed = await self.api.list_children(key[0], selector)
+        children = {(c.kind, c.name): c for c in map(summarize_child, listed)}
+        return replace(observed, children={**children, **observed.children})
+
     async def reconcile(
         self, body: Mapping[str, Any], indices: Mapping[str, Any], scrape: Scrape | None = None
     ) -> Plan:
@@ -142,7 +165,8 @@ class Runtime:
         if status is not None:
             manifest["status"] = status
         memory = self.autoscaler.memory(key)
-        observed = replace(self.observe(key, indices), scrape=scrape, memory=memory)
+        observed = await self._read_through(key, body, self.observe(key, indices))
+        observed = replace(observed, scrape=scrape, memory=memory)
         plan = decide(manifest, observed, datetime.now(tz=UTC), self.settings)
         if self.rejections.any_refused(key, plan.apply):
             raise kopf.PermanentError("the API server refused this spec's objects before")

@@ -92,3 +92,15 @@ def test_the_autoscaler_ticks_only_with_ready_pods() -> None:
     assert clock.memory(KEY) == ScalingMemory()
     clock.forget(KEY)
     assert clock.next_tick(KEY) == 0.0
+
+
+def test_the_write_cache_knows_a_key_once_it_applied_deleted_or_listed_its_children() -> None:
+    key = ("ns", "chat")
+    cache = WriteCache()
+    assert not cache.knows(key)  # a fresh process: the reconciler may read the API through
+    cache.read_through(key)
+    assert cache.knows(key)  # once per key
+    cache.forget(key)
+    assert not cache.knows(key)
+    cache.child_gone(key, "Deployment", "chat")
+    assert cache.knows(key)  # deleted by hand: re-create, do not read through

@@ -26,6 +26,8 @@ from llm_operator.replicas import replica_target
 from llm_operator.resolve import DRAIN_SECONDS, MODEL_MOUNT, SERVER_PORT, Resolution
 
 DEPLOYMENT_LABEL = "inference.llmops.dev/deployment"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "llm-operator"}  # on every child and pod
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=llm-operator"
 ACCELERATOR_LABEL = "inference.llmops.dev/accelerator"
 OPTION_LABEL = "inference.llmops.dev/accelerator-option"  # primary, fallback-0, ...
 CONFIG_HASH_ANNOTATION = "inference.llmops.dev/config-hash"
@@ -49,7 +51,7 @@ def common_labels(name: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "llm-server",
         "app.kubernetes.io/instance": name,
-        "app.kubernetes.io/managed-by": "llm-operator",
+        **MANAGED_BY,
         DEPLOYMENT_LABEL: name,
     }
 

@@ -34,14 +34,23 @@ class WriteCache:
     statuses: dict[Key, dict[str, Any]] = field(default_factory=dict)
     gone: dict[Key, set[ChildKey]] = field(default_factory=dict)  # deleted meanwhile
     uids: dict[Key, str] = field(default_factory=dict)  # a new object may reuse a name
+    listed: set[Key] = field(default_factory=set)  # children read from the API server once
+
+    def read_through(self, key: Key) -> None:
+        self.listed.add(key)
 
     def forget(self, key: Key) -> None:
         for table in (self.applied, self.statuses, self.gone, self.uids):
             table.pop(key, None)
+        self.listed.discard(key)
 
     def uid_changed(self, key: Key, uid: str) -> bool:
         """True when the name now belongs to another object than the one we wrote for."""
         return self.uids.setdefault(key, uid) != uid
+
+    def knows(self, key: Key) -> bool:
+        """Whether this process applied, listed or saw deleted any child of `key`."""
+        return bool(self.applied.get(key) or self.gone.get(key)) or key in self.listed
 
     def child_gone(self, key: Key, kind: str, name: str) -> None:
         """A child's DELETED event: forget it (also if a reconcile in flight applied it)."""
