@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from llm_server import __version__
 from llm_server.config import TINY_RANDOM, ConfigError, ServerConfig, default_cache_dir
+
+API_KEY_ENV = "LLM_SERVER_API_KEY"  # vLLM reads VLLM_API_KEY the same way
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--drain-grace-seconds", type=float, default=30.0,
         help="on SIGTERM, how long accepted requests may run before they are aborted")  # fmt: skip
     add("--retry-after-seconds", type=int, default=1, help="Retry-After on 429 and 503")
+    add("--api-key", action="append", default=None, dest="api_key",
+        help=f"require `Authorization: Bearer KEY` on /v1/*; repeat or comma-separate "
+        f"for several keys; also read from ${API_KEY_ENV} (/health, /ready, /metrics stay "
+        "open)")  # fmt: skip
+    add("--api-key-file", type=Path, default=None,
+        help="file with the key(s), one a line or comma-separated (a mounted Secret)")  # fmt: skip
     add("--log-level", default="info")
     add("--cache-dir", type=Path, default=default_cache_dir(), help=f"where {TINY_RANDOM} is built")
     return parser
@@ -79,9 +88,29 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
     args = vars(parser.parse_args(argv))
     args["served_model_names"] = tuple(args["served_model_names"] or ())
     try:
+        args["api_keys"] = api_keys(args.pop("api_key"), args.pop("api_key_file"))
         return ServerConfig(**args)
+    except (OSError, UnicodeDecodeError) as exc:
+        parser.error(f"--api-key-file: {exc}")
     except ConfigError as exc:
         parser.error(str(exc))  # exits 2 with the usage line, like any bad flag
+
+
+def api_keys(flags: Sequence[str] | None, key_file: Path | None) -> tuple[str, ...]:
+    """Every key from the flags, the key file and the environment, deduplicated. A key file
+    without a key is an error: serving unauthenticated because a Secret was empty would be
+    silent."""
+    sources = [*(flags or ()), os.environ.get(API_KEY_ENV, "")]
+    if key_file is not None:
+        from_file = split_keys(key_file.read_text(encoding="utf-8").replace("\n", ","))
+        if not from_file:
+            raise ConfigError(f"--api-key-file {key_file}: holds no key")
+        sources.extend(from_file)
+    return tuple(dict.fromkeys(key for source in sources for key in split_keys(source)))
+
+
+def split_keys(text: str) -> list[str]:
+    return [key.strip() for key in text.split(",") if key.strip()]
 
 
 def build_quantize_parser() -> argparse.ArgumentParser:

@@ -79,6 +79,8 @@ class ServerConfig:
     max_request_body_bytes: int = 4 * 1024 * 1024
     max_prompt_tokens: int | None = None  # None: only the context length limits prompts
     drain_grace_seconds: float = 30.0
+    # Bearer keys /v1/* requires (empty: no authentication); kept out of repr and so of logs.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
     retry_after_seconds: int = 1
     log_level: str = "info"
     cache_dir: Path = field(default_factory=default_cache_dir)
@@ -180,6 +182,8 @@ class ServerConfig:
         for flag, value in {**positive, **optional_positive}.items():
             if value is not None and value <= 0:
                 raise ConfigError(f"{flag} {value}: must be positive")
+        if any(not key or not key.isprintable() or {",", " "} & set(key) for key in self.api_keys):
+            raise ConfigError("--api-key: keys must be non-empty, without spaces or commas")
         if self.drain_grace_seconds < 0:
             raise ConfigError(f"--drain-grace-seconds {self.drain_grace_seconds}: must be >= 0")
         if (

@@ -7,6 +7,7 @@ import random
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -118,19 +119,21 @@ def test_only_deterministic_requests_get_a_slot() -> None:
 
     def slot_key(**fields: object) -> bytes | None:
         request = CompletionRequest.model_validate({"prompt": "hi", **fields})
-        slot = cache_slot(cache, request, identity, resolved)
+        slot = cache_slot(cache, request, identity, resolved, api_key_id=None)
         return None if slot is None else slot.key
 
     assert is_deterministic(0.0, None) and is_deterministic(0.7, 1)
     assert not is_deterministic(0.7, None)
     assert slot_key(temperature=1.0) is None  # sampled, no seed: never cached
     assert (
-        cache_slot(None, CompletionRequest(prompt="x", temperature=0), identity, resolved) is None
+        cache_slot(
+            None, CompletionRequest(prompt="x", temperature=0), identity, resolved, api_key_id=None
+        )
+        is None
     )
     greedy = slot_key(temperature=0)
     assert greedy is not None
     # Irrelevant fields do not change the key; every sampling parameter does.
-    assert slot_key(temperature=0, user="someone") == greedy
     assert slot_key(temperature=0, prompt="other text, same tokens") == greedy
     variants = [
         {"top_p": 0.5}, {"top_k": 5}, {"n": 2}, {"seed": 3}, {"stop": ["."]},
@@ -143,13 +146,33 @@ def test_only_deterministic_requests_get_a_slot() -> None:
     assert len(seeded) == 2 and None not in seeded
     other_prompt = cache_slot(
         cache, CompletionRequest(prompt="hi", temperature=0), identity,
-        {**resolved, "prompts": [[1, 3]]},
+        {**resolved, "prompts": [[1, 3]]}, api_key_id=None,
     )  # fmt: skip
     other_model = cache_slot(
-        cache, CompletionRequest(prompt="hi", temperature=0), {"revision": "r2"}, resolved
-    )
+        cache, CompletionRequest(prompt="hi", temperature=0), {"revision": "r2"}, resolved,
+        api_key_id=None,
+    )  # fmt: skip
     assert other_prompt is not None and other_model is not None
     assert len({greedy, other_prompt.key, other_model.key}) == 3
+
+
+def test_each_tenant_has_its_own_entries() -> None:
+    """The `user` field and the API key's identity are part of the key (issue 18 item 8)."""
+    cache = ResponseCache(max_entries=4, max_bytes=100_000, ttl_seconds=60)
+    resolved = {"endpoint": "completions", "model": "m", "prompts": [[1, 2]], "max_tokens": [4]}
+
+    def slot_key(api_key_id: str | None, **fields: Any) -> bytes:
+        request = CompletionRequest.model_validate({"prompt": "hi", "temperature": 0, **fields})
+        slot = cache_slot(cache, request, {"revision": "r"}, resolved, api_key_id=api_key_id)
+        assert slot is not None
+        return slot.key
+
+    tenants = [
+        slot_key(None), slot_key(None, user="a"), slot_key(None, user="b"),
+        slot_key("key-1"), slot_key("key-1", user="a"), slot_key("key-2", user="a"),
+    ]  # fmt: skip
+    assert len(set(tenants)) == len(tenants)
+    assert slot_key("key-1", user="a") == slot_key("key-1", user="a")
 
 
 def test_model_revision_changes_with_the_checkpoint(tmp_path: Path) -> None:

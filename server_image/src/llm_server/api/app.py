@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from llm_server import __version__
+from llm_server.api.auth import APIKeyAuth
 from llm_server.api.body_limit import BodySizeLimit
 from llm_server.api.chat import create_chat_completion
 from llm_server.api.completions import create_completion
@@ -28,6 +29,12 @@ def create_app(state: ServerState) -> FastAPI:
         max_bytes=state.config.max_request_body_bytes,
         on_reject=lambda error: state.metrics.count_rejected(error.code or error.type),
     )
+    if state.config.api_keys:  # added last: outermost, so before the body is read
+        app.add_middleware(
+            APIKeyAuth,
+            keys=state.config.api_keys,
+            on_reject=lambda error: state.metrics.count_rejected(error.code or error.type),
+        )
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -10,6 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from llm_server.api.auth import request_key_id
 from llm_server.api.choice_group import ChoiceGroup, ChoiceResult
 from llm_server.api.logprobs import LogprobFormatter
 from llm_server.api.prompts import completion_prompts, echo_texts, resolve_max_tokens
@@ -52,8 +53,9 @@ async def create_completion(
         resolved = {"endpoint": "completions", "model": model, "prompts": prompts,
                     "max_tokens": max_tokens}  # fmt: skip
         slot = cache_slot(
-            state.response_cache, body, state.cache_identity, resolved, keep_prompt=body.echo
-        )
+            state.response_cache, body, state.cache_identity, resolved, keep_prompt=body.echo,
+            api_key_id=request_key_id(request),
+        )  # fmt: skip
         hit = slot.lookup() if slot is not None else None
         if hit is not None:
             lease.release()

@@ -6,6 +6,10 @@ response that was cached (so a hit is byte-identical to it). Only responses whos
 finished with "stop" or "length" are stored; an aborted, failed or disconnected request never
 is. The `x-llm-server-cache: hit|miss` header says which happened (absent when the request
 could not use the cache at all).
+
+Entries belong to a tenant: the API key the request presented (when keys are on) and its
+`user` field (none: one shared anonymous tenant). A tenant's lookup never finds another's
+entry, so neither the answer nor the hit header reveals what someone else asked.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from llm_server.cache.response_cache import CachedResponse, ResponseCache
 CACHE_HEADER = "x-llm-server-cache"
 CACHEABLE_FINISH_REASONS = frozenset({"stop", "length"})
 # Request fields that cannot change the response bytes, or that the key carries resolved
-# (model: the served name answered with; prompt/messages: token ids; max_*: the resolved
-# limit; stream_options: only include_usage matters).
+# (user: as the tenant; model: the served name answered with; prompt/messages: token ids;
+# max_*: the resolved limit; stream_options: only include_usage matters).
 KEY_EXCLUDED_FIELDS = frozenset({
     "user", "model", "prompt", "messages", "max_tokens", "max_completion_tokens",
     "stream_options", "add_generation_prompt", "chat_template_kwargs",
@@ -53,6 +57,8 @@ def cache_slot(
     identity: Mapping[str, Any],
     resolved: Mapping[str, Any],
     keep_prompt: bool = False,
+    *,
+    api_key_id: str | None,
 ) -> CacheSlot | None:
     """None when the cache is off or the request could differ between runs."""
     if cache is None or not is_deterministic(body.temperature, body.seed):
@@ -60,6 +66,7 @@ def cache_slot(
     excluded = KEY_EXCLUDED_FIELDS - ({"prompt"} if keep_prompt else set())
     fields = {
         "identity": dict(identity),
+        "tenant": {"api_key": api_key_id, "user": body.user},
         "request": body.model_dump(mode="json", exclude=set(excluded)),
         "include_usage": body.include_usage(),
         **resolved,
