@@ -29,6 +29,7 @@ from llm_operator.catalog import Catalog, default_catalog
 from llm_operator.cost import budget_warnings, estimate
 from llm_operator.local import LocalRunError, local_server_args, run_local
 from llm_operator.render import RenderSettings, UnresolvedSpecError, desired_objects, dump_objects
+from llm_operator.render.policy import add_policy_arguments, policy_check, policy_from_args
 from llm_operator.resolve import resolve
 from llm_operator.validation import Problem, validate_manifest
 
@@ -80,6 +81,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{name}: invalid")
             for problem in problems:
                 print(f"  {problem}")
+            continue
+        policy = RenderSettings(pod_policy=policy_from_args(args))
+        violations = policy_check(resource, catalog, policy)
+        if violations:  # the operator's boundary (render/policy.py), under these flags
+            invalid += 1
+            print(f"{name}: invalid")
+            for violation in violations:
+                print(f"  PolicyViolation: {violation}")
             continue
         print(f"{name}: valid ({resource.metadata.name})")
         for warning in budget_warnings(resource.spec, catalog):
@@ -158,6 +167,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         image_tag=args.image_tag or defaults.image_tag,
         service_monitor=args.service_monitor,
         network_policy=args.network_policy,
+        pod_policy=policy_from_args(args),
     )
     documents, status = [], 0
     for name, resource, _ in _load(args.file):
@@ -174,7 +184,14 @@ def cmd_render(args: argparse.Namespace) -> int:
         for note in resolution.notes:
             print(f"{name}: note: {note}", file=sys.stderr)
         try:
-            documents += desired_objects(resource, resolution, settings, args.replicas)
+            rendered = desired_objects(resource, resolution, settings, args.replicas)
+            violations = policy_check(resource, catalog, settings, rendered)
+            if violations:
+                for violation in violations:
+                    print(f"{name}: PolicyViolation: {violation}", file=sys.stderr)
+                status = EXIT_INVALID
+                continue
+            documents += rendered
         except UnresolvedSpecError as exc:
             print(f"{name}: {exc}", file=sys.stderr)
             status = EXIT_INVALID
@@ -246,6 +263,8 @@ def parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         if name == "cost":
             sub.add_argument("-o", "--output", choices=["table", "json"], default="table")
+        if name in ("validate", "render"):
+            add_policy_arguments(sub)
         if name == "validate":
             sub.add_argument(
                 "--server",

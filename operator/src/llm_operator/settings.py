@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from llm_operator.catalog import Catalog, default_catalog
 from llm_operator.plan import FallbackSettings, ReconcileSettings
 from llm_operator.render import RenderSettings
+from llm_operator.render.policy import add_policy_arguments, policy_from_args
 
 if TYPE_CHECKING:
     import kopf
@@ -150,6 +151,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--image-repository", default=RenderSettings().image_repository)
     p.add_argument("--image-tag", default=RenderSettings().image_tag)
+    add_policy_arguments(p)
     catalog = p.add_mutually_exclusive_group()
     catalog.add_argument("--catalog-file", help="GPU catalog override YAML")
     catalog.add_argument(
@@ -185,6 +187,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
             network_policy=args.network_policy,
             network_policy_namespaces=tuple(args.network_policy_namespace),
             keda_prometheus_address=args.keda_prometheus_address,
+            pod_policy=policy_from_args(args),
         ),
         catalog_file=args.catalog_file,
         catalog_configmap=args.catalog_configmap,

@@ -39,6 +39,7 @@ from llm_operator.plan.status import merge_patch, parse_status, status_dict
 from llm_operator.plan.types import EventSpec, Plan, PlanError, ReconcileSettings
 from llm_operator.render import desired_objects, selector_labels
 from llm_operator.render.names import child_name
+from llm_operator.render.policy import POLICY_VIOLATION, api_key_secret_name, objects_violations
 from llm_operator.replicas import replica_target
 from llm_operator.resolve import resolve
 from llm_operator.validation import validate_manifest
@@ -97,6 +98,16 @@ def decide(
     )
     wanted = scaling.wanted
     rendered = desired_objects(resource, resolution, settings.render, scaling.replicas)
+    # The pods' boundary, checked on what would be applied (after the podTemplate merge).
+    violations = objects_violations(
+        rendered,
+        settings.render.pod_policy,
+        settings.render.image_repository,
+        api_key_secret_name(spec.server),
+    )
+    if violations:
+        message = "; ".join(str(v) for v in violations)
+        return _failed(raw_previous or {}, previous, POLICY_VIOLATION, message, now, generation)
     desired = [children.stamp(o) for o in rendered]
     to_apply = tuple(o for o in desired if children.needs_apply(o, observed.children))
     to_delete = tuple(children.stale(desired, observed.children, resource.metadata.namespace))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llm_operator import __version__
+from llm_operator.render.policy import PodPolicy
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class RenderSettings:
     # the llm-server pods, e.g. through the ServiceMonitor) and KEDA's polling interval.
     keda_prometheus_address: str = "http://prometheus-operated.monitoring.svc:9090"
     keda_polling_seconds: int = 10
+    # What the pods may use (hostPath prefixes, image registries, Secrets ...): render/policy.py
+    pod_policy: PodPolicy = field(default_factory=PodPolicy)
 
     def image(self, cpu: bool) -> str:
         suffix = self.cpu_image_suffix if cpu else ""
