@@ -216,6 +216,24 @@ INVALID: list[tuple[str, Mutation, str]] = [
         "spec.server.env[0].name",
     ),
     (
+        "api-key-secret-and-api-key-env",
+        _all(
+            _set("server.apiKeySecret", {"name": "keys", "key": "api-key"}),
+            _set("server.env", [{"name": "LLM_SERVER_API_KEY", "value": "k"}]),
+        ),
+        "spec.server.apiKeySecret",
+    ),
+    (
+        "api-key-secret-without-key",
+        _set("server.apiKeySecret", {"name": "keys"}),
+        "spec.server.apiKeySecret.key",
+    ),
+    (
+        "api-key-secret-bad-name",
+        _set("server.apiKeySecret", {"name": "Keys_1", "key": "api-key"}),
+        "spec.server.apiKeySecret.name",
+    ),
+    (
         "bad-quantity",
         _set("server.resources", {"requests": {"cpu": "2 cores"}}),
         "spec.server.resources.requests.cpu",

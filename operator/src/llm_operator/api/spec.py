@@ -92,6 +92,13 @@ ENV_UNIQUE = CrossFieldRule(
     ".env",
     "merge the repeated entries",
 )
+API_KEY_ENV = "LLM_SERVER_API_KEY"  # what llm-server reads its API key(s) from
+API_KEY_ONE_SOURCE = CrossFieldRule(
+    f"!has(self.apiKeySecret) || !has(self.env) || !self.env.exists(e, e.name == '{API_KEY_ENV}')",
+    f"server.apiKeySecret sets {API_KEY_ENV}; server.env must not set it as well",
+    ".apiKeySecret",
+    f"remove the {API_KEY_ENV} env entry",
+)
 FP8_NEEDS_SUPPORT = CrossFieldRule(
     f"self.optimization.quantization != 'fp8' || self.accelerator.type in {_FP8_CEL}",
     f"quantization fp8 must run on an accelerator with fp8 support ({_FP8_TEXT})",
@@ -396,12 +403,28 @@ class Resources(ApiModel):
     limits: dict[str, Quantity] = Field(default_factory=dict)
 
 
-class Server(ApiModel, json_schema_extra=cel_rules(ENV_UNIQUE)):
+class SecretKeySelector(ApiModel):
+    """One key of a Secret in the LLMDeployment's namespace."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        max_length=253,
+    )
+    key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)
+
+
+class Server(ApiModel, json_schema_extra=cel_rules(ENV_UNIQUE, API_KEY_ONE_SOURCE)):
     """How the llm-server container runs; podTemplate is the escape hatch."""
 
     image: str | None = Field(default=None, max_length=512, description="Overrides the image.")
     args: list[str] = Field(default_factory=list, max_length=64, description="Extra arguments.")
     env: list[EnvVar] = Field(default_factory=list, max_length=64)
+    api_key_secret: SecretKeySelector | None = Field(
+        default=None,
+        description="Turns on API keys: the Secret key holding them (comma-separated for "
+        f"several), given to llm-server as {API_KEY_ENV}. Clients then send "
+        "`Authorization: Bearer KEY` on /v1/*; /health, /ready and /metrics stay open.",
+    )
     resources: Resources | None = Field(
         default=None, description="Overrides the CPU and memory the operator derives."
     )
@@ -415,6 +438,8 @@ class Server(ApiModel, json_schema_extra=cel_rules(ENV_UNIQUE)):
         names = [e.name for e in self.env]
         if len(names) != len(set(names)):
             raise RuleViolation(ENV_UNIQUE)
+        if self.api_key_secret is not None and API_KEY_ENV in names:
+            raise RuleViolation(API_KEY_ONE_SOURCE)
         return self
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from llm_operator.api.model_uri import is_gguf_uri
 from llm_operator.api.resource import API_VERSION, KIND, LLMDeployment
-from llm_operator.api.spec import LLMDeploymentSpec
+from llm_operator.api.spec import API_KEY_ENV, LLMDeploymentSpec
 from llm_operator.cost import budget_capped_max, entry_dollars_per_hour
 from llm_operator.render.config import config_data, config_hash
 from llm_operator.render.merge import strategic_merge
@@ -270,7 +270,8 @@ def _deployment(
 
 
 def _env(spec: LLMDeploymentSpec) -> list[dict[str, Any]]:
-    """Writable caches under the read-only root, then the user's env (same name: user wins)."""
+    """Writable caches under the read-only root, then the user's env (same name: user wins),
+    then the API key(s) from the referenced Secret (the spec forbids setting it twice)."""
     env: dict[str, dict[str, Any]] = {
         e["name"]: e
         for e in (
@@ -281,6 +282,11 @@ def _env(spec: LLMDeploymentSpec) -> list[dict[str, Any]]:
     }
     for var in spec.server.env:
         env[var.name] = var.model_dump(by_alias=True, exclude_none=True)
+    if (secret := spec.server.api_key_secret) is not None:
+        env[API_KEY_ENV] = {
+            "name": API_KEY_ENV,
+            "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}},
+        }
     return list(env.values())
 
 
