@@ -12,7 +12,7 @@ from importlib import resources
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 CPU = "cpu"
@@ -72,13 +72,35 @@ class Catalog(_CatalogModel):
 
     def with_overrides(self, override_yaml: str) -> Catalog:
         """Merge a ConfigMap's catalog YAML: same-named entries are patched, new ones added."""
-        patch = yaml.safe_load(override_yaml) or {}
+        return self.with_patch(yaml.safe_load(override_yaml))
+
+    def with_patch(self, patch: Any) -> Catalog:
+        """`with_overrides` on parsed YAML (None: nothing to merge). A wrong shape or field is
+        a ValueError whose message is one line naming the entry and the field."""
+        if patch is None:
+            return self
+        if not isinstance(patch, dict) or set(patch) - {"accelerators"}:
+            raise ValueError("a catalog is a mapping with one key, accelerators (a list)")
+        entries = patch.get("accelerators") or []
+        if not isinstance(entries, list):
+            raise ValueError("accelerators: must be a list")
         merged: dict[str, dict[str, Any]] = {
             a.name: a.model_dump(by_alias=True) for a in self.accelerators
         }
-        for entry in patch.get("accelerators", []):
-            name = entry.get("name")
+        for index, entry in enumerate(entries):
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if not isinstance(name, str):
+                raise ValueError(f"accelerators[{index}]: must be a mapping with a name")
             merged[name] = _deep_merge(merged.get(name, {}), entry)
+            try:
+                Accelerator.model_validate(merged[name])
+            except ValidationError as exc:
+                first, count = exc.errors()[0], exc.error_count()
+                field = ".".join(str(part) for part in first["loc"])
+                more = f" (and {count - 1} more)" if count > 1 else ""
+                raise ValueError(
+                    f"accelerators[{index}] ({name}): {field}: {first['msg']}{more}"
+                ) from None
         return Catalog.model_validate({"accelerators": list(merged.values())})
 
 

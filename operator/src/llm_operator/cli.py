@@ -15,10 +15,7 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from llm_operator import kube_yaml
 from llm_operator.api.admission import admission_errors, as_served
@@ -36,46 +33,51 @@ from llm_operator.validation import Problem, validate_manifest
 EXIT_INVALID = 2
 
 
-def _documents(path: str) -> Iterator[tuple[str, Any]]:
-    text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    for index, doc in enumerate(kube_yaml.load_all(text)):  # numbers as the API server reads
-        if doc is not None:
-            yield f"{path}#{index}" if index else path, doc
+def _documents(paths: list[str]) -> list[tuple[str, Any]]:
+    """Every document of every file, all read before a command prints anything; a file that
+    cannot be read, or holds no document, is an InputFileError (one line, exit 2)."""
+    docs: list[tuple[str, Any]] = []
+    for path in paths:
+        found = kube_yaml.read_documents(path)  # numbers as the API server reads them
+        if not found:
+            raise kube_yaml.InputFileError(f"no LLMDeployment in {path}")
+        docs += [(f"{path}#{index}" if index else path, doc) for index, doc in found]
+    return docs
 
 
 def _catalog(path: str | None) -> Catalog:
     catalog = default_catalog()
-    return catalog.with_overrides(Path(path).read_text()) if path else catalog
+    if path is None:
+        return catalog
+    found = kube_yaml.read_documents(path)
+    if len(found) > 1:
+        raise kube_yaml.InputFileError(f"{path}: a catalog is one document, not {len(found)}")
+    try:
+        return catalog.with_patch(found[0][1] if found else None)
+    except ValueError as exc:
+        raise kube_yaml.InputFileError(f"{path}: {exc}") from None
 
 
-def _load(paths: list[str]) -> Iterator[tuple[str, LLMDeployment | None, list[Problem]]]:
-    for path in paths:
-        try:
-            docs = list(_documents(path))
-        except (OSError, yaml.YAMLError) as exc:
-            yield (
-                path,
-                None,
-                [Problem("(file)", str(exc).splitlines()[0], "check the path and YAML")],
-            )
-            continue
-        for name, doc in docs:
-            doc = as_served(doc)  # nulls dropped, 8192.0 as 8192: what the API server reads
-            resource, problems = validate_manifest(doc)
-            if resource is not None:
-                # Drift guard: the cluster's own checks (CRD schema + CEL) must agree.
-                problems = [
-                    Problem(e.split(":", 1)[0], e.split(":", 1)[1].strip(), "")
-                    for e in admission_errors(doc)
-                ]
-                resource = None if problems else resource
-            yield name, resource, problems
+def _load(
+    docs: list[tuple[str, Any]],
+) -> Iterator[tuple[str, LLMDeployment | None, list[Problem]]]:
+    for name, doc in docs:
+        doc = as_served(doc)  # nulls dropped, 8192.0 as 8192: what the API server reads
+        resource, problems = validate_manifest(doc)
+        if resource is not None:
+            # Drift guard: the cluster's own checks (CRD schema + CEL) must agree.
+            problems = [
+                Problem(e.split(":", 1)[0], e.split(":", 1)[1].strip(), "")
+                for e in admission_errors(doc)
+            ]
+            resource = None if problems else resource
+        yield name, resource, problems
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    catalog = _catalog(args.catalog)
+    catalog, docs = _catalog(args.catalog), _documents(args.file)
     invalid = 0
-    for name, resource, problems in _load(args.file):
+    for name, resource, problems in _load(docs):
         if resource is None:
             invalid += 1
             print(f"{name}: invalid")
@@ -94,21 +96,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for warning in budget_warnings(resource.spec, catalog):
             print(f"  warning: {warning}")
     if args.server:
-        invalid += _validate_on_server(args.file)
+        invalid += _validate_on_server(docs)
     return EXIT_INVALID if invalid else 0
 
 
-def _validate_on_server(paths: list[str]) -> int:
+def _validate_on_server(docs: list[tuple[str, Any]]) -> int:
     """A server-side dry-run of every document; the count the API server refused (exit 2 with
     one line when no cluster answers)."""
     from llm_operator.k8s import ClusterUnreachable, dry_run_create  # only here: a cluster
 
-    docs: list[tuple[str, Any]] = []
-    for path in paths:
-        try:
-            docs += _documents(path)
-        except (OSError, yaml.YAMLError):
-            continue  # reported by the local checks already
     try:
         answers = dry_run_create([as_served(doc) for _, doc in docs])
     except ClusterUnreachable as exc:
@@ -121,8 +117,8 @@ def _validate_on_server(paths: list[str]) -> int:
 
 def cmd_cost(args: argparse.Namespace) -> int:
     catalog = _catalog(args.catalog)
-    report, status = [], 0
-    for name, resource, _ in _load(args.file):
+    report, table, status = [], [], 0  # printed only when every document is valid
+    for name, resource, _ in _load(_documents(args.file)):
         if resource is None:
             print(f"{name}: invalid, run `llmops validate -f {name}`", file=sys.stderr)
             status = EXIT_INVALID
@@ -133,12 +129,12 @@ def cmd_cost(args: argparse.Namespace) -> int:
         if args.output == "json":
             continue
         budget = spec.autoscaling.budget
-        print(
+        table.append(
             f"{resource.metadata.name}: replicas {spec.replicas.min}..{spec.replicas.max}, "
             f"capacity {spec.accelerator.capacity}, budget "
             + (f"${budget.max_dollars_per_hour:,.2f}/h" if budget else "none")
         )
-        print(
+        table.append(
             f"  {'option':<12}{'accelerator':<16}{'$/h each':>10}{'$/h at min':>12}"
             f"{'$/h at max':>12}  budget allows"
         )
@@ -150,12 +146,13 @@ def cmd_cost(args: argparse.Namespace) -> int:
             )
             option = f"{o.count}x {o.accelerator}"
             prices = f"{o.dollars_per_replica_hour:>10,.2f}{o.at_min:>12,.2f}{o.at_max:>12,.2f}"
-            print(f"  {o.label:<12}{option:<16}{prices}  {allows}")
+            table.append(f"  {o.label:<12}{option:<16}{prices}  {allows}")
         for warning in budget_warnings(spec, catalog):
-            print(f"  warning: {warning}")
-    if args.output == "json":
-        print(json.dumps(report, indent=2))
-    return status
+            table.append(f"  warning: {warning}")
+    if status:
+        return status
+    print(json.dumps(report, indent=2) if args.output == "json" else "\n".join(table))
+    return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -170,7 +167,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         pod_policy=policy_from_args(args),
     )
     documents, status = [], 0
-    for name, resource, _ in _load(args.file):
+    for name, resource, _ in _load(_documents(args.file)):
         if resource is None:
             print(f"{name}: invalid, run `llmops validate -f {name}`", file=sys.stderr)
             status = EXIT_INVALID
@@ -195,14 +192,14 @@ def cmd_render(args: argparse.Namespace) -> int:
         except UnresolvedSpecError as exc:
             print(f"{name}: {exc}", file=sys.stderr)
             status = EXIT_INVALID
-    if documents:
+    if documents and not status:  # all or nothing: a pipe to `kubectl apply -f -` applies it
         sys.stdout.write(dump_objects(documents))
     return status
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Run the deployment's server on this machine with the operator's resolved arguments."""
-    loaded = list(_load(args.file))
+    loaded = list(_load(_documents(args.file)))
     if len(loaded) != 1:
         print("llmops up: give exactly one LLMDeployment", file=sys.stderr)
         return EXIT_INVALID
@@ -285,7 +282,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except kube_yaml.InputFileError as exc:  # before anything is printed: stdout stays empty
+        print(f"llmops {args.command}: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     return result
 
 
