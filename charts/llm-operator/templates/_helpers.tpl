@@ -52,3 +52,15 @@ app.kubernetes.io/part-of: llm-operator
 accelerators: []
 {{- end }}
 {{- end }}
+
+{{/* The namespaces the operator watches, as a JSON list: watchNamespaces, else the release
+namespace when namespaced, else [] (every namespace, -A, a ClusterRole). */}}
+{{- define "llm-operator.watchNamespaces" -}}
+{{- if .Values.watchNamespaces -}}
+{{- toJson (uniq .Values.watchNamespaces) -}}
+{{- else if .Values.namespaced -}}
+{{- toJson (list .Release.Namespace) -}}
+{{- else -}}
+[]
+{{- end -}}
+{{- end }}

@@ -290,13 +290,15 @@ def test_the_default_registry_follows_the_image_repository() -> None:
 
 
 def test_an_api_key_secret_named_in_the_spec_is_allowed() -> None:
-    from llm_operator.render.policy import api_key_secret_name
-
-    class Server:
-        api_key_secret = "team-api-keys"
-
-    assert api_key_secret_name(Server()) == "team-api-keys"
-    assert api_key_secret_name(object()) is None
+    """spec.server.apiKeySecret renders LLM_SERVER_API_KEY from that Secret: allowed by name,
+    while the same Secret through the podTemplate or another env stays refused unless it is
+    the one named."""
+    keyed = manifest(apiKeySecret={"name": "team-keys", "key": "keys"})
+    plan = decide(keyed, Observed(), NOW, SETTINGS)
+    assert plan.error is None, plan.error
+    other = manifest(**main(**env_secret("team-other")))
+    other["spec"]["server"]["apiKeySecret"] = {"name": "team-keys", "key": "keys"}
+    assert decide(other, Observed(), NOW, SETTINGS).error is not None
 
 
 def test_flags_parse_into_the_policy() -> None:
