@@ -60,7 +60,7 @@ def test_validate_unreadable_file_is_reported(
     _refused(capsys, ["validate", "-f", str(missing)], f"{missing}: No such file or directory")
 
 
-COMMANDS = ["validate", "cost", "render"]  # `up` reads through the same function
+COMMANDS = ["validate", "cost", "render", "up"]  # a bad file ends each before it starts
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -150,7 +150,7 @@ def test_aliases_and_merge_keys_within_bounds_are_read(
     assert "tier: c" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", ["validate", "cost", "render"])
 def test_multi_document_file_with_a_bad_second_prints_nothing(
     tmp_path: Path, manifest: dict[str, Any], command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -235,3 +235,23 @@ def test_cost_table_uses_catalog_override(
 def test_crd_command_prints_the_crd(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["crd"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["kind"] == "CustomResourceDefinition"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: &a [1, *a]\n", "line 1, column 11: alias *a is inside the node it names"),
+        (
+            "a0: &a0 [x]\n" + "".join(f"a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, 120)),
+            "line 100, column 6: aliases nest the document deeper than 100 levels",
+        ),
+        ("a: " + "x" * (1 << 20) + "\n", "larger than 1 MiB"),
+    ],
+    ids=["recursive-alias", "alias-chain", "too-large"],
+)
+def test_reader_bounds(
+    tmp_path: Path, text: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bounded.yaml"
+    path.write_text(text)
+    _refused(capsys, ["validate", "-f", str(path)], f"llmops validate: {path}: {message}")
