@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="GPUs (ranks) to split the model across; must divide its head counts")  # fmt: skip
     add("--max-request-body-bytes", type=int, default=4 * 1024 * 1024, help="beyond it: 413")
     add("--max-prompt-tokens", type=int, default=None, help="longer prompts get 400")
+    add("--max-prompt-chars", type=int, default=1_000_000,
+        help="longer prompts (or rendered chat prompts) get 413, before tokenizing")  # fmt: skip
+    add("--trust-request-chat-template", action="store_true",
+        help="accept a client's chat_template (request field or chat_template_kwargs); "
+        "refused with 400 by default: templates are code")  # fmt: skip
     add("--drain-grace-seconds", type=float, default=30.0,
         help="on SIGTERM, how long accepted requests may run before they are aborted")  # fmt: skip
     add("--retry-after-seconds", type=int, default=1, help="Retry-After on 429 and 503")

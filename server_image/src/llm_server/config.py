@@ -78,6 +78,11 @@ class ServerConfig:
     # HTTP limits and lifecycle.
     max_request_body_bytes: int = 4 * 1024 * 1024
     max_prompt_tokens: int | None = None  # None: only the context length limits prompts
+    # Checked before tokenizing (413): tokenizing megabytes costs seconds of CPU.
+    max_prompt_chars: int = 1_000_000
+    # Client-supplied chat templates run arbitrary jinja (loops): off unless the operator trusts
+    # the clients, as vLLM's --trust-request-chat-template.
+    trust_request_chat_template: bool = False
     drain_grace_seconds: float = 30.0
     # Bearer keys /v1/* requires (empty: no authentication); kept out of repr and so of logs.
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -168,6 +173,7 @@ class ServerConfig:
             "--max-num-batched-tokens": self.max_num_batched_tokens,
             "--max-waiting": self.max_waiting,
             "--max-request-body-bytes": self.max_request_body_bytes,
+            "--max-prompt-chars": self.max_prompt_chars,
             "--retry-after-seconds": self.retry_after_seconds,
             "--response-cache-ttl-seconds": self.response_cache_ttl_seconds,
             "--response-cache-max-entries": self.response_cache_max_entries,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ from starlette.responses import Response
 from llm_server.api.auth import request_key_id
 from llm_server.api.choice_group import ChoiceGroup, ChoiceResult
 from llm_server.api.logprobs import LogprobFormatter
-from llm_server.api.prompts import chat_prompt, resolve_max_tokens
+from llm_server.api.prompts import chat_prompt, refuse_client_template, resolve_max_tokens
 from llm_server.api.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -34,14 +35,18 @@ async def create_chat_completion(
 ) -> Response:
     model = state.resolve_model(body.model)
     reject_unsupported(body)
+    template_kwargs = refuse_client_template(
+        body.chat_template_kwargs, body.chat_template, state.config.trust_request_chat_template
+    )
     response_id = f"chatcmpl-{uuid.uuid4().hex}"
     top_logprobs = (body.top_logprobs or 0) if body.logprobs else None
     engine, lease = state.admit()
     try:
         tokenizer = engine.tokenizer
-        prompt = chat_prompt(
-            tokenizer, body.messages, body.add_generation_prompt, body.chat_template_kwargs,
-            body.continue_final_message,
+        # Off the event loop: rendering and tokenizing are CPU-bound (/health must answer).
+        prompt = await asyncio.to_thread(
+            chat_prompt, tokenizer, body.messages, body.add_generation_prompt, template_kwargs,
+            body.continue_final_message, max_chars=state.config.max_prompt_chars,
         )  # fmt: skip
         # Chat's default is "as much as fits", as in OpenAI and vLLM.
         max_tokens = resolve_max_tokens(

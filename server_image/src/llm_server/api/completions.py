@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -42,7 +43,10 @@ async def create_completion(
     engine, lease = state.admit()
     try:
         tokenizer = engine.tokenizer
-        prompts = completion_prompts(tokenizer, body.prompt)
+        # Off the event loop: tokenizing megabytes is CPU-bound (/health must answer).
+        prompts = await asyncio.to_thread(
+            completion_prompts, tokenizer, body.prompt, state.config.max_prompt_chars
+        )
         max_tokens = [
             resolve_max_tokens(
                 len(prompt), body.max_tokens, DEFAULT_MAX_TOKENS, state.max_model_len,

@@ -7,9 +7,15 @@ from typing import Any
 from llm_server.api.errors import APIError, invalid_param
 from llm_server.api.protocol import ChatMessage
 
+# Where a client-supplied template may come from (vLLM accepts both), as the 400 names them.
+CLIENT_TEMPLATE_PARAMS = ("chat_template", "chat_template_kwargs.chat_template")
 
-def completion_prompts(tokenizer: Any, prompt: str | list[Any]) -> list[list[int]]:
-    """OpenAI accepts a string, a token list, or a batch of either."""
+
+def completion_prompts(tokenizer: Any, prompt: str | list[Any], max_chars: int) -> list[list[int]]:
+    """OpenAI accepts a string, a token list, or a batch of either. Blocking: run it off the
+    event loop (a megabyte of text takes seconds to tokenize)."""
+    texts = [prompt] if isinstance(prompt, str) else [p for p in prompt if isinstance(p, str)]
+    check_prompt_chars(sum(len(text) for text in texts), max_chars, "prompt")
     if isinstance(prompt, str):
         return [_encode(tokenizer, prompt, add_special_tokens=True)]
     if all(isinstance(item, int) for item in prompt):
@@ -31,16 +37,50 @@ def echo_texts(tokenizer: Any, prompt: str | list[Any], token_ids: list[list[int
     ]
 
 
+def check_prompt_chars(num_chars: int, max_chars: int, param: str) -> None:
+    """Before tokenizing: the cost of tokenizing (and of a rendered template) is bounded."""
+    if num_chars > max_chars:
+        raise APIError(
+            413, f"{param}: the prompt has {num_chars} characters; this server accepts at most "
+            f"{max_chars}.", param=param, code="prompt_too_large",
+        )  # fmt: skip
+
+
+def refuse_client_template(
+    template_kwargs: dict[str, Any] | None, chat_template: str | None, trusted: bool
+) -> dict[str, Any] | None:
+    """A chat template is code (jinja loops can run for minutes): a 400 naming the field unless
+    the operator trusts clients. Returns the kwargs the template gets, the template included."""
+    kwargs = dict(template_kwargs or {})
+    given = [name for name, value in zip(CLIENT_TEMPLATE_PARAMS,
+                                         (chat_template, kwargs.get("chat_template")),
+                                         strict=True) if value is not None]  # fmt: skip
+    if given and not trusted:
+        raise APIError(
+            400, f"{given[0]}: client-supplied chat templates are not allowed on this server "
+            "(the operator can allow them with --trust-request-chat-template)",
+            param=given[0], code="chat_template_not_allowed",
+        )  # fmt: skip
+    if chat_template is not None:
+        kwargs["chat_template"] = chat_template
+    return kwargs or None
+
+
 def chat_prompt(
     tokenizer: Any,
     messages: list[ChatMessage],
     add_generation_prompt: bool,
     template_kwargs: dict[str, Any] | None,
     continue_final_message: bool = False,
+    *,
+    max_chars: int,
 ) -> list[int]:
     """continue_final_message leaves the last message open (no end-of-turn), so the model
-    continues it, as vLLM and transformers do."""
+    continues it, as vLLM and transformers do. `template_kwargs` passed refuse_client_template
+    first; transformers renders templates in jinja's immutable sandbox. Blocking: run it off
+    the event loop."""
     conversation = [_template_message(index, message) for index, message in enumerate(messages)]
+    check_prompt_chars(sum(len(str(m["content"])) for m in conversation), max_chars, "messages")
     if getattr(tokenizer, "chat_template", None) is None:
         raise APIError(400, "This model has no chat template; use /v1/completions.",
                        param="messages", code="no_chat_template")  # fmt: skip
@@ -54,6 +94,7 @@ def chat_prompt(
         )
     except Exception as exc:  # jinja raises on conversations the template refuses
         raise invalid_param("messages", f"messages: the chat template failed: {exc}") from exc
+    check_prompt_chars(len(str(text)), max_chars, "messages")  # a template can expand it
     # The template already wrote any BOS it wants.
     return _encode(tokenizer, str(text), add_special_tokens=False)
 

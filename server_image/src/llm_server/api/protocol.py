@@ -138,6 +138,7 @@ class ChatCompletionRequest(SamplingRequest):
     add_generation_prompt: StrictBool = True  # extra, as in vLLM
     continue_final_message: StrictBool = False  # extra, as in vLLM: extend the last message
     chat_template_kwargs: dict[str, Any] | None = None  # extra, as in vLLM
+    chat_template: Text | None = None  # extra, as in vLLM; needs --trust-request-chat-template
 
     @model_validator(mode="after")
     def _check_chat(self) -> ChatCompletionRequest:
