@@ -340,3 +340,41 @@ def test_llmops_render_and_validate_report_it_too(
     tiny.write_text(yaml.safe_dump(manifest("file:///models/tiny")))
     assert llmops(["render", "-f", str(tiny)]) == 2
     assert llmops(["render", "--allowed-host-paths", "/models", "-f", str(tiny)]) == 0
+
+
+# Issue 18, item 11: secrets stay out of the ConfigMap (server-args.json) and the pod spec.
+SECRET_ARGS = [
+    ["--api-key", "sk-1"],
+    ["--api-key=sk-1"],
+    ["--hf-token", "x"],
+    ["--HF_TOKEN=x"],
+    ["--db-password", "x"],
+    ["--client-secret=x"],
+    ["--aws-access-key", "x"],
+    ["--auth-token=x"],
+    ["hf_abcdefghijklmnopqrstuvwxyzABCDEFGH"],
+    ["sk-abcdefghijklmnopqrstuvwxyz0123"],
+]
+
+
+@pytest.mark.parametrize("args", SECRET_ARGS, ids=[a[0][:16] for a in SECRET_ARGS])
+def test_secret_looking_server_args_are_refused_and_point_to_a_secret(args: list[str]) -> None:
+    plan = decide(manifest(args=args), Observed(), NOW, SETTINGS)
+    assert plan.apply == () and plan.error is not None  # no ConfigMap holds it
+    assert plan.error.reason == "PolicyViolation"
+    assert f"{MAIN}.args[" in plan.error.message and "secretKeyRef" in plan.error.message
+    for secret in ("sk-1", "=x", "hf_abc", "sk-abc"):  # the value is never repeated
+        assert secret not in plan.error.message and secret not in plan.events[0].message
+
+
+def test_secret_args_through_the_pod_template_are_refused_too() -> None:
+    m = manifest(**main(args=["--port", "8000", "--hf-token=x"]))
+    plan = decide(m, Observed(), NOW, SETTINGS)
+    assert plan.error is not None and f"{MAIN}.args[2]" in plan.error.message
+
+
+def test_ordinary_server_args_pass() -> None:
+    args = ["--max-num-batched-tokens", "4096", "--tokenizer", "x", "--max-tokens=5",
+            "--enable-prefix-caching", "--kv-cache-dtype", "fp8", "--key-value-cache"]  # fmt: skip
+    plan = decide(manifest(args=args), Observed(), NOW, SETTINGS)
+    assert plan.error is None, plan.error

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import itertools
 import posixpath
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -263,9 +265,41 @@ def _security_context(context: Mapping[str, Any], path: str, pod: bool) -> Itera
         yield Violation(f"{path}.procMount", "must be Default")
 
 
+# Words of a flag name that say its value is a credential (`--hf-token`, `--api-key`,
+# `--db-password`); `--max-num-batched-tokens` or `--tokenizer` are not.
+_SECRET_WORDS = frozenset(
+    {"token", "secret", "secrets", "password", "passwd", "apikey", "credential", "credentials"}
+)
+_SECRET_PAIRS = frozenset({("api", "key"), ("access", "key"), ("private", "key"), ("auth", "key")})
+_SECRET_VALUE = re.compile(r"^(hf_[A-Za-z0-9]{30,}|sk-[A-Za-z0-9_-]{20,})$")
+
+
+def secret_argument(arg: str) -> bool:
+    """`arg` names a credential (`--api-key=...`, `--hf-token`) or is one (`hf_...`, `sk-...`):
+    arguments are copied into the ConfigMap and the pod spec, readable by anyone who can read
+    those, so a secret belongs in env from a Secret."""
+    if _SECRET_VALUE.match(arg):
+        return True
+    if not arg.startswith("-"):
+        return False
+    words = re.split(r"[-_.]+", arg.lstrip("-").split("=", 1)[0].lower())
+    pairs = set(itertools.pairwise(words))
+    return bool(_SECRET_WORDS.intersection(words) or _SECRET_PAIRS & pairs)
+
+
 def _container(
     c: Mapping[str, Any], path: str, policy: PodPolicy, api_key_secret: str | None
 ) -> Iterator[Violation]:
+    for key in ("command", "args"):
+        for index, arg in enumerate(_list(c.get(key))):
+            if isinstance(arg, str) and secret_argument(arg):
+                shown = "a token" if _SECRET_VALUE.match(arg) else repr(arg.split("=", 1)[0][:40])
+                yield Violation(
+                    f"{path}.{key}[{index}]",
+                    f"{shown} looks like a secret (spec.server.args are "
+                    "copied into the ConfigMap and the pod spec): pass it as env from a Secret "
+                    "(server.env valueFrom.secretKeyRef, or server.apiKeySecret for API keys)",
+                )
     yield from _security_context(_dict(c.get("securityContext")), f"{path}.securityContext", False)
     for port in _list(c.get("ports")):
         if _dict(port).get("hostPort"):
