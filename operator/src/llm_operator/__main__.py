@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from llm_operator.settings import OperatorConfig, config_from_args, parser
 
@@ -95,12 +96,44 @@ def run(config: OperatorConfig) -> None:
     )
 
 
+# kopf logs each object it processes and each patch whole at DEBUG ("... is in progress:
+# {body}", "Merge-patching the resource with: {patch}"): the spec's env values and args, every
+# annotation. --verbose keeps the line, not the body; any other message is capped.
+MAX_LOG_MESSAGE = 500
+_BODY_MESSAGE = re.compile(r"^(.{0,200}?(?: is in progress| with)): [\[{(].*$", re.DOTALL)
+
+
+class BodyRedactingFilter(logging.Filter):
+    """Verbose mode never logs whole object bodies (issue 18 item 11)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        match = _BODY_MESSAGE.match(message)
+        if match:
+            kept = match.group(1)
+            shortened = f"{kept}: <body of {len(message) - len(kept) - 2} characters not logged>"
+        elif len(message) > MAX_LOG_MESSAGE:
+            hidden = len(message) - MAX_LOG_MESSAGE
+            shortened = f"{message[:MAX_LOG_MESSAGE]}... <{hidden} more characters not logged>"
+        else:
+            return True
+        record.msg, record.args = shortened, None
+        return True
+
+
+def configure_logging(verbose: bool, stream: TextIO | None = None) -> logging.Handler:
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(BodyRedactingFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    return handler
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     run(config_from_args(args))
     return 0
 
