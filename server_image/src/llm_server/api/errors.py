@@ -96,6 +96,15 @@ def unavailable(message: str, code: str, retry_after_s: int) -> APIError:
     )
 
 
+def cut_by_shutdown(reason: str) -> APIError:
+    """An accepted request the server stopped before it finished (drain grace period over).
+    No Retry-After: this process is exiting; a retry belongs on another replica."""
+    return APIError(
+        503, f"The server stopped before this request finished ({reason}); retry it.",
+        type="service_unavailable_error", code="shutdown",
+    )  # fmt: skip
+
+
 def body_too_large(limit: int) -> APIError:
     return APIError(413, f"Request body exceeds {limit} bytes.", code="request_too_large")
 

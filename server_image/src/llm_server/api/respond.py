@@ -10,9 +10,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from llm_server.api.choice_group import ChoiceGroup, ChoiceResult
+from llm_server.api.errors import cut_by_shutdown
 from llm_server.api.response_caching import CACHE_HEADER, CacheSlot, StreamRecorder, all_finished
 from llm_server.api.state import InflightLease
 from llm_server.api.streaming import SSEResponse, sse_stream
+from llm_server.engine.errors import EngineStoppingError
 
 ChunkSource = Callable[[], AsyncIterator[dict[str, Any]]]
 ResponseBuilder = Callable[[list[ChoiceResult]], BaseModel]
@@ -44,6 +46,8 @@ async def respond(
         try:
             results = await group.collect(request)
             response = JSONResponse(build(results).model_dump())
+        except EngineStoppingError as exc:  # the drain's grace period ran out
+            raise cut_by_shutdown(str(exc)) from None
         finally:
             close()
         finished = [result.finish_reason for result in results]

@@ -1,7 +1,8 @@
 """The process lifecycle: listen at once, load the engine behind /ready, drain on SIGTERM.
 
 Order on SIGTERM (or SIGINT): /ready turns 503 and new generation requests get 503; accepted
-requests run to completion within the grace period (leftovers are aborted after it); then
+requests run to completion within the grace period; leftovers are then ended with an error
+their handlers still send (a 503 JSON body, or an SSE error event and [DONE]); then
 uvicorn stops listening and closes connections, the engine shuts down, and the process exits 0.
 A second signal skips the rest of the grace period.
 
@@ -141,7 +142,7 @@ async def serve(config: ServerConfig) -> int:
         elif not loading.done():
             logger.info("stopping before the model finished loading")
         if stop.is_set() and not serving.done() and exit_code == 0:
-            await _drain(state, config.drain_grace_seconds, lambda: signals_seen > 1)
+            await _drain(state, config.drain_grace_seconds, lambda: signals_seen > 1, engine)
     except (ModelFetchError, GgufError, QuantizationError) as exc:
         logger.error("cannot load the model: %s", exc)
         exit_code = 1
@@ -166,7 +167,9 @@ def _exit_if_stuck(deadline_s: float) -> None:
     timer.start()
 
 
-async def _drain(state: ServerState, grace_s: float, forced: Callable[[], bool]) -> None:
+async def _drain(
+    state: ServerState, grace_s: float, forced: Callable[[], bool], engine: AsyncEngine | None
+) -> None:
     logger.info("draining: %d request(s) in flight, grace %.0fs", state.inflight, grace_s)
     deadline = asyncio.get_running_loop().time() + grace_s
     while state.inflight and not forced():
@@ -176,5 +179,10 @@ async def _drain(state: ServerState, grace_s: float, forced: Callable[[], bool])
         await state.wait_idle(min(remaining, 0.5))
     if state.inflight:
         logger.warning("grace period over: %d request(s) still running", state.inflight)
+        if engine is not None:
+            # Each handler answers the error itself (uvicorn would cut it: a plain-text 500 or
+            # a truncated stream); then the connections close.
+            engine.stop_all(f"the {grace_s:g}s drain grace period ran out")
+            await state.wait_idle(CONNECTION_CLOSE_TIMEOUT_S)
     else:
         logger.info("drained: every accepted request finished")

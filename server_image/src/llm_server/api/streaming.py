@@ -11,7 +11,8 @@ from typing import Any
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from llm_server.api.errors import internal_error
+from llm_server.api.errors import cut_by_shutdown, internal_error
+from llm_server.engine.errors import EngineStoppingError
 
 DONE = b"data: [DONE]\n\n"
 
@@ -25,6 +26,8 @@ async def sse_stream(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[byt
     try:
         async for chunk in chunks:
             yield sse_event(chunk)
+    except EngineStoppingError as exc:  # the drain's grace period ran out
+        yield sse_event(cut_by_shutdown(str(exc)).body())
     except Exception as exc:  # logged with an error id; the client gets the id, not the text
         yield sse_event(internal_error(exc, code="engine_error").body())
     yield DONE

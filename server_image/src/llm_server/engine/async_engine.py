@@ -21,10 +21,21 @@ from typing import Any
 
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine
-from llm_server.engine.errors import QueueFullError, RequestFailedError, RequestTooLongError
+from llm_server.engine.errors import (
+    EngineStoppingError,
+    QueueFullError,
+    RequestFailedError,
+    RequestTooLongError,
+)
 from llm_server.engine.request import EngineStats, SamplingParams, TokenEvent
 
-__all__ = ["AsyncEngine", "QueueFullError", "RequestFailedError", "RequestTooLongError"]
+__all__ = [
+    "AsyncEngine",
+    "EngineStoppingError",
+    "QueueFullError",
+    "RequestFailedError",
+    "RequestTooLongError",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +63,7 @@ class AsyncEngine:
         self._streams: dict[str, _Stream] = {}
         self._wakeup = threading.Event()
         self._stopping = False
+        self._refusing: str | None = None  # why submit() refuses, once stop_all() ran
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._failed: asyncio.Future[BaseException] | None = None
@@ -110,8 +122,8 @@ class AsyncEngine:
         """Queue a request; raises QueueFullError, RequestTooLongError or ValueError now."""
         if self._failure is not None:
             raise RuntimeError("the engine loop has failed") from self._failure
-        if self._stopping:
-            raise RuntimeError("the engine is shutting down")
+        if self._stopping or self._refusing is not None:
+            raise RuntimeError(self._refusing or "the engine is shutting down")
         if not prompt_token_ids:
             raise ValueError("the prompt is empty")
         if len(prompt_token_ids) >= self.max_model_len:
@@ -158,6 +170,20 @@ class AsyncEngine:
             self._commands.append(("abort", request_id, None, None))
         stream.push(_END)
         self._wakeup.set()
+
+    def stop_all(self, reason: str) -> int:
+        """End every unfinished request with EngineStoppingError(reason) and refuse new ones:
+        a drain past its grace period, so each handler still answers (a JSON error, or an SSE
+        error event and [DONE]) instead of being cut off. Returns how many were ended."""
+        with self._lock:
+            self._refusing = reason
+            streams, self._streams = self._streams, {}
+            for request_id in streams:  # adds still queued are skipped: their stream is gone
+                self._commands.append(("abort", request_id, None, None))
+        for stream in streams.values():
+            stream.push(EngineStoppingError(reason))
+        self._wakeup.set()
+        return len(streams)
 
     def stats(self) -> EngineStats:
         with self._lock:

@@ -9,5 +9,9 @@ class RequestTooLongError(ValueError):
     """The prompt leaves no room to generate within max_model_len."""
 
 
+class EngineStoppingError(Exception):
+    """The server stopped before this request finished (a drain's grace period ran out)."""
+
+
 class RequestFailedError(Exception):
     """One request failed inside the engine (e.g. its sampling); the others run on."""
