@@ -11,9 +11,19 @@ from llm_server.api.body_limit import BodySizeLimit
 from llm_server.api.chat import create_chat_completion
 from llm_server.api.completions import create_completion
 from llm_server.api.errors import install_error_handlers, internal_error
+from llm_server.api.openapi import (
+    CHAT_RESPONSES,
+    COMPLETION_RESPONSES,
+    METRICS_RESPONSES,
+    MODELS_RESPONSES,
+    PROBE_RESPONSES,
+    install_openapi,
+)
 from llm_server.api.protocol import (
     ChatCompletionRequest,
+    ChatCompletionResponse,
     CompletionRequest,
+    CompletionResponse,
     ModelCard,
     ModelList,
 )
@@ -23,6 +33,7 @@ from llm_server.api.state import ServerState
 def create_app(state: ServerState) -> FastAPI:
     app = FastAPI(title="llm-server", version=__version__, docs_url=None, redoc_url=None)
     app.state.server = state
+    install_openapi(app)
     install_error_handlers(app, state.metrics)
     app.add_middleware(
         BodySizeLimit,
@@ -36,14 +47,14 @@ def create_app(state: ServerState) -> FastAPI:
             on_reject=lambda error: state.metrics.count_rejected(error.code or error.type),
         )
 
-    @app.get("/health")
+    @app.get("/health", responses=PROBE_RESPONSES)
     async def health() -> JSONResponse:
         """Liveness: the process is up, its event loop answers and the engine loop lives."""
         if state.alive:
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "engine_failed"}, status_code=503)
 
-    @app.get("/ready")
+    @app.get("/ready", responses=PROBE_RESPONSES)
     async def ready() -> JSONResponse:
         """Readiness: weights loaded and warmed up, not draining, engine alive."""
         if state.ready:
@@ -53,12 +64,12 @@ def create_app(state: ServerState) -> FastAPI:
         )
         return JSONResponse({"status": reason}, status_code=503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses=METRICS_RESPONSES)
     async def metrics() -> Response:
         body, content_type = state.metrics.render()
         return Response(body, media_type=content_type)
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=MODELS_RESPONSES)
     async def list_models() -> ModelList:
         cards = [
             ModelCard(
@@ -71,11 +82,15 @@ def create_app(state: ServerState) -> FastAPI:
         ]
         return ModelList(data=cards)
 
-    @app.post("/v1/completions", response_model=None)
+    @app.post("/v1/completions", response_model=CompletionResponse, responses=COMPLETION_RESPONSES)
     async def completions(body: CompletionRequest, request: Request) -> Response:
         return await create_completion(state, body, request)
 
-    @app.post("/v1/chat/completions", response_model=None)
+    @app.post(
+        "/v1/chat/completions",
+        response_model=ChatCompletionResponse,
+        responses=CHAT_RESPONSES,
+    )
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         return await create_chat_completion(state, body, request)
 

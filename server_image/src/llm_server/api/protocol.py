@@ -17,6 +17,11 @@ MAX_LOGPROBS = 20
 MAX_N = 128
 MAX_STOP_STRINGS = 16
 
+# Logits are divided (positive) or multiplied (negative) by the repetition penalty in float32:
+# 1e-300 rounds to 0 there and 1e300 to inf, and either gives NaN probabilities. vLLM only asks
+# for > 0; these bounds lie far outside any useful setting and keep every logit finite.
+MIN_REPETITION_PENALTY, MAX_REPETITION_PENALTY = 1e-2, 1e2
+
 # Seeds are 64-bit signed, as in vLLM; choice i of n draws with seed + i (< 2**64: still valid).
 MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1
 
@@ -44,7 +49,8 @@ class StreamOptions(BaseModel):
 class SamplingRequest(BaseModel):
     """The sampling fields completions and chat share, plus vLLM's extras."""
 
-    model_config = ConfigDict(extra="allow")
+    # Unknown fields are kept only to be refused by name: the documented schema admits none.
+    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": False})
 
     model: str | None = None  # None: the first served name
     max_tokens: StrictInt | None = Field(default=None, ge=1)
@@ -63,7 +69,9 @@ class SamplingRequest(BaseModel):
     logit_bias: dict[str, float] | None = None
     user: str | None = None
     # vLLM's extras
-    repetition_penalty: float = Field(default=1.0, gt=0.0)
+    repetition_penalty: float = Field(
+        default=1.0, ge=MIN_REPETITION_PENALTY, le=MAX_REPETITION_PENALTY
+    )
     min_p: float = Field(default=0.0, ge=0.0, le=1.0)
     min_tokens: StrictInt = Field(default=0, ge=0)
     include_stop_str_in_output: StrictBool = False
