@@ -77,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--drain-grace-seconds", type=float, default=30.0,
         help="on SIGTERM, how long accepted requests may run before they are aborted")  # fmt: skip
     add("--retry-after-seconds", type=int, default=1, help="Retry-After on 429 and 503")
+    add("--http-header-timeout-seconds", type=float, default=10.0,
+        help="a request's headers must arrive within this, else the connection closes")  # fmt: skip
+    add("--http-body-timeout-seconds", type=float, default=60.0,
+        help="a request's body must arrive within this after its headers")  # fmt: skip
+    add("--http-keep-alive-seconds", type=float, default=5.0,
+        help="an idle kept-alive connection closes after this")  # fmt: skip
+    add("--max-header-bytes", type=int, default=16 * 1024,
+        help="request line + headers; beyond it: 400")  # fmt: skip
+    add("--limit-concurrency", type=int, default=None,
+        help="connections + requests at once; beyond it: 503 (probes too)")  # fmt: skip
     add("--api-key", action="append", default=None, dest="api_key",
         help=f"require `Authorization: Bearer KEY` on /v1/*; repeat or comma-separate "
         f"for several keys; also read from ${API_KEY_ENV} (/health, /ready, /metrics stay "

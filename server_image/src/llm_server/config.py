@@ -84,6 +84,13 @@ class ServerConfig:
     # the clients, as vLLM's --trust-request-chat-template.
     trust_request_chat_template: bool = False
     drain_grace_seconds: float = 30.0
+    # Slow clients: a request's headers, then its body, must arrive within these (else the
+    # connection closes); an idle kept-alive connection closes after http_keep_alive_seconds.
+    http_header_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 60.0
+    http_keep_alive_seconds: float = 5.0
+    max_header_bytes: int = 16 * 1024  # request line + headers; beyond it h11 answers 400
+    limit_concurrency: int | None = None  # connections + tasks; beyond it uvicorn answers 503
     # Bearer keys /v1/* requires (empty: no authentication); kept out of repr and so of logs.
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     retry_after_seconds: int = 1
@@ -174,6 +181,10 @@ class ServerConfig:
             "--max-waiting": self.max_waiting,
             "--max-request-body-bytes": self.max_request_body_bytes,
             "--max-prompt-chars": self.max_prompt_chars,
+            "--http-header-timeout-seconds": self.http_header_timeout_seconds,
+            "--http-body-timeout-seconds": self.http_body_timeout_seconds,
+            "--http-keep-alive-seconds": self.http_keep_alive_seconds,
+            "--max-header-bytes": self.max_header_bytes,
             "--retry-after-seconds": self.retry_after_seconds,
             "--response-cache-ttl-seconds": self.response_cache_ttl_seconds,
             "--response-cache-max-entries": self.response_cache_max_entries,
@@ -184,6 +195,7 @@ class ServerConfig:
             "--max-model-len": self.max_model_len,
             "--max-prompt-tokens": self.max_prompt_tokens,
             "--kv-cache-memory-gib": self.kv_cache_memory_gib,
+            "--limit-concurrency": self.limit_concurrency,
         }
         for flag, value in {**positive, **optional_positive}.items():
             if value is not None and value <= 0:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from llm_server.api.app import create_app
+from llm_server.api.http_protocol import timed_h11_protocol
 from llm_server.api.state import ServerState
 from llm_server.config import ServerConfig
 from llm_server.gguf_file import GgufError
@@ -98,6 +99,12 @@ async def serve(config: ServerConfig) -> int:
             port=config.port,
             log_level=config.log_level,
             timeout_graceful_shutdown=int(CONNECTION_CLOSE_TIMEOUT_S),
+            http=timed_h11_protocol(
+                config.http_header_timeout_seconds, config.http_body_timeout_seconds
+            ),
+            timeout_keep_alive=config.http_keep_alive_seconds,  # type: ignore[arg-type]
+            h11_max_incomplete_event_size=config.max_header_bytes,
+            limit_concurrency=config.limit_concurrency,
             access_log=config.log_level in ("debug", "trace"),
         )
     )
