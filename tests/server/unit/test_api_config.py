@@ -39,12 +39,33 @@ def test_auto_dtype_follows_the_device() -> None:
         ({"drain_grace_seconds": -1.0}, "--drain-grace-seconds"),
         ({"quantization": "int5"}, "--quantization"),
         ({"device": "tpu"}, "--device"),
+        ({"max_prompt_chars": 0}, "--max-prompt-chars"),
+        ({"http_header_timeout_seconds": 0.0}, "--http-header-timeout-seconds"),
+        ({"http_body_timeout_seconds": -1.0}, "--http-body-timeout-seconds"),
+        ({"http_keep_alive_seconds": 0.0}, "--http-keep-alive-seconds"),
+        ({"max_header_bytes": 0}, "--max-header-bytes"),
+        ({"limit_concurrency": 0}, "--limit-concurrency"),
     ],
 )
 def test_invalid_settings_name_the_flag(changes: dict[str, object], flag: str) -> None:
     settings: dict[str, object] = {"model": TINY_RANDOM, **changes}
     with pytest.raises(ConfigError, match=flag):
         ServerConfig(**settings)  # type: ignore[arg-type]
+
+
+def test_request_cost_and_slow_client_flags() -> None:
+    config = parse_config([
+        "--model", TINY_RANDOM, "--trust-request-chat-template", "--max-prompt-chars", "5000",
+        "--http-header-timeout-seconds", "2.5", "--http-body-timeout-seconds", "30",
+        "--http-keep-alive-seconds", "7", "--max-header-bytes", "32768",
+        "--limit-concurrency", "900",
+    ])  # fmt: skip
+    assert config.trust_request_chat_template and config.max_prompt_chars == 5000
+    assert (config.http_header_timeout_seconds, config.http_body_timeout_seconds) == (2.5, 30.0)
+    assert (config.http_keep_alive_seconds, config.max_header_bytes) == (7.0, 32768)
+    assert config.limit_concurrency == 900
+    default = parse_config(["--model", TINY_RANDOM])
+    assert not default.trust_request_chat_template and default.limit_concurrency is None
 
 
 def test_cli_exits_2_on_a_bad_flag(capsys: pytest.CaptureFixture[str]) -> None:
