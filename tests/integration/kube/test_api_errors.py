@@ -23,6 +23,7 @@ import kubernetes
 import pytest
 from control_plane import ControlPlane
 from kube_client import Kube, wait_until
+from llmd_manifest import llmd_manifest
 from operator_thread import operator_config, running_operator
 
 from llm_operator.k8s import ApiError, ForbiddenError, KubeApi, RejectedError, _typed
@@ -32,16 +33,7 @@ CONTAINER = "llm-server"
 
 
 def _llmd(namespace: str, pod_template: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": API,
-        "kind": "LLMDeployment",
-        "metadata": {"name": "chat", "namespace": namespace},
-        "spec": {
-            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct", "parameterCount": "8B"},
-            "accelerator": {"type": "L4"},
-            "server": {"podTemplate": pod_template},
-        },
-    }
+    return llmd_manifest(namespace, server={"podTemplate": pod_template})
 
 
 def _condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from control_plane import ControlPlane
 from kube_client import Kube, wait_until
+from llmd_manifest import llmd_manifest
 from operator_thread import operator_config, running_operator
 
 from llm_operator.plan.observed import APPLIED_HASH_ANNOTATION
@@ -35,15 +36,7 @@ def test_hand_edits_owned_fields_return_at_the_next_apply_foreign_fields_stay(
     kube: Kube, namespace: str, control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KUBECONFIG", str(control_plane.kubeconfig))
-    llmd = {
-        "apiVersion": API,
-        "kind": "LLMDeployment",
-        "metadata": {"name": "chat", "namespace": namespace},
-        "spec": {
-            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct", "parameterCount": "8B"},
-            "accelerator": {"type": "L4"},
-        },
-    }
+    llmd = llmd_manifest(namespace)
     kube.create(llmd)
     with running_operator(operator_config(namespace)):
         first = wait_until(

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from control_plane import ControlPlane
 from kube_client import Kube, wait_until
+from llmd_manifest import llmd_manifest
 from operator_thread import operator_config, running_operator
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -74,16 +75,11 @@ def test_no_node_with_the_gpu_still_falls_back(
     nodes("h100-b", labels=H100, capacity={"nvidia.com/gpu": "8"}, taints=GPU_TAINT)
     monkeypatch.setenv("KUBECONFIG", str(control_plane.kubeconfig))
     kube.create(
-        {
-            "apiVersion": API,
-            "kind": "LLMDeployment",
-            "metadata": {"name": "chat", "namespace": namespace},
-            "spec": {
-                "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct", "parameterCount": "8B"},
-                "optimization": {"quantization": "int8"},
-                "accelerator": {"type": "L4", "fallbacks": [{"type": "H100-80GB"}]},
-            },
-        }
+        llmd_manifest(
+            namespace,
+            optimization={"quantization": "int8"},
+            accelerator={"type": "L4", "fallbacks": [{"type": "H100-80GB"}]},
+        )
     )
     with running_operator(operator_config(namespace)):
         wait_until(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from control_plane import ControlPlane
 from kube_client import Kube, KubeError, wait_until
+from llmd_manifest import llmd_manifest
 from operator_thread import operator_config, running_operator
 
 from llm_operator.api.admission import admission_errors
@@ -21,15 +22,7 @@ API = "inference.llmops.dev/v1alpha1"
 
 
 def _llmd(name: str, namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": API,
-        "kind": "LLMDeployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct", "parameterCount": "8B"},
-            "accelerator": {"type": "L4"},
-        },
-    }
+    return llmd_manifest(namespace, name)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from control_plane import ControlPlane
 from kube_client import Kube, wait_until
+from llmd_manifest import llmd_manifest
 from operator_thread import operator_config, running_operator
 
 API = "inference.llmops.dev/v1alpha1"
@@ -33,18 +34,7 @@ def test_a_hostile_pod_template_ends_as_a_condition_and_an_event(
     kube: Kube, namespace: str, control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KUBECONFIG", str(control_plane.kubeconfig))
-    kube.create(
-        {
-            "apiVersion": API,
-            "kind": "LLMDeployment",
-            "metadata": {"name": "chat", "namespace": namespace},
-            "spec": {
-                "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct", "parameterCount": "8B"},
-                "accelerator": {"type": "L4"},
-                "server": {"podTemplate": HOSTILE_TEMPLATE},
-            },
-        }
-    )
+    kube.create(llmd_manifest(namespace, server={"podTemplate": HOSTILE_TEMPLATE}))
     with running_operator(operator_config(namespace, resync_seconds=0.2)) as memo:
 
         def failed() -> dict[str, Any] | None:

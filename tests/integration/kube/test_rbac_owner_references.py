@@ -19,6 +19,7 @@ import pytest
 from control_plane import ControlPlane
 from kube_client import Kube, KubeError, wait_until
 from kube_fixtures import admin_client, install_crds, start_control_plane
+from llmd_manifest import llmd_manifest
 from operator_thread import operator_config, running_operator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "chart"))
@@ -90,15 +91,7 @@ def _can_list(client: Kube) -> bool:
 
 
 def _llmd(namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": API,
-        "kind": "LLMDeployment",
-        "metadata": {"name": "chat", "namespace": namespace},
-        "spec": {
-            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct", "parameterCount": "8B"},
-            "accelerator": {"type": "L4"},
-        },
-    }
+    return llmd_manifest(namespace)
 
 
 def _condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
