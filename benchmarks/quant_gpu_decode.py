@@ -107,8 +107,8 @@ def fp8_supported() -> bool:
 def engine_decode(model_dir: Path, quantization: str) -> dict[str, Any]:
     from llm_server.engine.config import EngineConfig
     from llm_server.engine.engine import LLMEngine
-    from llm_server.engine.request import SamplingParams
     from llm_server.models.loader import weight_bytes
+    from llm_server.sampling_params import SamplingParams
 
     config = EngineConfig(model=str(model_dir), dtype="bf16", device="cuda", num_kv_blocks=256,
                           max_model_len=2048, quantization=quantization)  # fmt: skip

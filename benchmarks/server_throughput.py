@@ -38,7 +38,7 @@ from transformers import AutoModelForCausalLM, GenerationConfig, StoppingCriteri
 import bench_common  # benchmarks/bench_common.py (run as scripts: the folder is on sys.path)
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine
-from llm_server.engine.request import SamplingParams
+from llm_server.sampling_params import SamplingParams
 from llm_server.tiny_model import build_tiny_model
 
 MODEL_SIZES = bench_common.BENCH_LLAMA_SIZES

@@ -21,7 +21,7 @@ from running_server import SERVED_NAME, SERVER_SRC, ServerProcess, run_server
 
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine
-from llm_server.engine.request import SamplingParams
+from llm_server.sampling_params import SamplingParams
 from llm_server.tiny_model import build_tiny_model
 
 PROMPT = "the kernel streams a batch of tokens to the"

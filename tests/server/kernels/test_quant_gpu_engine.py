@@ -10,7 +10,7 @@ import torch
 
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine
-from llm_server.engine.request import SamplingParams
+from llm_server.sampling_params import SamplingParams
 from llm_server.tiny_model import build_tiny_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -15,7 +15,8 @@ from llm_server.api.app import create_app
 from llm_server.api.state import ServerState
 from llm_server.config import TINY_RANDOM, ServerConfig
 from llm_server.engine.errors import QueueFullError
-from llm_server.engine.request import EngineStats, SamplingParams, TokenEvent
+from llm_server.engine.request import EngineStats, TokenEvent
+from llm_server.sampling_params import SamplingParams
 
 EOS = 3
 OUTPUT = "the quick brown fox jumps over the lazy dog"

@@ -9,7 +9,7 @@ import pytest
 
 from llm_server.engine.async_engine import AsyncEngine, QueueFullError
 from llm_server.engine.engine import LLMEngine
-from llm_server.engine.request import SamplingParams
+from llm_server.sampling_params import SamplingParams
 
 PARAMS = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
 

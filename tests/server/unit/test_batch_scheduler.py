@@ -10,9 +10,9 @@ import torch
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.errors import QueueFullError
 from llm_server.engine.kv_cache import BlockManager
-from llm_server.engine.request import SamplingParams
 from llm_server.engine.scheduler import Scheduler, SchedulerOutput
 from llm_server.engine.sequence import Sequence, SequenceStatus
+from llm_server.sampling_params import SamplingParams
 
 
 def make_scheduler(num_blocks: int = 64, **overrides: object) -> Scheduler:

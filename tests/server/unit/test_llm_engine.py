@@ -9,7 +9,8 @@ import torch
 
 from llm_server.engine.engine import LLMEngine
 from llm_server.engine.errors import QueueFullError, RequestTooLongError
-from llm_server.engine.request import SamplingParams, TokenEvent
+from llm_server.engine.request import TokenEvent
+from llm_server.sampling_params import SamplingParams
 
 EngineFactory = Callable[..., LLMEngine]
 GREEDY = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True)

@@ -12,8 +12,8 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine
-from llm_server.engine.request import SamplingParams
 from llm_server.layers.rotary import RopeSpec, inverse_frequencies
+from llm_server.sampling_params import SamplingParams
 
 PROMPT = "Hello world, the quick brown fox jumps over the lazy dog 42 times. Why?"
 

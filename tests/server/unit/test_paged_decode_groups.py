@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from llm_server.engine.model_inputs import build_inputs, decode_groups
-from llm_server.engine.request import SamplingParams
 from llm_server.engine.scheduler import ScheduledChunk, SchedulerOutput
 from llm_server.engine.sequence import Sequence
 from llm_server.layers.attention import AttentionMetadata, PagedAttention
+from llm_server.sampling_params import SamplingParams
 
 BLOCK = 4
 

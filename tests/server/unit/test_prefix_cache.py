@@ -11,8 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llm_server.engine.engine import LLMEngine
 from llm_server.engine.kv_cache import ROOT_HASH, BlockManager, block_hash
-from llm_server.engine.request import EngineStats, SamplingParams, TokenEvent
+from llm_server.engine.request import EngineStats, TokenEvent
 from llm_server.metrics import ServerMetrics
+from llm_server.sampling_params import SamplingParams
 
 EngineFactory = Callable[..., LLMEngine]
 BLOCK = 4

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 
 from llm_server.engine.engine import LLMEngine
-from llm_server.engine.request import SamplingParams
+from llm_server.sampling_params import SamplingParams
 
 PROMPT = [(7 * i + 3) % 500 + 5 for i in range(45)]
 

@@ -14,7 +14,6 @@ from llm_server.config import ConfigError, ServerConfig
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine
 from llm_server.engine.model_runner import kv_block_bytes
-from llm_server.engine.request import SamplingParams
 from llm_server.layers.attention import AttentionMetadata, PagedAttention, PrefillSegment
 from llm_server.layers.linear import Linear
 from llm_server.models.llama import LlamaForCausalLM
@@ -22,6 +21,7 @@ from llm_server.models.loader import LoadedModel, load_model, quantizable_linear
 from llm_server.quantization.checkpoint import save_quantized
 from llm_server.quantization.quantize import QuantizedTensor, dequantize
 from llm_server.quantization.scheme import CONFIG_FILE, QuantizationError, QuantScheme
+from llm_server.sampling_params import SamplingParams
 from llm_server.tiny_model import build_tiny_model
 
 PROMPT = "the quick brown fox jumps over the lazy dog while the server streams tokens"

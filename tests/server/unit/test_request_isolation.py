@@ -19,8 +19,8 @@ from llm_server.config import TINY_RANDOM, ServerConfig
 from llm_server.engine import model_runner
 from llm_server.engine.async_engine import AsyncEngine
 from llm_server.engine.engine import LLMEngine
-from llm_server.engine.request import SamplingParams
 from llm_server.layers.sampler import sample
+from llm_server.sampling_params import SamplingParams
 
 LONG = {"model": "tiny", "prompt": "hello there", "max_tokens": 60, "ignore_eos": True}
 POISON_TOP_K = 7  # rows with this top_k get NaN logits in `poisoned_sample`

@@ -13,9 +13,9 @@ from transformers import (
     TemperatureLogitsWarper,
 )
 
-from llm_server.engine.request import SamplingParams
 from llm_server.layers.penalties import apply_min_tokens, apply_penalties
 from llm_server.layers.sampler import sample
+from llm_server.sampling_params import SamplingParams
 
 VOCAB = 40
 

@@ -22,10 +22,10 @@ from llm_server.distributed.tp_runner import TensorParallelRunner
 from llm_server.engine.async_engine import AsyncEngine
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine
-from llm_server.engine.request import SamplingParams
 from llm_server.layers.attention import AttentionMetadata, PrefillSegment
 from llm_server.models.llama import DecoderAttention, LlamaForCausalLM
 from llm_server.models.loader import load_model
+from llm_server.sampling_params import SamplingParams
 
 PROMPT = "Hello world, the quick brown fox jumps over the lazy dog 42 times. Why?"
 FP32_ATOL = 1e-5

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from llm_server.engine.request import SamplingParams
+from llm_server.sampling_params import SamplingParams
 from llm_server.tiny_model import build_tiny_model, ensure_tiny_model
 
 SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "vocab_size": 300}

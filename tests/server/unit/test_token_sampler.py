@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import torch
 
-from llm_server.engine.request import SamplingParams
 from llm_server.layers.sampler import sample
+from llm_server.sampling_params import SamplingParams
 
 
 def logits_batch(rows: int = 4, vocab: int = 50) -> torch.Tensor:

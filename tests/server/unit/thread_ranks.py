@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from llm_server.distributed.parallel_state import TensorParallel
+from llm_server.parallel_state import TensorParallel
 
 T = TypeVar("T")
 

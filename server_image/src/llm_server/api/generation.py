@@ -13,8 +13,9 @@ from typing import Any, Protocol
 
 from llm_server.api.detokenize import IncrementalDetokenizer
 from llm_server.api.stop_strings import StopStringMatcher
-from llm_server.engine.request import EngineStats, SamplingParams, TokenEvent, TokenLogprobs
+from llm_server.engine.request import EngineStats, TokenEvent, TokenLogprobs
 from llm_server.metrics import ServerMetrics
+from llm_server.sampling_params import SamplingParams
 
 
 class Engine(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from llm_server.api.errors import invalid_param
 from llm_server.api.generation import TextOptions
 from llm_server.api.protocol import ChatCompletionRequest, CompletionRequest, SamplingRequest
-from llm_server.engine.request import SamplingParams
+from llm_server.sampling_params import SamplingParams
 
 # A temperature below this samples greedily, as in vLLM (_SAMPLING_EPS): 1e-300 is positive
 # but rounds to 0 in float32, and dividing logits by it gives NaN probabilities.

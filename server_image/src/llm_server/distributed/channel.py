@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from llm_server.distributed.parallel_state import TensorParallel
 from llm_server.engine.model_inputs import ModelInputs
+from llm_server.parallel_state import TensorParallel
 
 
 class StepChannel:

@@ -12,14 +12,6 @@ import functools
 import torch
 
 from llm_server.distributed.channel import StepChannel
-from llm_server.distributed.parallel_state import (
-    TensorParallel,
-    destroy_tensor_parallel,
-    free_port,
-    init_tensor_parallel,
-    rank_device,
-    split_cpu_threads,
-)
 from llm_server.distributed.sizes import check_model_dir
 from llm_server.distributed.tp_runner import TensorParallelRunner
 from llm_server.distributed.workers import WorkerProcesses
@@ -30,6 +22,14 @@ from llm_server.models.loader import (
     load_model,
     quantization_options,
     resolve_device,
+)
+from llm_server.parallel_state import (
+    TensorParallel,
+    destroy_tensor_parallel,
+    free_port,
+    init_tensor_parallel,
+    rank_device,
+    split_cpu_threads,
 )
 
 

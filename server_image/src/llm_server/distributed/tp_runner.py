@@ -14,11 +14,11 @@ from collections.abc import Callable
 import torch
 
 from llm_server.distributed.channel import StepChannel
-from llm_server.distributed.parallel_state import TensorParallel, destroy_tensor_parallel
 from llm_server.distributed.workers import WorkerProcesses
 from llm_server.engine.model_inputs import ModelInputs
 from llm_server.engine.model_runner import ModelRunner
 from llm_server.models.llama import LlamaForCausalLM
+from llm_server.parallel_state import TensorParallel, destroy_tensor_parallel
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ import torch
 
 from llm_server.distributed.channel import StepChannel
 from llm_server.distributed.launcher import load_rank
-from llm_server.distributed.parallel_state import destroy_tensor_parallel, init_tensor_parallel
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.model_runner import ModelRunner
 from llm_server.models.loader import resolve_device
+from llm_server.parallel_state import destroy_tensor_parallel, init_tensor_parallel
 
 log = logging.getLogger("llm_server.worker")
 

@@ -27,7 +27,8 @@ from llm_server.engine.errors import (
     RequestFailedError,
     RequestTooLongError,
 )
-from llm_server.engine.request import EngineStats, SamplingParams, TokenEvent
+from llm_server.engine.request import EngineStats, TokenEvent
+from llm_server.sampling_params import SamplingParams
 
 __all__ = [
     "AsyncEngine",
@@ -89,10 +90,8 @@ class AsyncEngine:
         self._thread.start()
 
     def _warm_up(self) -> None:
-        from llm_server.engine.request import SamplingParams as Params
-
         prompt = [0] * min(8, self.max_model_len - 2)
-        self.engine.generate({"__warmup__": prompt}, Params(max_tokens=2, ignore_eos=True))
+        self.engine.generate({"__warmup__": prompt}, SamplingParams(max_tokens=2, ignore_eos=True))
         self.engine.reset_counters()
         self._stats = self.engine.stats()
 

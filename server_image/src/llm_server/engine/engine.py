@@ -16,11 +16,12 @@ from llm_server.engine.config import EngineConfig
 from llm_server.engine.errors import RequestTooLongError
 from llm_server.engine.kv_cache import BlockManager
 from llm_server.engine.model_runner import ModelRunner, RunnerOutput, kv_block_bytes
-from llm_server.engine.request import EngineStats, FinishReason, SamplingParams, TokenEvent
+from llm_server.engine.request import EngineStats, FinishReason, TokenEvent
 from llm_server.engine.scheduler import Scheduler, SchedulerOutput
 from llm_server.engine.sequence import Sequence
 from llm_server.layers.sampler import SampledToken
 from llm_server.models.loader import LoadedModel, load_model, quantization_options
+from llm_server.sampling_params import SamplingParams
 
 log = logging.getLogger(__name__)
 

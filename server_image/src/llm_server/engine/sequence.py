@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import torch
 
 from llm_server.engine.kv_cache import ROOT_HASH, BlockHash, block_hash
-from llm_server.engine.request import FinishReason, SamplingParams, TokenLogprobs
+from llm_server.engine.request import FinishReason, TokenLogprobs
+from llm_server.sampling_params import SamplingParams
 
 
 class SequenceStatus(enum.Enum):

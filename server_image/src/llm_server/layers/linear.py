@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from llm_server.distributed.parallel_state import SINGLE, TensorParallel
 from llm_server.layers.cpu_gemm import dense_linear
+from llm_server.parallel_state import SINGLE, TensorParallel
 from llm_server.quantization.matmul import quantized_matmul
 from llm_server.quantization.quantize import QuantizedTensor, quantize, storage_shapes
 from llm_server.quantization.scheme import QuantScheme

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import torch
 
-from llm_server.engine.request import SamplingParams
+from llm_server.sampling_params import SamplingParams
 
 
 class TokenHistory(Protocol):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from llm_server.engine.request import SamplingParams
 from llm_server.layers.penalties import TokenHistory, apply_min_tokens, apply_penalties
+from llm_server.sampling_params import SamplingParams
 
 # Below this a temperature is greedy (vLLM's _SAMPLING_EPS): dividing by it overflows float32.
 SAMPLING_EPS = 1e-5

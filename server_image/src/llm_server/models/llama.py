@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llm_server.distributed.parallel_state import SINGLE, TensorParallel
 from llm_server.layers.attention import AttentionMetadata, PagedAttention
 from llm_server.layers.linear import (
     Linear,
@@ -30,6 +29,7 @@ from llm_server.layers.linear import (
 )
 from llm_server.layers.norm import RMSNorm
 from llm_server.layers.rotary import RopeSpec, RotaryEmbedding, apply_rotary
+from llm_server.parallel_state import SINGLE, TensorParallel
 
 # checkpoint projection name -> (packed module name, shard index)
 PACKED_NAMES = {

@@ -22,13 +22,13 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from llm_server.distributed.parallel_state import SINGLE, TensorParallel
 from llm_server.distributed.sizes import model_shapes, tensor_parallel_error
 from llm_server.gguf_file import is_gguf
 from llm_server.layers.linear import Linear, PackedLinear, RowParallelLinear, WeightSource
 from llm_server.models.gguf_checkpoint import gguf_config, gguf_tokenizer, gguf_weights
 from llm_server.models.llama import LlamaForCausalLM, MistralForCausalLM
 from llm_server.models.qwen import Qwen2ForCausalLM, Qwen3ForCausalLM
+from llm_server.parallel_state import SINGLE, TensorParallel
 from llm_server.quantization.checkpoint import quantized_sources
 from llm_server.quantization.quantize import FP8_DTYPE
 from llm_server.quantization.scheme import (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_server.distributed.parallel_state import SINGLE, TensorParallel
 from llm_server.models.llama import DecoderSpec, LlamaForCausalLM
+from llm_server.parallel_state import SINGLE, TensorParallel
 
 
 class Qwen2ForCausalLM(LlamaForCausalLM):
