@@ -1,0 +1,100 @@
+"""The gateway's Prometheus metrics: the only module that imports prometheus_client.
+
+Names and labels are fixed by the gateway contract (docs/gateway.md has the table). Each
+GatewayMetrics owns its registry so several gateways (tests, benchmarks) live in one process.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+PickedBy = Literal["affinity", "load", "only"]
+HoldOutcome = Literal["served", "timeout", "rejected"]
+ReplicaState = Literal["ready", "not_ready", "terminating"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The gateway adds well under a millisecond: the buckets resolve 50 µs to 50 ms.
+ADDED_LATENCY_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+)  # fmt: skip
+# Holds last as long as a cold start: seconds to minutes.
+HOLD_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 300, 600)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "llm_gateway_requests", "Requests sent to a replica, by how it was picked",
+            ["model", "pod", "picked_by"], registry=r,
+        )  # fmt: skip
+        self.responses = Counter(
+            "llm_gateway_responses", "Responses the client got, by HTTP status",
+            ["model", "code"], registry=r,
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "llm_gateway_in_flight", "Requests in flight to a replica", ["model", "pod"],
+            registry=r,
+        )  # fmt: skip
+        self.held = Gauge(
+            "llm_gateway_held_requests", "Requests held now, waiting for a replica", ["model"],
+            registry=r,
+        )  # fmt: skip
+        self.holds = Counter(
+            "llm_gateway_holds", "Held requests, by how the hold ended", ["model", "outcome"],
+            registry=r,
+        )  # fmt: skip
+        self.hold_seconds = Histogram(
+            "llm_gateway_hold_seconds", "Time a request was held", ["model"],
+            buckets=HOLD_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.retries = Counter(
+            "llm_gateway_retries", "Requests retried after a connection error, by failed pod",
+            ["model", "pod"], registry=r,
+        )  # fmt: skip
+        self.added_latency = Histogram(
+            "llm_gateway_added_latency_seconds",
+            "Gateway time before the upstream request is sent (parse and pick)",
+            ["model"], buckets=ADDED_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.replicas = Gauge(
+            "llm_gateway_replicas", "Replicas known per model, by state", ["model", "state"],
+            registry=r,
+        )  # fmt: skip
+
+    def request_sent(self, model: str, pod: str, picked_by: PickedBy) -> None:
+        self.requests.labels(model, pod, picked_by).inc()
+
+    def response(self, model: str, code: int) -> None:
+        self.responses.labels(model, str(code)).inc()
+
+    def in_flight_changed(self, model: str, pod: str, delta: int) -> None:
+        self.in_flight.labels(model, pod).inc(delta)
+
+    def held_changed(self, model: str, delta: int) -> None:
+        self.held.labels(model).inc(delta)
+
+    def hold_ended(self, model: str, outcome: HoldOutcome, seconds: float | None) -> None:
+        self.holds.labels(model, outcome).inc()
+        if seconds is not None:
+            self.hold_seconds.labels(model).observe(seconds)
+
+    def retried(self, model: str, failed_pod: str) -> None:
+        self.retries.labels(model, failed_pod).inc()
+
+    def gateway_latency(self, model: str, seconds: float) -> None:
+        self.added_latency.labels(model).observe(seconds)
+
+    def replica_counts(self, counts: dict[str, dict[ReplicaState, int]]) -> None:
+        """Replace the replicas gauge with `counts` (model -> state -> count)."""
+        self.replicas.clear()
+        for model, by_state in counts.items():
+            for state in ("ready", "not_ready", "terminating"):
+                self.replicas.labels(model, state).set(by_state.get(state, 0))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
