@@ -46,3 +46,11 @@ def render_objects(values: dict[str, Any] | None = None) -> list[dict[str, Any]]
     """Every rendered Kubernetes object (copies: callers may mutate them)."""
     objects = _render_objects(json.dumps(values or {}, sort_keys=True))
     return json.loads(json.dumps(objects))
+
+
+COMPONENT_LABEL = "app.kubernetes.io/component"
+
+
+def of_component(objects: list[dict[str, Any]], component: str) -> list[dict[str, Any]]:
+    """The objects of one part of the release: "operator" or "gateway"."""
+    return [o for o in objects if o["metadata"].get("labels", {}).get(COMPONENT_LABEL) == component]

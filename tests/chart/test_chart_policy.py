@@ -6,14 +6,15 @@ from typing import Any
 
 import helm_python as helm
 import pytest
-from chart_rendering import render, render_objects
+from chart_rendering import of_component, render, render_objects
 
 from llm_operator.render.policy import PodPolicy
 from llm_operator.settings import config_from_args, parser
 
 
 def _policy(values: dict[str, Any]) -> PodPolicy:
-    (deployment,) = [o for o in render_objects(values) if o["kind"] == "Deployment"]
+    operator = of_component(render_objects(values), "operator")
+    (deployment,) = [o for o in operator if o["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return config_from_args(parser().parse_args(container["args"])).render.pod_policy
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_rendering import RELEASE, chart
+from chart_rendering import RELEASE, chart, of_component
 from control_plane import ControlPlane
 from fake_kubelet import FakeKubelet, register_node
 from kube_client import Kube, wait_until
@@ -113,15 +113,16 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audited]:
 
 
 def render_chart(values: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
-    """The chart as `helm template --namespace NAMESPACE` renders it."""
+    """The operator's objects as `helm template --namespace NAMESPACE` renders them."""
     rendered = chart().render(values, name=RELEASE, namespace=namespace)
-    return [
+    objects = [
         doc
         for path, text in sorted(rendered.items())
         if not path.endswith(".txt")
         for doc in yaml.safe_load_all(text)
         if doc
     ]
+    return of_component(objects, "operator")
 
 
 @contextlib.contextmanager

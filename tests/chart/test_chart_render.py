@@ -22,6 +22,7 @@ from chart_rendering import (
     OVERLAYS,
     RELEASE_NAMESPACE,
     ROOT,
+    of_component,
     overlay,
     render,
     render_objects,
@@ -56,8 +57,13 @@ def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [o for o in objects if o["kind"] == kind]
 
 
+def operator_objects(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The operator's objects (the gateway's are tested in test_chart_gateway.py)."""
+    return of_component(render_objects(values), "operator")
+
+
 def operator_deployment(values: dict[str, Any]) -> dict[str, Any]:
-    (deployment,) = of_kind(render_objects(values), "Deployment")
+    (deployment,) = of_kind(operator_objects(values), "Deployment")
     return deployment
 
 
@@ -121,7 +127,7 @@ def test_rendered_crds_are_the_generated_ones_kept_on_uninstall() -> None:
 
 
 def test_cluster_mode_watches_everything_with_a_cluster_role() -> None:
-    objects = render_objects()
+    objects = operator_objects()
     args = container({})["args"]
     assert "--all-namespaces" in args and flag(args, "--namespace") is None
     assert of_kind(objects, "ClusterRole") and of_kind(objects, "ClusterRoleBinding")
@@ -138,7 +144,7 @@ def test_cluster_mode_watches_everything_with_a_cluster_role() -> None:
 
 
 def test_namespaced_mode_watches_only_the_release_namespace_with_a_role() -> None:
-    objects = render_objects({"namespaced": True})
+    objects = operator_objects({"namespaced": True})
     args = container({"namespaced": True})["args"]
     assert flag(args, "--namespace") == RELEASE_NAMESPACE and "--all-namespaces" not in args
     assert not of_kind(objects, "ClusterRole") and not of_kind(objects, "ClusterRoleBinding")
@@ -158,11 +164,11 @@ def test_two_replicas_elect_a_leader_one_may_run_standalone() -> None:
     deployment = operator_deployment({})
     assert deployment["spec"]["replicas"] == 2
     assert flag(container({})["args"], "--peering") == "llm-operator"
-    pdb = of_kind(render_objects(), "PodDisruptionBudget")
+    pdb = of_kind(operator_objects(), "PodDisruptionBudget")
     assert [p["spec"]["minAvailable"] for p in pdb] == [1]
     single = {"replicaCount": 1, "leaderElection": {"enabled": False}}
     assert "--standalone" in container(single)["args"]
-    assert not of_kind(render_objects(single), "PodDisruptionBudget")
+    assert not of_kind(operator_objects(single), "PodDisruptionBudget")
     # More than one replica always elects, whatever leaderElection.enabled says.
     forced = {"replicaCount": 3, "leaderElection": {"enabled": False}}
     assert flag(container(forced)["args"], "--peering") == "llm-operator"
@@ -274,7 +280,7 @@ def test_overlay_labels_agree_with_the_catalog(name: str, cloud: str) -> None:
 
 
 def test_operator_metrics_service_and_service_monitor() -> None:
-    objects = render_objects(EVERYTHING_ON)
+    objects = operator_objects(EVERYTHING_ON)
     (service,) = of_kind(objects, "Service")
     (monitor,) = of_kind(objects, "ServiceMonitor")
     assert service["spec"]["ports"][0]["targetPort"] == "metrics"

@@ -8,7 +8,7 @@ from typing import Any
 import helm_python as helm
 import kubernetes_validate
 import pytest
-from chart_rendering import CHART, RELEASE_NAMESPACE, render, render_objects
+from chart_rendering import CHART, RELEASE_NAMESPACE, of_component, render, render_objects
 
 from llm_operator.settings import config_from_args, parser
 
@@ -19,14 +19,18 @@ def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [o for o in objects if o["kind"] == kind]
 
 
+def operator_objects(values: dict[str, Any]) -> list[dict[str, Any]]:
+    return of_component(render_objects(values), "operator")
+
+
 def operator_args(values: dict[str, Any]) -> list[str]:
-    (deployment,) = of_kind(render_objects(values), "Deployment")
+    (deployment,) = of_kind(operator_objects(values), "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return list(container["args"])
 
 
 def test_a_role_and_binding_per_watched_namespace_and_no_cluster_role() -> None:
-    objects = render_objects(WATCHED)
+    objects = operator_objects(WATCHED)
     assert not of_kind(objects, "ClusterRole") and not of_kind(objects, "ClusterRoleBinding")
     roles, bindings = of_kind(objects, "Role"), of_kind(objects, "RoleBinding")
     assert [r["metadata"]["namespace"] for r in roles] == ["team-a", "team-b"]
@@ -40,7 +44,7 @@ def test_a_role_and_binding_per_watched_namespace_and_no_cluster_role() -> None:
         ]  # fmt: skip
     # The same rules as the one namespaced Role (tests/chart/test_chart_rbac_matches_operator
     # derives those from the real operator's requests), peering included.
-    (namespaced,) = of_kind(render_objects({"namespaced": True}), "Role")
+    (namespaced,) = of_kind(operator_objects({"namespaced": True}), "Role")
     assert all(r["rules"] == namespaced["rules"] for r in roles)
     peering = [r for r in roles[0]["rules"] if r["apiGroups"] == ["kopf.dev"]]
     assert [r["resources"] for r in peering] == [["kopfpeerings"]]

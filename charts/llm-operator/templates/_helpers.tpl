@@ -64,3 +64,38 @@ namespace when namespaced, else [] (every namespace, -A, a ClusterRole). */}}
 []
 {{- end -}}
 {{- end }}
+
+{{/* The gateway: its own app name, so the operator's selectors never match its pods. */}}
+{{- define "llm-operator.gateway.fullname" -}}
+{{- printf "%s-gateway" (include "llm-operator.fullname" .) }}
+{{- end }}
+
+{{- define "llm-operator.gateway.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "llm-operator.name" . }}-gateway
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "llm-operator.gateway.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "llm-operator.gateway.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: gateway
+app.kubernetes.io/part-of: llm-operator
+{{- end }}
+
+{{- define "llm-operator.gateway.serviceAccountName" -}}
+{{- if .Values.gateway.serviceAccount.create }}
+{{- default (include "llm-operator.gateway.fullname" .) .Values.gateway.serviceAccount.name }}
+{{- else }}
+{{- required "gateway.serviceAccount.name is required when gateway.serviceAccount.create is false" .Values.gateway.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "llm-operator.gateway.image" -}}
+{{- printf "%s:%s" .Values.gateway.image.repository (default .Chart.AppVersion .Values.gateway.image.tag) }}
+{{- end }}
+
+{{/* The OpenAI base URL the operator writes into each LLMDeployment's status. */}}
+{{- define "llm-operator.gateway.url" -}}
+{{- printf "http://%s.%s.svc:%v/v1" (include "llm-operator.gateway.fullname" .) .Release.Namespace .Values.gateway.service.port }}
+{{- end }}
