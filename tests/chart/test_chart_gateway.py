@@ -13,6 +13,8 @@ import kubernetes_validate
 import pytest
 from chart_rendering import CHART, RELEASE_NAMESPACE, of_component, render, render_objects
 
+from llm_gateway.settings import parse_settings
+
 GATEWAY = "llmops-llm-operator-gateway"
 MONITORED = {"metrics": {"serviceMonitor": {"enabled": True}}}
 # What the gateway needs: the model -> LLMDeployment map, the ready pods of its Service, and
@@ -48,10 +50,6 @@ def gateway_container(values: dict[str, Any] | None = None) -> dict[str, Any]:
     pod = one(gateway_objects(values), "Deployment")["spec"]["template"]["spec"]
     (only,) = pod["containers"]
     return dict(only)
-
-
-def flag(args: list[str], name: str) -> str | None:
-    return next((a.split("=", 1)[1] for a in args if a.startswith(f"{name}=")), None)
 
 
 def test_gateway_is_installed_by_default_and_can_be_left_out() -> None:
@@ -106,30 +104,27 @@ def test_two_replicas_spread_with_a_pdb_one_replica_has_none() -> None:
     assert not of_kind(single, "PodDisruptionBudget")
 
 
-def test_args_carry_the_settings_and_the_watched_namespaces() -> None:
-    args = gateway_container()["args"]
-    assert args[0] == "--kube" and flag(args, "--namespace") is None  # every namespace
-    assert flag(args, "--port") == "8080"
-    assert flag(args, "--prefix-chars") == "256"
-    assert flag(args, "--load-factor") == "1.25"
-    assert flag(args, "--max-held-per-model") == "100"
-    assert flag(args, "--hold-timeout-seconds") == "300"
-    assert flag(args, "--scrape-interval-seconds") == "2"
+def test_the_gateway_accepts_the_arguments_the_chart_passes() -> None:
+    """Parsed by the gateway's own settings parser (it raises on an unknown flag)."""
+    settings = parse_settings(gateway_container()["args"], environ={})
+    assert settings.kube and settings.static_models is None
+    assert settings.namespaces == ()  # every namespace, as the operator's -A
+    assert (settings.port, settings.prefix_chars, settings.load_factor) == (8080, 256, 1.25)
+    assert (settings.max_held_per_model, settings.hold_timeout_seconds) == (100, 300)
+    assert settings.scrape_interval_seconds == 2
+    assert settings.upstream_timeout_seconds == 600
     custom = {
-        "gateway": {"port": 9090, "holdTimeoutSeconds": 30, "extraArgs": ["--log-level=debug"]},
+        "gateway": {"port": 9090, "holdTimeoutSeconds": 30, "extraArgs": ["--log-level=DEBUG"]},
         "watchNamespaces": ["team-a", "team-b"],
     }
-    args = gateway_container(custom)["args"]
-    assert [a for a in args if a.startswith("--namespace=")] == [
-        "--namespace=team-a",
-        "--namespace=team-b",
-    ]
-    assert flag(args, "--port") == "9090" and flag(args, "--hold-timeout-seconds") == "30"
-    assert args[-1] == "--log-level=debug"
+    settings = parse_settings(gateway_container(custom)["args"], environ={})
+    assert settings.namespaces == ("team-a", "team-b")
+    assert (settings.port, settings.hold_timeout_seconds) == (9090, 30)
+    assert settings.log_level == "DEBUG"
     ports = gateway_container(custom)["ports"]
     assert ports == [{"name": "http", "containerPort": 9090, "protocol": "TCP"}]
     namespaced = gateway_container({"namespaced": True})["args"]
-    assert flag(namespaced, "--namespace") == RELEASE_NAMESPACE
+    assert parse_settings(namespaced, environ={}).namespaces == (RELEASE_NAMESPACE,)
 
 
 def test_probes_resources_and_security_context_like_the_operators() -> None:
@@ -228,7 +223,7 @@ BAD_VALUES = [
     ({"gateway": {"replicaCount": 0}}, "/gateway/replicaCount"),
     ({"gateway": {"loadFactor": 0.5}}, "/gateway/loadFactor"),
     ({"gateway": {"holdTimeoutSeconds": 0}}, "/gateway/holdTimeoutSeconds"),
-    ({"gateway": {"maxHeldPerModel": -1}}, "/gateway/maxHeldPerModel"),
+    ({"gateway": {"maxHeldPerModel": 0}}, "/gateway/maxHeldPerModel"),
     ({"gateway": {"port": 0}}, "/gateway/port"),
     ({"gateway": {"extraArgs": ["-v"]}}, "/gateway/extraArgs/0"),
     ({"gateway": {"routing": "rr"}}, "routing"),
