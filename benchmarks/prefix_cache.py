@@ -40,6 +40,7 @@ import torch
 import bench_common  # benchmarks/bench_common.py (run as scripts: the folder is on sys.path)
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine
+from llm_server.engine_factory import build_engine
 from llm_server.sampling_params import SamplingParams
 from llm_server.tiny_model import build_tiny_model
 
@@ -76,7 +77,7 @@ def make_prompts(
 
 
 def new_engine(model_dir: Path, prefix_caching: bool, token_budget: int) -> LLMEngine:
-    engine = LLMEngine.from_config(
+    engine = build_engine(
         EngineConfig(
             model=str(model_dir),
             device="cpu",

@@ -106,13 +106,13 @@ def fp8_supported() -> bool:
 
 def engine_decode(model_dir: Path, quantization: str) -> dict[str, Any]:
     from llm_server.engine.config import EngineConfig
-    from llm_server.engine.engine import LLMEngine
+    from llm_server.engine_factory import build_engine
     from llm_server.models.loader import weight_bytes
     from llm_server.sampling_params import SamplingParams
 
     config = EngineConfig(model=str(model_dir), dtype="bf16", device="cuda", num_kv_blocks=256,
                           max_model_len=2048, quantization=quantization)  # fmt: skip
-    engine = LLMEngine.from_config(config)
+    engine = build_engine(config)
     model = engine.runner.model
     prompt = list(range(10, 10 + PROMPT_TOKENS))
     params = SamplingParams(max_tokens=DECODE_TOKENS, temperature=0.0, ignore_eos=True)

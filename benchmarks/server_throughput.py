@@ -37,7 +37,7 @@ from transformers import AutoModelForCausalLM, GenerationConfig, StoppingCriteri
 
 import bench_common  # benchmarks/bench_common.py (run as scripts: the folder is on sys.path)
 from llm_server.engine.config import EngineConfig
-from llm_server.engine.engine import LLMEngine
+from llm_server.engine_factory import build_engine
 from llm_server.sampling_params import SamplingParams
 from llm_server.tiny_model import build_tiny_model
 
@@ -114,7 +114,7 @@ def run_ours(model_dir: Path, workload: Workload, args: argparse.Namespace):
         max_waiting=100_000,
         max_model_len=MODEL_SIZES["max_position_embeddings"],
     )
-    engine = LLMEngine.from_config(config)
+    engine = build_engine(config)
     engine.generate({"warmup": [5] * 32}, SamplingParams(max_tokens=4, ignore_eos=True))
     stamps: dict[str, list[float]] = {str(i): [] for i in range(len(workload.prompts))}
     outputs: dict[str, list[int]] = {rid: [] for rid in stamps}

@@ -10,6 +10,7 @@ import pytest
 
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine
+from llm_server.engine_factory import build_engine
 from llm_server.tiny_model import build_tiny_model
 
 
@@ -47,6 +48,6 @@ def make_engine(tiny_model_dir: Path) -> Callable[..., LLMEngine]:
             "max_model_len": 512,
         }
         settings.update(overrides)
-        return LLMEngine.from_config(EngineConfig(**settings))
+        return build_engine(EngineConfig(**settings))
 
     return make

@@ -6,8 +6,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llm_server.distributed.sizes import FLAG as TP_FLAG
-from llm_server.distributed.sizes import check_model_dir, model_shapes, tensor_parallel_error
 from llm_server.engine.config import EngineConfig
 from llm_server.gguf_file import is_gguf
 from llm_server.quantization.scheme import (
@@ -16,6 +14,8 @@ from llm_server.quantization.scheme import (
     read_scheme,
     resolve_quantization,
 )
+from llm_server.tensor_parallel_sizes import FLAG as TP_FLAG
+from llm_server.tensor_parallel_sizes import check_model_dir, model_shapes, tensor_parallel_error
 
 TINY_RANDOM = "tiny-random"
 

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from running_server import SERVED_NAME, SERVER_SRC, ServerProcess, run_server
 
 from llm_server.engine.config import EngineConfig
-from llm_server.engine.engine import LLMEngine
+from llm_server.engine_factory import build_engine
 from llm_server.sampling_params import SamplingParams
 from llm_server.tiny_model import build_tiny_model
 
@@ -38,7 +38,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _in_process_text(model_dir: Path, quantization: str, group: int | None) -> str:
     config = EngineConfig(model=str(model_dir), device="cpu", num_kv_blocks=64,
                           quantization=quantization, quant_group_size=group)  # fmt: skip
-    engine = LLMEngine.from_config(config)
+    engine = build_engine(config)
     prompt = engine.tokenizer(PROMPT).input_ids
     params = SamplingParams(max_tokens=MAX_TOKENS, temperature=0.0, ignore_eos=True)
     tokens = [event.token_id for event in engine.generate({"r": prompt}, params)["r"]]

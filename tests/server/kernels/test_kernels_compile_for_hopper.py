@@ -24,11 +24,14 @@ import json, sys
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from llm_server.kernels import channel_matmul, int4_matmul, paged_decode_attention
+from llm_server.kernels import (channel_matmul, int4_matmul, merge_attention_splits,
+                                paged_decode_attention, paged_decode_attention_per_head)
 
 kernels = {"channel_gemv": channel_matmul._gemv_kernel, "channel_gemm": channel_matmul._gemm_kernel,
            "int4_gemv": int4_matmul._gemv_kernel, "int4_gemm": int4_matmul._gemm_kernel,
-           "paged_decode": paged_decode_attention._paged_decode_kernel}
+           "paged_decode": paged_decode_attention._grouped_decode_kernel,
+           "merge_splits": merge_attention_splits._merge_kernel,
+           "per_head_decode": paged_decode_attention_per_head._per_head_decode_kernel}
 for name, signature, constexprs in json.loads(sys.argv[1]):
     for key in constexprs:
         signature[key] = "constexpr"
@@ -81,13 +84,28 @@ def test_int4_matmul_kernels_compile() -> None:
 
 
 @pytest.mark.slow
-def test_paged_decode_kernel_compiles() -> None:
+def test_paged_decode_kernels_compile() -> None:
+    """bf16 and fp8 caches; query groups 1, 4 and 8 (padded to tl.dot's 16 rows); one program
+    per (sequence, KV head) and split-K with its merge; the per-head baseline."""
     strides = ["stride_qb", "stride_qh", "stride_cb", "stride_ct", "stride_ch", "stride_tb",
-               "stride_ob", "stride_oh", "BLOCK_SIZE", "HEAD_DIM"]  # fmt: skip
+               "stride_ob", "stride_oh", "stride_os", "stride_lb", "stride_lh", "BLOCK_SIZE",
+               "HEAD_DIM"]  # fmt: skip
     cases = []
-    for cache in ("*bf16", "*fp8e4nv"):
+    for cache, group, splits in [("*bf16", 4, 1), ("*fp8e4nv", 8, 1), ("*bf16", 1, 8)]:
         signature = {"q_ptr": "*bf16", "k_ptr": cache, "v_ptr": cache, "table_ptr": "*i64",
-                     "len_ptr": "*i64", "out_ptr": "*bf16", "scale": "fp32",
-                     **dict.fromkeys(strides, I32)}  # fmt: skip
-        cases.append(("paged_decode", signature, {"GROUP": 4, "BLOCK_T": 16, "BLOCK_D": 128}))
+                     "len_ptr": "*i64", "out_ptr": "*bf16" if splits == 1 else "*fp32",
+                     "lse_ptr": "*fp32", "scale": "fp32", **dict.fromkeys(strides, I32)}  # fmt: skip
+        constants = {"GROUP": group, "NUM_SPLITS": splits, "BLOCK_G": 16, "TILE": 64,
+                     "BLOCK_D": 128, "PRECISION": "tf32"}  # fmt: skip
+        cases.append(("paged_decode", signature, constants))
+    merge = {"part_ptr": "*fp32", "lse_ptr": "*fp32", "out_ptr": "*bf16",
+             **dict.fromkeys(["stride_pb", "stride_ph", "stride_ps", "stride_lb", "stride_lh",
+                              "stride_ob", "stride_oh", "NUM_SPLITS", "HEAD_DIM"], I32)}  # fmt: skip
+    cases.append(("merge_splits", merge, {"BLOCK_S": 8, "BLOCK_D": 128}))
+    per_head = {"q_ptr": "*bf16", "k_ptr": "*bf16", "v_ptr": "*bf16", "table_ptr": "*i64",
+                "len_ptr": "*i64", "out_ptr": "*bf16", "scale": "fp32",
+                **dict.fromkeys(["stride_qb", "stride_qh", "stride_cb", "stride_ct", "stride_ch",
+                                 "stride_tb", "stride_ob", "stride_oh", "BLOCK_SIZE",
+                                 "HEAD_DIM"], I32)}  # fmt: skip
+    cases.append(("per_head_decode", per_head, {"GROUP": 4, "BLOCK_T": 16, "BLOCK_D": 128}))
     _compile(cases)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from llm_server.engine.config import EngineConfig
-from llm_server.engine.engine import LLMEngine
+from llm_server.engine_factory import build_engine
 from llm_server.sampling_params import SamplingParams
 from llm_server.tiny_model import build_tiny_model
 
@@ -27,7 +27,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _run(model_dir: Path, device: str, quantization: str, kv: str = "auto") -> list[int]:
     config = EngineConfig(model=str(model_dir), device=device, dtype="fp32", num_kv_blocks=64,
                           quantization=quantization, kv_cache_dtype=kv)  # fmt: skip
-    engine = LLMEngine.from_config(config)
+    engine = build_engine(config)
     prompt = engine.tokenizer(PROMPT).input_ids
     params = SamplingParams(max_tokens=16, temperature=0.0, ignore_eos=True)
     return [e.token_id for e in engine.generate({"r": prompt}, params)["r"]]

@@ -10,7 +10,7 @@ from kernel_tolerance import DEVICE, ON_GPU, assert_close, compute_dtypes
 
 from llm_server.kernels.channel_matmul import channel_matmul, channel_matmul_reference
 from llm_server.kernels.int4_matmul import int4_matmul, int4_matmul_reference
-from llm_server.quantization.matmul import quantized_matmul, reference_matmul
+from llm_server.layers.quantized_matmul import quantized_matmul, reference_matmul
 from llm_server.quantization.quantize import quantize
 from llm_server.quantization.scheme import INT4_GROUP_SIZES, QuantScheme
 

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from llm_server.engine.config import EngineConfig
-from llm_server.engine.engine import LLMEngine
+from llm_server.engine_factory import build_engine
 from llm_server.layers.rotary import RopeSpec, inverse_frequencies
 from llm_server.sampling_params import SamplingParams
 
@@ -23,7 +23,7 @@ def test_logits_and_greedy_match_transformers(
     family: str, tiny_model_factory: Callable[[str], Path]
 ) -> None:
     model_dir = tiny_model_factory(family)
-    engine = LLMEngine.from_config(EngineConfig(model=str(model_dir), device="cpu"))
+    engine = build_engine(EngineConfig(model=str(model_dir), device="cpu"))
     reference = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     prompt = engine.tokenizer(PROMPT).input_ids
 

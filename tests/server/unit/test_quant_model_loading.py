@@ -13,7 +13,8 @@ from thread_ranks import on_each_rank, thread_ranks
 from llm_server.config import ConfigError, ServerConfig
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine
-from llm_server.engine.model_runner import kv_block_bytes
+from llm_server.engine.kv_sizing import kv_block_bytes
+from llm_server.engine_factory import build_engine
 from llm_server.layers.attention import AttentionMetadata, PagedAttention, PrefillSegment
 from llm_server.layers.linear import Linear
 from llm_server.models.llama import LlamaForCausalLM
@@ -180,7 +181,7 @@ def test_fp8_kv_cache_stores_fp8_and_attends_over_the_rounded_values() -> None:
 
 def test_engine_generates_with_int4_weights_and_an_fp8_kv_cache(model_128: Path) -> None:
     def engine(kv: str) -> LLMEngine:
-        return LLMEngine.from_config(EngineConfig(
+        return build_engine(EngineConfig(
             model=str(model_128), device="cpu", num_kv_blocks=64, max_model_len=256,
             quantization="int4", quant_group_size=64, kv_cache_dtype=kv,
         ))  # fmt: skip

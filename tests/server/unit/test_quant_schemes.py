@@ -157,7 +157,7 @@ def test_a_pre_quantized_directory_decides_or_must_match() -> None:
 def test_int4_on_cpu_says_once_that_it_saves_memory_not_time(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from llm_server.quantization import matmul
+    from llm_server.layers import quantized_matmul as matmul
 
     matmul._warn_slow_on_cpu.cache_clear()
     x = torch.randn(2, 64)

@@ -17,15 +17,16 @@ import torch
 from thread_ranks import on_each_rank, thread_ranks
 
 from llm_server.config import TINY_RANDOM, ConfigError, ServerConfig
-from llm_server.distributed.sizes import tensor_parallel_error
 from llm_server.distributed.tp_runner import TensorParallelRunner
 from llm_server.engine.async_engine import AsyncEngine
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine
+from llm_server.engine_factory import build_engine
 from llm_server.layers.attention import AttentionMetadata, PrefillSegment
 from llm_server.models.llama import DecoderAttention, LlamaForCausalLM
 from llm_server.models.loader import load_model
 from llm_server.sampling_params import SamplingParams
+from llm_server.tensor_parallel_sizes import tensor_parallel_error
 
 PROMPT = "Hello world, the quick brown fox jumps over the lazy dog 42 times. Why?"
 FP32_ATOL = 1e-5
@@ -98,7 +99,7 @@ def test_server_config_refuses_sizes_the_heads_cannot_divide(
 def test_engine_refuses_before_spawning_anything(tiny_model_dir: Path) -> None:
     config = EngineConfig(model=str(tiny_model_dir), device="cpu", tensor_parallel_size=4)
     with pytest.raises(ValueError, match="--tensor-parallel-size 4"):
-        LLMEngine.from_config(config)
+        build_engine(config)
 
 
 # ---- engine level: two gloo ranks in two processes ------------------------------------------
@@ -115,8 +116,8 @@ def engines(tiny_model_dir: Path) -> Iterator[tuple[LLMEngine, LLMEngine]]:
         "max_num_batched_tokens": 24,
         "max_model_len": 256,
     }
-    single = LLMEngine.from_config(EngineConfig(**settings))
-    tp = LLMEngine.from_config(EngineConfig(**settings, tensor_parallel_size=2))
+    single = build_engine(EngineConfig(**settings))
+    tp = build_engine(EngineConfig(**settings, tensor_parallel_size=2))
     try:
         yield single, tp
     finally:

@@ -15,9 +15,9 @@ from llm_server.api.errors import APIError, batch_never_fits, queue_full, unavai
 from llm_server.api.generation import ChoiceDelta, ChoiceRun, Engine, GeneratedToken, TextOptions
 from llm_server.api.protocol import PromptTokensDetails, Usage
 from llm_server.engine.errors import QueueFullError, RequestTooLongError
-from llm_server.engine.request import TokenLogprobs
 from llm_server.metrics import ServerMetrics
 from llm_server.sampling_params import SamplingParams
+from llm_server.token_logprobs import TokenLogprobs
 
 # (prompt index, choice index within n) -> that choice's sampling parameters
 ParamsForChoice = Callable[[int, int], SamplingParams]

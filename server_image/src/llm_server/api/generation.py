@@ -13,9 +13,10 @@ from typing import Any, Protocol
 
 from llm_server.api.detokenize import IncrementalDetokenizer
 from llm_server.api.stop_strings import StopStringMatcher
-from llm_server.engine.request import EngineStats, TokenEvent, TokenLogprobs
+from llm_server.engine.request import EngineStats, TokenEvent
 from llm_server.metrics import ServerMetrics
 from llm_server.sampling_params import SamplingParams
+from llm_server.token_logprobs import TokenLogprobs
 
 
 class Engine(Protocol):

@@ -22,7 +22,7 @@ from llm_server.api.protocol import (
     TopLogprob,
 )
 from llm_server.api.token_bytes import TokenBytes
-from llm_server.engine.request import TokenLogprobs
+from llm_server.token_logprobs import TokenLogprobs
 
 
 class LogprobFormatter:

@@ -77,9 +77,10 @@ def _detect_device(config: ServerConfig) -> tuple[str, bool]:
 def _load_engine(config: ServerConfig, cuda_available: bool) -> AsyncEngine:
     """Blocking: runs on a worker thread so /health answers while weights load."""
     from llm_server.engine.async_engine import AsyncEngine
+    from llm_server.engine_factory import build_engine
 
     model_dir = local_model_dir(config.model, config.revision, config.cache_dir)
-    return AsyncEngine.from_config(config.engine_config(str(model_dir), cuda_available))
+    return AsyncEngine(build_engine(config.engine_config(str(model_dir), cuda_available)))
 
 
 async def serve(config: ServerConfig) -> int:

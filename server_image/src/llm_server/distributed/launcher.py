@@ -12,11 +12,11 @@ import functools
 import torch
 
 from llm_server.distributed.channel import StepChannel
-from llm_server.distributed.sizes import check_model_dir
 from llm_server.distributed.tp_runner import TensorParallelRunner
 from llm_server.distributed.workers import WorkerProcesses
 from llm_server.engine.config import EngineConfig
-from llm_server.engine.engine import LLMEngine, kv_blocks_from_memory
+from llm_server.engine.engine import LLMEngine
+from llm_server.engine.kv_sizing import kv_blocks_from_memory
 from llm_server.models.loader import (
     LoadedModel,
     load_model,
@@ -31,6 +31,7 @@ from llm_server.parallel_state import (
     rank_device,
     split_cpu_threads,
 )
+from llm_server.tensor_parallel_sizes import check_model_dir
 
 
 def check_placement(config: EngineConfig) -> torch.device:

@@ -19,7 +19,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine
 from llm_server.engine.errors import (
     EngineStoppingError,
@@ -70,10 +69,6 @@ class AsyncEngine:
         self._failed: asyncio.Future[BaseException] | None = None
         self._on_failure: Callable[[BaseException], object] | None = None
         self._stats = engine.stats()
-
-    @classmethod
-    def from_config(cls, config: EngineConfig) -> AsyncEngine:
-        return cls(LLMEngine.from_config(config))
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -15,30 +15,16 @@ import torch
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.errors import RequestTooLongError
 from llm_server.engine.kv_cache import BlockManager
-from llm_server.engine.model_runner import ModelRunner, RunnerOutput, kv_block_bytes
+from llm_server.engine.kv_sizing import kv_blocks_from_memory
+from llm_server.engine.model_runner import ModelRunner, RunnerOutput
 from llm_server.engine.request import EngineStats, FinishReason, TokenEvent
 from llm_server.engine.scheduler import Scheduler, SchedulerOutput
 from llm_server.engine.sequence import Sequence
 from llm_server.layers.sampler import SampledToken
-from llm_server.models.loader import LoadedModel, load_model, quantization_options
+from llm_server.models.loader import LoadedModel
 from llm_server.sampling_params import SamplingParams
 
 log = logging.getLogger(__name__)
-
-CPU_KV_CACHE_BYTES = 1 << 30
-GPU_KV_CACHE_FRACTION = 0.9  # of the memory still free once the weights are loaded
-
-
-def kv_blocks_from_memory(config: EngineConfig, loaded: LoadedModel) -> int:
-    """KV blocks that fit this rank's memory budget once its weights are loaded."""
-    budget = config.kv_cache_memory_bytes
-    if budget is None:
-        if loaded.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(loaded.device)
-            budget = int(free * GPU_KV_CACHE_FRACTION)
-        else:
-            budget = CPU_KV_CACHE_BYTES
-    return max(1, budget // kv_block_bytes(loaded.model, config.block_size, loaded.dtype))
 
 
 class LLMEngine:
@@ -68,15 +54,6 @@ class LLMEngine:
         self._generation_tokens_total = 0
         self._last_batch_size = 0
         self._last_batch_tokens = 0
-
-    @classmethod
-    def from_config(cls, config: EngineConfig) -> LLMEngine:
-        if config.tensor_parallel_size > 1:  # spawns the other ranks; this process is rank 0
-            from llm_server.distributed.launcher import launch_tensor_parallel
-
-            return launch_tensor_parallel(config)
-        return cls(config, load_model(config.model, config.dtype, config.device,
-                                      **quantization_options(config)))  # fmt: skip
 
     def watch_failures(self, on_failure: Callable[[BaseException], None]) -> None:
         """`on_failure` is called, from any thread, when the engine can no longer run steps."""

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import torch
 
 from llm_server.engine.model_inputs import ModelInputs, PrefillInputs, build_inputs, chunk_rows
-from llm_server.engine.request import TokenLogprobs
 from llm_server.engine.scheduler import SchedulerOutput
 from llm_server.layers.prompt_logprobs import prompt_logprobs
 from llm_server.layers.sampler import SampledToken, sample
 from llm_server.models.llama import LlamaForCausalLM
+from llm_server.token_logprobs import TokenLogprobs
 
 
 @dataclass(frozen=True)
@@ -26,15 +26,6 @@ class RunnerOutput:
     sampled: dict[str, SampledToken]  # request_id -> the token sampled this step
     # request_id -> logprobs of the prompt tokens that follow those the sequence already has
     prompt_logprobs: dict[str, list[TokenLogprobs]] = field(default_factory=dict)
-
-
-def kv_block_bytes(model: LlamaForCausalLM, block_size: int, dtype: torch.dtype) -> int:
-    """Bytes of one KV block on this rank (its share of the KV heads under tensor parallelism)."""
-    per_token = sum(
-        2 * a.num_kv_heads * a.head_dim * (a.kv_cache_dtype or dtype).itemsize
-        for a in model.attention_layers()
-    )  # kv_cache_dtype: fp8 when the loader was asked for an fp8 cache
-    return per_token * block_size
 
 
 class ModelRunner:

@@ -5,17 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from llm_server.token_logprobs import TokenLogprobs
+
 FinishReason = Literal["stop", "length", "abort"]
-
-
-@dataclass(frozen=True)
-class TokenLogprobs:
-    """A prompt token's logprob, its rank in the distribution (1 = most likely) and the top-k."""
-
-    token_id: int
-    logprob: float
-    rank: int
-    top_logprobs: tuple[tuple[int, float], ...]
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import torch
 
 from llm_server.engine.kv_cache import ROOT_HASH, BlockHash, block_hash
-from llm_server.engine.request import FinishReason, TokenLogprobs
+from llm_server.engine.request import FinishReason
 from llm_server.sampling_params import SamplingParams
+from llm_server.token_logprobs import TokenLogprobs
 
 
 class SequenceStatus(enum.Enum):

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from llm_server.layers.cpu_gemm import dense_linear
+from llm_server.layers.quantized_matmul import quantized_matmul
 from llm_server.parallel_state import SINGLE, TensorParallel
-from llm_server.quantization.matmul import quantized_matmul
 from llm_server.quantization.quantize import QuantizedTensor, quantize, storage_shapes
 from llm_server.quantization.scheme import QuantScheme
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from llm_server.engine.request import TokenLogprobs
+from llm_server.token_logprobs import TokenLogprobs
 
 SLICE_ROWS = 256
 

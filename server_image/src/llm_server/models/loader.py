@@ -22,7 +22,6 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from llm_server.distributed.sizes import model_shapes, tensor_parallel_error
 from llm_server.gguf_file import is_gguf
 from llm_server.layers.linear import Linear, PackedLinear, RowParallelLinear, WeightSource
 from llm_server.models.gguf_checkpoint import gguf_config, gguf_tokenizer, gguf_weights
@@ -37,6 +36,7 @@ from llm_server.quantization.scheme import (
     read_scheme,
     resolve_quantization,
 )
+from llm_server.tensor_parallel_sizes import model_shapes, tensor_parallel_error
 
 log = logging.getLogger(__name__)
 
