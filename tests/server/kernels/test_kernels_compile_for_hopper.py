@@ -92,15 +92,17 @@ def test_paged_decode_kernels_compile() -> None:
                "HEAD_DIM"]  # fmt: skip
     cases = []
     for cache, group, splits in [("*bf16", 4, 1), ("*fp8e4nv", 8, 1), ("*bf16", 1, 8)]:
+        out = "*bf16" if splits == 1 else "*fp32"  # split-K writes float32 partials
         signature = {"q_ptr": "*bf16", "k_ptr": cache, "v_ptr": cache, "table_ptr": "*i64",
-                     "len_ptr": "*i64", "out_ptr": "*bf16" if splits == 1 else "*fp32",
-                     "lse_ptr": "*fp32", "scale": "fp32", **dict.fromkeys(strides, I32)}  # fmt: skip
+                     "len_ptr": "*i64", "out_ptr": out, "lse_ptr": "*fp32", "scale": "fp32",
+                     **dict.fromkeys(strides, I32)}  # fmt: skip
         constants = {"GROUP": group, "NUM_SPLITS": splits, "BLOCK_G": 16, "TILE": 64,
                      "BLOCK_D": 128, "PRECISION": "tf32"}  # fmt: skip
         cases.append(("paged_decode", signature, constants))
+    merge_ints = ["stride_pb", "stride_ph", "stride_ps", "stride_lb", "stride_lh", "stride_ob",
+                  "stride_oh", "NUM_SPLITS", "HEAD_DIM"]  # fmt: skip
     merge = {"part_ptr": "*fp32", "lse_ptr": "*fp32", "out_ptr": "*bf16",
-             **dict.fromkeys(["stride_pb", "stride_ph", "stride_ps", "stride_lb", "stride_lh",
-                              "stride_ob", "stride_oh", "NUM_SPLITS", "HEAD_DIM"], I32)}  # fmt: skip
+             **dict.fromkeys(merge_ints, I32)}  # fmt: skip
     cases.append(("merge_splits", merge, {"BLOCK_S": 8, "BLOCK_D": 128}))
     per_head = {"q_ptr": "*bf16", "k_ptr": "*bf16", "v_ptr": "*bf16", "table_ptr": "*i64",
                 "len_ptr": "*i64", "out_ptr": "*bf16", "scale": "fp32",

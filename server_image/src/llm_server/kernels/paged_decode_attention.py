@@ -2,11 +2,17 @@
 # (triton.jit kernels take untyped pointer and constexpr arguments)
 """Decode attention over the paged KV cache, reading blocks in place through the block table.
 
-One program per (sequence, query head): it walks the sequence's block table, loads each
-block's keys and values for its KV head straight from the cache (no gathered copy), and keeps
-an online softmax (running max, running sum, rescaled accumulator) in float32. An fp8 cache
-is upcast as it is loaded. Grouped-query attention maps query head h to KV head
-h // (heads / kv_heads).
+One program per (sequence, KV head, split). It loads the queries of every head sharing that
+KV head as one [group, head_dim] tile, so each KV block is read once per sequence rather than
+once per query head (grouped-query attention), and walks its slice of the context a tile of
+tokens at a time: each token's block comes from the block table, scores and the weighted sum
+of values are two tl.dot calls, and an online softmax (running max, running sum, rescaled
+accumulator) per query row is kept in float32. An fp8 cache is upcast as it is loaded.
+
+Split-K: with few sequences and long contexts, (sequence, KV head) programs alone leave most
+of the GPU idle, so each context is cut into `num_splits` slices attended in parallel; each
+writes its normalized output and log-sum-exp, and merge_attention_splits combines them.
+`decode_splits` picks the count from what the host knows without a sync (shapes, not lengths).
 
 The torch reference is `paged_decode_attention_reference` below (the same gather + SDPA
 computation PagedAttention runs on CPU).
@@ -18,6 +24,18 @@ import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
+
+from llm_server.kernels.merge_attention_splits import merge_attention_splits
+
+# tl.dot needs at least 16 rows, 16 columns and a depth of 16 on NVIDIA GPUs: a group of 1-8
+# query heads is padded to 16 rows (masked loads of zeros, never stored).
+MIN_DOT = 16
+TILE_TOKENS = (
+    64  # keys per step of a program's walk (any block size: each token's block is looked up)
+)
+SPLIT_MIN_TOKENS = 1024  # shorter contexts: one program per (sequence, KV head) is quick enough
+SPLIT_MIN_TOKENS_EACH = 256  # a split shorter than this costs more in the merge than it saves
+MAX_SPLITS = 32
 
 
 def paged_decode_attention_reference(
@@ -45,43 +63,71 @@ def paged_decode_attention_reference(
     return out.view(batch, heads, head_dim).to(q.dtype)
 
 
+def decode_splits(programs: int, max_context: int, processors: int) -> int:
+    """Slices per context: enough (sequence, KV head, split) programs to fill `processors`
+    twice over when contexts are long and sequences few; 1 when there is enough work already."""
+    if max_context < SPLIT_MIN_TOKENS or programs >= processors:
+        return 1
+    wanted = -(-2 * processors // programs)
+    return max(1, min(MAX_SPLITS, wanted, max_context // SPLIT_MIN_TOKENS_EACH))
+
+
 @triton.jit
-def _paged_decode_kernel(q_ptr, k_ptr, v_ptr, table_ptr, len_ptr, out_ptr, scale,
-                         stride_qb, stride_qh, stride_cb, stride_ct, stride_ch,
-                         stride_tb, stride_ob, stride_oh, BLOCK_SIZE, HEAD_DIM,
-                         GROUP: tl.constexpr, BLOCK_T: tl.constexpr,
-                         BLOCK_D: tl.constexpr):  # fmt: skip
+def _grouped_decode_kernel(q_ptr, k_ptr, v_ptr, table_ptr, len_ptr, out_ptr, lse_ptr, scale,
+                           stride_qb, stride_qh, stride_cb, stride_ct, stride_ch, stride_tb,
+                           stride_ob, stride_oh, stride_os, stride_lb, stride_lh,
+                           BLOCK_SIZE, HEAD_DIM, GROUP: tl.constexpr,
+                           NUM_SPLITS: tl.constexpr, BLOCK_G: tl.constexpr,
+                           TILE: tl.constexpr, BLOCK_D: tl.constexpr,
+                           PRECISION: tl.constexpr):  # fmt: skip
     seq = tl.program_id(0)
-    head = tl.program_id(1)
-    kv_head = head // GROUP
+    kv_head = tl.program_id(1)
+    split = tl.program_id(2)
     context_len = tl.load(len_ptr + seq)
+    # This split's tokens, in whole tiles so that only a context's last tile is partial; with
+    # more splits than tiles the last splits are empty (they write lse = -inf).
+    per_split = tl.cdiv(tl.cdiv(context_len, NUM_SPLITS), TILE) * TILE
+    start = split * per_split
+    end = tl.minimum(start + per_split, context_len)
+    offs_g = tl.arange(0, BLOCK_G)
+    offs_t = tl.arange(0, TILE)
     offs_d = tl.arange(0, BLOCK_D)
+    mask_g = offs_g < GROUP
     mask_d = offs_d < HEAD_DIM
-    offs_t = tl.arange(0, BLOCK_T)
-    q = tl.load(q_ptr + seq * stride_qb + head * stride_qh + offs_d, mask=mask_d, other=0.0)
-    q = q.to(tl.float32) * scale
-    running_max = tl.full((), float("-inf"), tl.float32)
-    running_sum = tl.zeros((), dtype=tl.float32)
-    acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    for i in range(0, tl.cdiv(context_len, BLOCK_SIZE)):
-        block = tl.load(table_ptr + seq * stride_tb + i)
-        mask_t = (offs_t < BLOCK_SIZE) & (i * BLOCK_SIZE + offs_t < context_len)
-        offsets = (block * stride_cb + offs_t[:, None] * stride_ct + kv_head * stride_ch
-                   + offs_d[None, :])  # fmt: skip
-        mask = mask_t[:, None] & mask_d[None, :]
-        k = tl.load(k_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-        scores = tl.sum(k * q[None, :], axis=1)
-        scores = tl.where(mask_t, scores, float("-inf"))
-        new_max = tl.maximum(running_max, tl.max(scores, axis=0))
-        weights = tl.exp(scores - new_max)
+    heads = kv_head * GROUP + offs_g
+    q_mask = mask_g[:, None] & mask_d[None, :]
+    q = tl.load(q_ptr + seq * stride_qb + heads[:, None] * stride_qh + offs_d[None, :],
+                mask=q_mask, other=0.0)  # fmt: skip
+    running_max = tl.full((BLOCK_G,), float("-inf"), tl.float32)
+    running_sum = tl.zeros((BLOCK_G,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_G, BLOCK_D), dtype=tl.float32)
+    for tile_start in range(start, end, TILE):
+        pos = tile_start + offs_t
+        mask_t = pos < end
+        block = tl.load(table_ptr + seq * stride_tb + pos // BLOCK_SIZE, mask=mask_t, other=0)
+        offsets = (block[:, None] * stride_cb + (pos % BLOCK_SIZE)[:, None] * stride_ct
+                   + kv_head * stride_ch + offs_d[None, :])  # fmt: skip
+        kv_mask = mask_t[:, None] & mask_d[None, :]
+        k = tl.load(k_ptr + offsets, mask=kv_mask, other=0.0).to(q.dtype)
+        scores = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale  # [BLOCK_G, TILE]
+        scores = tl.where(mask_t[None, :], scores, float("-inf"))
+        new_max = tl.maximum(running_max, tl.max(scores, axis=1))
+        weights = tl.exp(scores - new_max[:, None])
         correction = tl.exp(running_max - new_max)
-        v = tl.load(v_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-        acc = acc * correction + tl.sum(weights[:, None] * v, axis=0)
-        running_sum = running_sum * correction + tl.sum(weights, axis=0)
+        v = tl.load(v_ptr + offsets, mask=kv_mask, other=0.0).to(q.dtype)
+        acc = acc * correction[:, None] + tl.dot(weights.to(q.dtype), v, input_precision=PRECISION)
+        running_sum = running_sum * correction + tl.sum(weights, axis=1)
         running_max = new_max
-    out = acc / running_sum
-    tl.store(out_ptr + seq * stride_ob + head * stride_oh + offs_d,
-             out.to(out_ptr.dtype.element_ty), mask=mask_d)  # fmt: skip
+    out_offsets = seq * stride_ob + heads[:, None] * stride_oh + split * stride_os + offs_d[None, :]
+    if NUM_SPLITS == 1:  # every context has at least one token: the sum is positive
+        out = acc / running_sum[:, None]
+        tl.store(out_ptr + out_offsets, out.to(out_ptr.dtype.element_ty), mask=q_mask)
+    else:
+        seen = running_sum > 0
+        safe_sum = tl.where(seen, running_sum, 1.0)
+        tl.store(out_ptr + out_offsets, acc / safe_sum[:, None], mask=q_mask)
+        lse = tl.where(seen, running_max + tl.log(safe_sum), float("-inf"))
+        tl.store(lse_ptr + seq * stride_lb + heads * stride_lh + split, lse, mask=mask_g)
 
 
 def paged_decode_attention(
@@ -91,19 +137,40 @@ def paged_decode_attention(
     block_tables: torch.Tensor,
     context_lens: torch.Tensor,
     scale: float,
+    num_splits: int | None = None,
 ) -> torch.Tensor:
-    """Same contract as the reference; every context length must be >= 1."""
+    """Same contract as the reference; every context length must be >= 1.
+
+    num_splits: slices per context; None: `decode_splits` on the batch's shapes. No host sync,
+    so a CUDA graph can capture it (the split count is fixed by the captured shapes).
+    """
     batch, heads, head_dim = q.shape
     _, block_size, kv_heads, _ = k_cache.shape
     assert heads % kv_heads == 0 and k_cache.stride() == v_cache.stride()
     assert k_cache.stride(3) == 1 and q.stride(2) == 1
-    out = torch.empty_like(q)
+    group = heads // kv_heads
     tables = block_tables.contiguous()
-    _paged_decode_kernel[(batch, heads)](
-        q, k_cache, v_cache, tables, context_lens, out, scale,
+    if num_splits is None:
+        processors = (
+            torch.cuda.get_device_properties(q.device).multi_processor_count if q.is_cuda else 1
+        )
+        num_splits = decode_splits(batch * kv_heads, tables.shape[1] * block_size, processors)
+    out = torch.empty_like(q)
+    if num_splits == 1:
+        partials, lse, partial_strides, lse_strides = out, out, (0,), (0, 0)
+    else:
+        partials = q.new_empty((batch, heads, num_splits, head_dim), dtype=torch.float32)
+        lse = q.new_empty((batch, heads, num_splits), dtype=torch.float32)
+        partial_strides, lse_strides = (partials.stride(2),), (lse.stride(0), lse.stride(1))
+    _grouped_decode_kernel[(batch, kv_heads, num_splits)](
+        q, k_cache, v_cache, tables, context_lens, partials, lse, scale,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-        tables.stride(0), out.stride(0), out.stride(1), block_size, head_dim,
-        GROUP=heads // kv_heads, BLOCK_T=triton.next_power_of_2(block_size),
-        BLOCK_D=triton.next_power_of_2(head_dim),
+        tables.stride(0), partials.stride(0), partials.stride(1), *partial_strides,
+        *lse_strides, block_size, head_dim,
+        GROUP=group, NUM_SPLITS=num_splits, BLOCK_G=max(MIN_DOT, triton.next_power_of_2(group)),
+        TILE=TILE_TOKENS, BLOCK_D=max(MIN_DOT, triton.next_power_of_2(head_dim)),
+        PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
     )  # fmt: skip
+    if num_splits > 1:
+        merge_attention_splits(partials, lse, out)
     return out
