@@ -8,7 +8,8 @@
   fallback timer is due, every resync interval, and on each autoscaler tick (after scraping
   the ready pods' /metrics).
 - child DELETED events: forget and re-create; LLMDeployment DELETED: forget (the children go
-  with the owner references, through Kubernetes' garbage collector).
+  with the owner references, through Kubernetes' garbage collector); any other LLMDeployment
+  event with a new demand stamp from the gateway (scale from zero) wakes its daemon.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import kopf
 
 from llm_operator import metrics
+from llm_operator.api.demand import DEMAND_ANNOTATION
 from llm_operator.api.resource import GROUP, PLURAL, VERSION
 from llm_operator.autoscale.collector import Collector
 from llm_operator.child_kinds import CHILD_KINDS, POD, WATCHED
@@ -127,7 +129,14 @@ for _watched in WATCHED:
 
 
 @kopf.on.event(*LLMD)
-async def deleted(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def llmd_event(
+    type: str, namespace: str | None, name: str, meta: Any, memo: kopf.Memo, **_: Any
+) -> None:
+    key = (str(namespace), str(name))
     if type == "DELETED":
-        memo.runtime.forget((str(namespace), str(name)))
-        metrics.forget(str(namespace), str(name))
+        memo.runtime.forget(key)
+        metrics.forget(*key)
+    elif getattr(memo, "runtime", None) is not None:
+        memo.runtime.wakeups.wake_on_new_demand(
+            key, meta.get("annotations", {}).get(DEMAND_ANNOTATION)
+        )

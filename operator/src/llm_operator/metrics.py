@@ -19,6 +19,8 @@ llmops_deployment_cost_per_million_tokens{namespace,deployment,accelerator,capac
 llmops_autoscaler_decisions_total{namespace,deployment,direction}  up, down
 llmops_autoscaler_limited{namespace,deployment,limit}  budget, max (builtin mode): 1 while binding
 llmops_autoscaler_scrape_failures_total{namespace,deployment}
+llmops_cold_start_seconds{namespace,llmdeployment}  histogram: pod created -> Ready, each pod once
+    (the label name is the gateway contract's, issue 22)
 """
 
 from __future__ import annotations
@@ -105,6 +107,13 @@ SCRAPE_FAILURES = Counter(
     ("namespace", "deployment"),
     registry=REGISTRY,
 )
+COLD_START = Histogram(
+    "llmops_cold_start_seconds",
+    "Pod created -> Ready (image pull, weights load, server start), each pod once.",
+    ("namespace", "llmdeployment"),
+    buckets=(5, 10, 20, 30, 60, 90, 120, 180, 300, 600, 900, 1800, 3600),
+    registry=REGISTRY,
+)
 _REPLICA_STATES = ("desired", "current", "ready", "starting")
 # (namespace, deployment) -> (accelerator, capacity) of its series: a fallback or a capacity
 # change moves them to new label values, and the old ones must go.
@@ -162,6 +171,11 @@ def report_cost(namespace: str, name: str, report: CostReport) -> None:
         failures.inc(report.scrape_failures)
 
 
+def observe_cold_starts(namespace: str, name: str, seconds: tuple[float, ...]) -> None:
+    for value in seconds:
+        COLD_START.labels(namespace, name).observe(value)
+
+
 def _set_or_remove(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
     if value is None:
         with contextlib.suppress(KeyError):
@@ -195,3 +209,5 @@ def forget(namespace: str, name: str) -> None:
             DECISIONS.remove(namespace, name, direction)
     with contextlib.suppress(KeyError):
         SCRAPE_FAILURES.remove(namespace, name)
+    with contextlib.suppress(KeyError):
+        COLD_START.remove(namespace, name)

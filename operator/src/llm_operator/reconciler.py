@@ -198,6 +198,7 @@ class Runtime:
         metrics.set_replicas(*key, plan.replicas, plan.ready_replicas, plan.desired_replicas)
         if plan.report is not None:
             metrics.report_cost(*key, plan.report)
+        metrics.observe_cold_starts(*key, plan.cold_starts)
         self.wakeups.requeue(key, plan.requeue_after)
         if plan.error is not None:
             metrics.count_error("permanent")

@@ -7,6 +7,7 @@ settings are derived here too, so handlers.py stays decorators only.
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 ANNOTATION_PREFIX = "inference.llmops.dev"
 CATALOG_KEY = "catalog.yaml"
+GATEWAY_URL_ENV = "LLM_OPERATOR_GATEWAY_URL"
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,15 @@ class OperatorConfig:
     render: RenderSettings = field(default_factory=RenderSettings)
     catalog_file: str | None = None
     catalog_configmap: str | None = None  # NAMESPACE/NAME, key catalog.yaml
+    gateway_url: str | None = None  # llm-gateway's OpenAI base URL: status.gatewayEndpoint
 
     def reconcile_settings(self, catalog: Catalog) -> ReconcileSettings:
-        return ReconcileSettings(catalog=catalog, render=self.render, fallback=self.fallback)
+        return ReconcileSettings(
+            catalog=catalog,
+            render=self.render,
+            fallback=self.fallback,
+            gateway_url=self.gateway_url,
+        )
 
     def apply_kopf_settings(self, settings: kopf.OperatorSettings) -> None:
         import kopf  # the shell only; this module is imported by the CLI too
@@ -149,6 +157,13 @@ def parser() -> argparse.ArgumentParser:
         help="namespace the NetworkPolicies admit besides the pods' own (repeat); include the "
         "operator's, whose autoscaler scrapes the pods, and Prometheus'",
     )
+    p.add_argument(
+        "--gateway-url",
+        default=os.environ.get(GATEWAY_URL_ENV) or None,
+        metavar="URL",
+        help="llm-gateway's OpenAI base URL, shown as status.gatewayEndpoint of every "
+        f"LLMDeployment (env {GATEWAY_URL_ENV}; unset: no gatewayEndpoint)",
+    )
     p.add_argument("--image-repository", default=RenderSettings().image_repository)
     p.add_argument("--image-tag", default=RenderSettings().image_tag)
     add_policy_arguments(p)
@@ -191,4 +206,14 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         ),
         catalog_file=args.catalog_file,
         catalog_configmap=args.catalog_configmap,
+        gateway_url=_gateway_url(args.gateway_url),
     )
+
+
+def _gateway_url(value: str | None) -> str | None:
+    """An http(s) URL without a trailing slash, or None; anything else stops start-up."""
+    if not value:
+        return None
+    if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
+        raise SystemExit(f"--gateway-url must be an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")

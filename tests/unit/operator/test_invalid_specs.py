@@ -147,7 +147,11 @@ INVALID: list[tuple[str, Mutation, str]] = [
         "spec.optimization.batching.maxConcurrentSequences",
     ),
     ("context-too-short", _set("model.maxContextLength", 64), "spec.model.maxContextLength"),
-    ("scale-to-zero-with-builtin", _set("replicas.min", 0), "spec.replicas.min"),
+    (
+        "scale-to-zero-with-keda",
+        _all(_set("replicas.min", 0), _set("autoscaling.mode", "keda")),
+        "spec.replicas.min",
+    ),
     (
         "zero-queue-target",
         _set("autoscaling.targetQueueDepth", 0),
@@ -286,6 +290,7 @@ VALID_EDGES: list[tuple[str, Mutation]] = [
         "scale-to-zero-with-mode-none",
         _all(_set("replicas.min", 0), _set("autoscaling.mode", "none")),
     ),
+    ("scale-to-zero-with-builtin", _set("replicas.min", 0)),
     (
         "fp8-inherited-by-fp8-capable-fallback",
         _all(

@@ -127,12 +127,12 @@ PERCENTILE_NEEDS_WINDOW = CrossFieldRule(
     ".loadPercentile",
     "set loadAverageSeconds (e.g. 600) or remove loadPercentile",
 )
-SCALE_TO_ZERO_NEEDS_MODE_NONE = CrossFieldRule(
-    "self.autoscaling.mode == 'none' || self.replicas.min >= 1",
-    "replicas.min must be at least 1 unless autoscaling.mode is none "
-    "(with no pod there is no queue to scale on)",
+SCALE_TO_ZERO_NOT_WITH_KEDA = CrossFieldRule(
+    "self.autoscaling.mode != 'keda' || self.replicas.min >= 1",
+    "replicas.min 0 needs autoscaling.mode builtin (requests held by llm-gateway wake it) or "
+    "none; KEDA sees no queue with no pod",
     ".replicas.min",
-    "set replicas.min to 1 or more",
+    "set replicas.min to 1 or more, or use autoscaling.mode builtin behind llm-gateway",
 )
 
 
@@ -288,7 +288,13 @@ class Accelerator(
 
 
 class Replicas(ApiModel, json_schema_extra=cel_rules(MIN_NOT_ABOVE_MAX)):
-    min: int = Field(default=1, ge=0, le=1000, description="Fewest replicas.")
+    min: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="Fewest replicas. 0 scales to zero when idle (autoscaling.mode builtin): "
+        "requests are then held by llm-gateway, which wakes the deployment.",
+    )
     max: int = Field(default=1, ge=1, le=1000, description="Most replicas.")
     # Always present (default 1): the scale subresource's specReplicasPath points here, and
     # the API server answers 500 to GET .../scale when that field is missing.
@@ -449,7 +455,7 @@ class LLMDeploymentSpec(
         FP8_NEEDS_SUPPORT,
         FALLBACK_FP8_NEEDS_SUPPORT,
         UNCHUNKED_PREFILL_FITS,
-        SCALE_TO_ZERO_NEEDS_MODE_NONE,
+        SCALE_TO_ZERO_NOT_WITH_KEDA,
     ),
 ):
     """What to serve, on what, within which limits and budget."""
@@ -476,6 +482,6 @@ class LLMDeploymentSpec(
             batching.max_batch_tokens < self.model.max_context_length
         ):
             raise RuleViolation(UNCHUNKED_PREFILL_FITS)
-        if self.autoscaling.mode != "none" and self.replicas.min < 1:
-            raise RuleViolation(SCALE_TO_ZERO_NEEDS_MODE_NONE)
+        if self.autoscaling.mode == "keda" and self.replicas.min < 1:
+            raise RuleViolation(SCALE_TO_ZERO_NOT_WITH_KEDA)
         return self

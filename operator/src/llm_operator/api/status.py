@@ -99,6 +99,22 @@ class ScalingDecision(ApiModel):
     reason: str
 
 
+class ColdStart(ApiModel):
+    """Pod created -> Ready (weights pulled and loaded, server up) of the deployment's pods."""
+
+    last_seconds: float = Field(ge=0, description="The most recent pod's.")
+    median_seconds: float = Field(ge=0, description="Median of recentSeconds.")
+    samples: int = Field(ge=1, description="Pods measured since the LLMDeployment was created.")
+    recent_seconds: list[float] = Field(
+        max_length=20, description="The most recent pods' cold starts, oldest first."
+    )
+    last_ready_time: str = Field(
+        json_schema_extra={"format": "date-time"},
+        description="When the most recent measured pod turned Ready (pods up to it are counted).",
+    )
+    last_pod: str = Field(description="That pod's name.")
+
+
 class LLMDeploymentStatus(ApiModel):
     observed_generation: int | None = Field(default=None, ge=0)
     phase: Phase | None = None
@@ -115,6 +131,13 @@ class LLMDeploymentStatus(ApiModel):
     accelerator: ResolvedAccelerator | None = None
     quantization: str | None = None
     endpoint: str | None = Field(default=None, description="OpenAI base URL inside the cluster.")
+    gateway_endpoint: str | None = Field(
+        default=None,
+        description="OpenAI base URL of llm-gateway (the operator's --gateway-url), routing to "
+        "this deployment's pods by the request's model: send servedModel.",
+    )
+    served_model: str | None = Field(default=None, description="What clients send as `model`.")
+    cold_start: ColdStart | None = None
     cost: Cost | None = None
     last_scaling: ScalingDecision | None = None
     fallback: FallbackState | None = None

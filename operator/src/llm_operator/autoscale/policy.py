@@ -28,10 +28,13 @@ The steps, in order (docs/autoscaling.md explains each):
    the served term (load already being served) can raise the count above current.
 3. Stabilization (Kubernetes HPA semantics): scale up to the lowest recommendation of the
    scale-up window, down to the highest of the scale-down window.
-4. Unknown load: no scale-down while a ready pod does not answer.
+4. Unknown load: no scale-down while a ready pod does not answer. Loading pods: no
+   scale-down while a pod is loading (created, scheduled, not ready yet): the Deployment
+   controller removes unready pods first, so any scale-down would kill one mid-load.
 5. Step: at most max(maxStepUp, current x maxStepUpPercent%) up, and
    max(1, current x maxStepDownPercent%) down, per decision.
-6. Clamp to [min, max], then to what the budget pays for: floor(maxDollarsPerHour / $/h per
+6. Clamp to [min, max] (min raised to 1 while the gateway holds requests for the deployment:
+   replicas.demand_floor), then to what the budget pays for: floor(maxDollarsPerHour / $/h per
    replica). The budget is the hard ceiling: it wins over min. The limit is `budget` (or
    `max`) whenever the load asks for more than that ceiling and the count is at it, also
    when step 2 or a window is what held it there (BudgetLimited stays True while pods start).
@@ -80,6 +83,8 @@ class PolicyConfig:
     # "peak": W and U are each the larger of the gauge and the interval average from the
     # counters; "sampled": the gauges alone, blind between scrapes (KubeAI's and KEDA's view).
     load_signal: LoadSignal = "peak"
+    # min_replicas was raised above replicas.min by requests the gateway holds (demand stamp)
+    demand_held: bool = False
 
     def __post_init__(self) -> None:
         if self.target_queue_depth <= 0 or self.target_running_per_replica <= 0:
@@ -98,9 +103,9 @@ class PolicyConfig:
 
     @staticmethod
     def from_spec(
-        spec: LLMDeploymentSpec, dollars_per_replica_hour: float | None = None
+        spec: LLMDeploymentSpec, dollars_per_replica_hour: float | None = None, floor: int = 0
     ) -> PolicyConfig:
-        """The config an LLMDeployment asks for.
+        """The config an LLMDeployment asks for; `floor` is replicas.demand_floor's.
 
         Without targetRunningPerReplica, an eighth of maxConcurrentSequences (8 for the
         default 64) keeps batches well below the limit where latency degrades.
@@ -111,7 +116,8 @@ class PolicyConfig:
             1.0, batching.max_concurrent_sequences / DEFAULT_RUNNING_PER_REPLICA_DIVISOR
         )
         return PolicyConfig(
-            min_replicas=spec.replicas.min,
+            min_replicas=max(spec.replicas.min, floor),
+            demand_held=floor > spec.replicas.min,
             max_replicas=spec.replicas.max,
             target_queue_depth=autoscaling.target_queue_depth,
             target_running_per_replica=running,
@@ -351,6 +357,9 @@ def decide(
     if desired < current and signals.unanswered:
         desired, limit = current, "unknown-load"
         notes.append(f"{signals.unanswered} pod(s) did not answer: no scale-down on unknown load")
+    if desired < current and signals.loading:
+        desired, limit = current, "starting"
+        notes.append(f"{signals.loading} pod(s) loading: no scale-down until they are ready")
 
     step_up = max(config.max_step_up, math.floor(current * config.max_step_up_percent / 100))
     step_down = max(1, math.floor(current * config.max_step_down_percent / 100))
@@ -366,7 +375,10 @@ def decide(
         notes.append(f"capped at replicas.max={config.max_replicas}")
     elif desired < config.min_replicas:
         desired, limit = config.min_replicas, "min"
-        notes.append(f"kept at replicas.min={config.min_replicas}")
+        if config.demand_held:
+            notes.append(f"kept at {config.min_replicas}: the gateway held requests recently")
+        else:
+            notes.append(f"kept at replicas.min={config.min_replicas}")
     affordable = config.affordable
     if affordable is not None and desired > affordable:
         desired, limit = affordable, "budget"

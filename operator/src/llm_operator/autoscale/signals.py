@@ -45,6 +45,7 @@ class DeploymentSignals:
     current_replicas: int  # the Deployment's spec.replicas now (ready + starting + unready)
     ready: tuple[PodSignals, ...] = ()
     starting: int = 0  # pods created but not ready yet: coming capacity
+    loading: int = 0  # of those, the ones the scheduler placed (pulling, loading weights)
 
     @property
     def answered(self) -> tuple[PodSignals, ...]:

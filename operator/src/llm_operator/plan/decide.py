@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from llm_operator.api.demand import DEMAND_ANNOTATION, parse_demand_stamp
 from llm_operator.api.resource import LLMDeployment
 from llm_operator.api.spec import LLMDeploymentSpec
 from llm_operator.api.status import (
@@ -31,6 +32,7 @@ from llm_operator.api.status import (
 from llm_operator.catalog import Catalog
 from llm_operator.cost import replica_dollars_per_hour
 from llm_operator.plan import children
+from llm_operator.plan.cold_start import measure_cold_starts
 from llm_operator.plan.conditions import find, set_condition, transitioned
 from llm_operator.plan.fallback import FallbackStep, describe, step_fallback
 from llm_operator.plan.observed import DeploymentState, Observed
@@ -40,7 +42,7 @@ from llm_operator.plan.types import EventSpec, Plan, PlanError, ReconcileSetting
 from llm_operator.render import desired_objects, selector_labels
 from llm_operator.render.names import child_name
 from llm_operator.render.policy import POLICY_VIOLATION, api_key_secret_name, objects_violations
-from llm_operator.replicas import replica_target
+from llm_operator.replicas import demand_floor, replica_target
 from llm_operator.resolve import resolve
 from llm_operator.validation import validate_manifest
 
@@ -69,11 +71,13 @@ def decide(
         return _failed(raw_previous or {}, previous, INVALID_SPEC, message, now, generation)
     spec = resource.spec
     last = previous.desired_replicas
+    annotations = (manifest.get("metadata") or {}).get("annotations") or {}
+    floor = demand_floor(spec, parse_demand_stamp(annotations.get(DEMAND_ANNOTATION)), now)
     try:
         # The fallback step counts ready pods against the target only while it probes the
         # primary, when the Deployment runs the primary: the target priced there (budget).
         primary = _price(spec, settings.catalog, None)
-        on_primary = replica_target(spec, primary, last)
+        on_primary = replica_target(spec, primary, last, floor)
         fallback = step_fallback(
             spec, previous.fallback, observed.pods, on_primary, now, settings.fallback
         )
@@ -90,11 +94,22 @@ def decide(
     )
     # The one replica target (house rule 11): held by the autoscaler step between decisions,
     # rendered into the Deployment. Probing, the option is the primary: the fallback's count.
-    target = on_primary if fallback.index is None else replica_target(spec, per_replica, last)
+    target = (
+        on_primary if fallback.index is None else replica_target(spec, per_replica, last, floor)
+    )
     deployment_child = observed.children.get(("Deployment", child_name(resource.metadata.name)))
     deployment = deployment_child.deployment if deployment_child else None
     scaling = plan_scaling(
-        spec, resolution, per_replica, target, previous, observed, deployment, now, generation
+        spec,
+        resolution,
+        per_replica,
+        target,
+        previous,
+        observed,
+        deployment,
+        now,
+        generation,
+        floor,
     )
     wanted = scaling.wanted
     rendered = desired_objects(resource, resolution, settings.render, scaling.replicas)
@@ -116,6 +131,7 @@ def decide(
         o["kind"] == "Deployment" and children.changed(o, observed.children) for o in to_apply
     )
 
+    cold_starts = measure_cold_starts(previous.cold_start, observed.pods)
     conditions = _conditions(
         scaling.conditions, spec, fallback, deployment, rollout, wanted, now, generation
     )
@@ -135,6 +151,9 @@ def decide(
         ),
         quantization=resolution.quantization,
         endpoint=_endpoint(resource, settings),
+        gateway_endpoint=settings.gateway_url,
+        served_model=spec.model.served_model_name,
+        cold_start=cold_starts.status,
         cost=scaling.cost,
         last_scaling=scaling.last_scaling,
         fallback=fallback.state,
@@ -155,6 +174,7 @@ def decide(
         desired_replicas=wanted,
         report=scaling.report,
         memory=scaling.memory,
+        cold_starts=cold_starts.measured,
     )
 
 

@@ -67,11 +67,28 @@ class PodSummary:
     deleting: bool = False
     ip: str | None = None  # status.podIP: where the autoscaler scrapes /metrics
     port: int | None = None  # the llm-server container's port named `http`
+    created: datetime | None = None  # metadata.creationTimestamp
+    ready_since: datetime | None = None  # the Ready=True condition's lastTransitionTime
+    restarts: int = 0  # container restarts: a restarted pod's Ready time is no cold start
 
     @property
     def starting(self) -> bool:
         """Created, not ready, not going away: capacity on its way (it bills already)."""
         return not self.ready and not self.deleting
+
+    @property
+    def loading(self) -> bool:
+        """Starting and not refused by the scheduler: pulling the image or loading weights.
+        A scale-down would kill it first (the Deployment controller removes unready pods
+        first), wasting the load, so the autoscaler holds scale-down while one exists."""
+        return self.starting and self.unschedulable_since is None
+
+    @property
+    def cold_start_seconds(self) -> float | None:
+        """Created -> Ready, for a ready pod that never restarted."""
+        if not self.ready or self.restarts or self.created is None or self.ready_since is None:
+            return None
+        return max(0.0, (self.ready_since - self.created).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -153,6 +170,15 @@ def summarize_pod(body: Mapping[str, Any]) -> PodSummary:
         deleting=bool(meta.get("deletionTimestamp")),
         ip=str(status["podIP"]) if status.get("podIP") else None,
         port=_http_port(body.get("spec") or {}),
+        created=parse_time(meta.get("creationTimestamp")),
+        ready_since=parse_time(ready.get("lastTransitionTime"))
+        if ready.get("status") == "True"
+        else None,
+        restarts=sum(
+            _int(c.get("restartCount")) or 0
+            for c in status.get("containerStatuses") or []
+            if isinstance(c, dict)
+        ),
     )
 
 

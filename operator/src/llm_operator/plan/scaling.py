@@ -79,9 +79,11 @@ def plan_scaling(
     deployment: DeploymentState | None,
     now: datetime,
     generation: int | None,
+    floor: int = 0,
 ) -> Scaling:
     """`target` is decide()'s replica target (replicas.replica_target): the count held
-    between autoscaler decisions (builtin) or replicas.desired within the bounds (none)."""
+    between autoscaler decisions (builtin) or replicas.desired within the bounds (none).
+    `floor` is replicas.demand_floor's: 1 while the gateway holds requests recently."""
     bounds, mode = spec.replicas, spec.autoscaling.mode
     capped = budget_capped_max(spec, per_replica)
     decision: Decision | None = None
@@ -104,8 +106,9 @@ def plan_scaling(
                 current_replicas=held,
                 ready=observed.scrape.pods,
                 starting=sum(p.starting for p in observed.pods),
+                loading=sum(p.loading for p in observed.pods),
             )
-            config = PolicyConfig.from_spec(spec, per_replica)
+            config = PolicyConfig.from_spec(spec, per_replica, floor)
             state = observed.memory.policy
             if not state.recommendations and before is not None:
                 # A fresh memory with a count already decided (operator restart): as if that
@@ -117,6 +120,8 @@ def plan_scaling(
             limits = _Limits(budget=decision.limit == "budget", max=decision.limit == "max")
         if before is not None and wanted != before:
             reason = decision.reason if decision else f"spec change: clamped to {wanted}"
+            if decision is None and before < floor <= wanted:
+                reason = f"scale from zero: the gateway holds requests ({before}->{wanted})"
             last_scaling = ScalingDecision(
                 time=format_time(now), from_replicas=before, to_replicas=wanted, reason=reason
             )

@@ -20,6 +20,7 @@ class ReconcileSettings:
     catalog: Catalog = field(default_factory=default_catalog)
     render: RenderSettings = field(default_factory=RenderSettings)
     fallback: FallbackSettings = field(default_factory=FallbackSettings)
+    gateway_url: str | None = None  # llm-gateway's OpenAI base URL: status.gatewayEndpoint
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class Plan:
     desired_replicas: int = 0
     report: CostReport | None = None  # None when the spec could not be acted on
     memory: ScalingMemory | None = None  # the autoscaler's new memory; None = unchanged
+    cold_starts: tuple[float, ...] = ()  # seconds of pods measured for the first time
 
     @property
     def writes(self) -> int:

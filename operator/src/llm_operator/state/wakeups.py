@@ -1,5 +1,6 @@
 """When each LLMDeployment's daemon re-evaluates: woken by its children's and pods' events,
-at a requeue the plan asked for, at the autoscaler's next tick, or every resync interval."""
+by a new demand stamp from the gateway, at a requeue the plan asked for, at the autoscaler's
+next tick, or every resync interval."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ class Wakeups:
     due: dict[Key, float] = field(default_factory=dict)  # monotonic time a requeue is due
     last_reconciled: dict[Key, float] = field(default_factory=dict)  # monotonic time
     closed: bool = False  # set on operator cleanup: daemons spawned late must exit too
+    demand: dict[Key, str] = field(default_factory=dict)  # the last demand stamp seen
 
     def forget(self, key: Key) -> None:
         self.due.pop(key, None)
         self.last_reconciled.pop(key, None)
+        self.demand.pop(key, None)
 
     def close(self) -> None:
         self.closed = True
@@ -33,6 +36,14 @@ class Wakeups:
         event = self.events.get(key)
         if event is not None:
             event.set()
+
+    def wake_on_new_demand(self, key: Key, stamp: str | None) -> None:
+        """Wake when the gateway's demand annotation (api.demand) changed: requests wait at
+        zero replicas. kopf's update handler never sees it: kopf leaves every annotation under
+        its storage prefix (ours, inference.llmops.dev/) out of the diff it handles."""
+        if stamp and self.demand.get(key) != stamp:
+            self.demand[key] = stamp
+            self.wake(key)
 
     def requeue(self, key: Key, after: float | None) -> None:
         if after is not None:
