@@ -1,0 +1,237 @@
+"""The directory on a cluster: LLMDeployments and their EndpointSlices, watched.
+
+One list-and-watch task per kind and namespace (all namespaces when none are given) keeps a
+store of parsed objects; every change rebuilds the targets (kube_targets, pure) and, when they
+differ, wakes the requests held in wait_changed. EndpointSlices are watched with the operator's
+deployment label, which the EndpointSlice controller copies from the Service, so the gateway
+never receives the cluster's other slices.
+
+signal_demand stamps the LLMDeployment with the demand annotation (a merge patch of one
+annotation: RBAC `patch` on llmdeployments), at most every DEMAND_REFRESH_SECONDS per
+deployment, and not at all while a stamp that fresh is already there (another gateway
+replica wrote it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from kubernetes.config import ConfigException
+
+from llm_gateway.directory import ChangeNotifier, ModelTarget
+from llm_gateway.kube_api import KubeApi, KubeApiError
+from llm_gateway.kube_targets import (
+    Deployment,
+    SliceEndpoints,
+    build_targets,
+    object_key,
+    parse_deployment,
+    slice_endpoints,
+)
+from llm_gateway.kube_watch import list_and_watch
+from llm_gateway.settings import GatewaySettings, SettingsError
+from llm_operator.api import GROUP, PLURAL, VERSION
+from llm_operator.api.demand import (
+    DEMAND_ANNOTATION,
+    DEMAND_REFRESH_SECONDS,
+    demand_stamp,
+    parse_demand_stamp,
+)
+from llm_operator.render.objects import DEPLOYMENT_LABEL
+
+log = logging.getLogger(__name__)
+RESYNC_SECONDS = 300.0
+LLMD_PATH = f"/apis/{GROUP}/{VERSION}"
+SLICE_PATH = "/apis/discovery.k8s.io/v1"
+Key = tuple[str, str]  # (namespace, name)
+
+
+def _collection(base: str, plural: str, namespace: str) -> str:
+    return f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
+
+
+class _Store:
+    """The parsed objects of one watch (one kind, one namespace or all)."""
+
+    def __init__(self, parse: Callable[[dict[str, Any]], Any], changed: Callable[[], None]):
+        self.items: dict[Key, Any] = {}
+        self.synced = False
+        self._parse, self._changed = parse, changed
+
+    def replace(self, objects: list[dict[str, Any]]) -> None:
+        parsed = ((object_key(o), self._parse(o)) for o in objects)
+        self.items = {key: value for key, value in parsed if value is not None}
+        self.synced = True
+        self._changed()
+
+    def upsert(self, obj: dict[str, Any]) -> None:
+        value = self._parse(obj)
+        if value is None:
+            self.items.pop(object_key(obj), None)
+        else:
+            self.items[object_key(obj)] = value
+        self._changed()
+
+    def remove(self, obj: dict[str, Any]) -> None:
+        if self.items.pop(object_key(obj), None) is not None:
+            self._changed()
+
+
+class KubeDirectory:
+    """Implements llm_gateway.directory.Directory from the Kubernetes API.
+
+    Use `async with KubeDirectory(api, namespaces):` inside the gateway's event loop (it opens
+    and closes `api`); `synced()` / `wait_synced` tell when the first lists are in.
+    """
+
+    def __init__(
+        self,
+        api: KubeApi,
+        namespaces: Sequence[str] = (),
+        resync_seconds: float = RESYNC_SECONDS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._api, self._clock, self._resync = api, clock, resync_seconds
+        scopes = tuple(namespaces) or ("",)  # "" = all namespaces
+        self._deployments = {ns: _Store(self._parse_deployment, self._rebuild) for ns in scopes}
+        self._slices = {ns: _Store(slice_endpoints, self._rebuild) for ns in scopes}
+        self._targets: dict[str, ModelTarget] = {}
+        self._changes = ChangeNotifier()
+        self._synced = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._rejected: set[tuple[str, str, object]] = set()  # logged (ns, name, generation)
+        self._collisions_logged: set[object] = set()
+        self._demand_sent: dict[Key, float] = {}  # deployment -> monotonic time of the patch
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> KubeDirectory:
+        await self._api.__aenter__()
+        self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+        await self._api.__aexit__(None, None, None)
+
+    def start(self) -> None:
+        selector = {"labelSelector": DEPLOYMENT_LABEL}
+        for namespace, store in self._deployments.items():
+            path = _collection(LLMD_PATH, PLURAL, namespace)
+            self._spawn(list_and_watch(self._api, path, {}, store, self._resync))
+        for namespace, store in self._slices.items():
+            path = _collection(SLICE_PATH, "endpointslices", namespace)
+            self._spawn(list_and_watch(self._api, path, selector, store, self._resync))
+
+    def _spawn(self, coroutine: Any) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coroutine))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    async def wait_synced(self, timeout: float) -> bool:
+        """True once every watch has listed once (before that, a model may look unknown)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._synced.wait(), timeout)
+        return self._synced.is_set()
+
+    # --- the Directory protocol --------------------------------------------------------------
+
+    def get(self, model: str) -> ModelTarget | None:
+        return self._targets.get(model)
+
+    def models(self) -> list[ModelTarget]:
+        return [self._targets[model] for model in sorted(self._targets)]
+
+    async def wait_changed(self, timeout: float) -> None:
+        await self._changes.wait(timeout)
+
+    async def signal_demand(self, target: ModelTarget) -> None:
+        key = (target.namespace, target.deployment)
+        now, sent = time.monotonic(), self._demand_sent.get(key)
+        if sent is not None and now - sent < DEMAND_REFRESH_SECONDS:
+            return
+        if self._fresh_stamp_present(key):
+            return
+        self._demand_sent[key] = now  # before the await: concurrent holders patch once
+        path = f"{_collection(LLMD_PATH, PLURAL, target.namespace)}/{target.deployment}"
+        body = {"metadata": {"annotations": {DEMAND_ANNOTATION: demand_stamp(self._clock())}}}
+        try:
+            await self._api.merge_patch(path, body)
+        except (KubeApiError, aiohttp.ClientError, TimeoutError) as exc:
+            self._demand_sent.pop(key, None)  # the next held request tries again
+            log.warning("demand for %s/%s not signalled: %r", *key, exc)
+
+    def _fresh_stamp_present(self, key: Key) -> bool:
+        for store in self._deployments.values():
+            deployment = store.items.get(key)
+            if deployment is not None:
+                stamped = parse_demand_stamp(deployment.demand_stamp)
+                if stamped is None:
+                    return False
+                age = (self._clock() - stamped).total_seconds()
+                return 0 <= age < DEMAND_REFRESH_SECONDS
+        return False
+
+    # --- keeping the targets ----------------------------------------------------------------
+
+    def _parse_deployment(self, obj: dict[str, Any]) -> Deployment | None:
+        try:
+            return parse_deployment(obj)
+        except ValueError as exc:
+            namespace, name = object_key(obj)
+            generation = (obj.get("metadata") or {}).get("generation")
+            if (namespace, name, generation) not in self._rejected:
+                self._rejected.add((namespace, name, generation))
+                first = str(exc).splitlines()[:3]
+                log.warning("LLMDeployment %s/%s skipped: %s", namespace, name, " ".join(first))
+            return None
+
+    def _rebuild(self) -> None:
+        if not self._synced.is_set() and all(
+            s.synced for s in (*self._deployments.values(), *self._slices.values())
+        ):
+            self._synced.set()
+        deployments: list[Deployment] = [
+            d for store in self._deployments.values() for d in store.items.values()
+        ]
+        slices: list[SliceEndpoints] = [
+            s for store in self._slices.values() for s in store.items.values()
+        ]
+        targets, collisions = build_targets(deployments, slices)
+        for collision in collisions:
+            if collision not in self._collisions_logged:
+                self._collisions_logged.add(collision)
+                losers = ", ".join(f"{ns}/{name}" for ns, name in collision.losers)
+                log.warning(
+                    "model %r is served by several LLMDeployments: routing to the oldest, "
+                    "%s/%s; not to %s",
+                    collision.model, *collision.winner, losers,
+                )  # fmt: skip
+        if targets != self._targets:
+            self._targets = targets
+            self._changes.notify()
+
+
+def from_settings(settings: GatewaySettings) -> KubeDirectory:
+    """The directory `llm-gateway --kube` runs with: in-cluster or $KUBECONFIG credentials."""
+    try:
+        api = KubeApi.from_environment()
+    except (ConfigException, OSError) as exc:
+        raise SettingsError(f"--kube: no Kubernetes credentials: {exc}") from None
+    return KubeDirectory(api, settings.namespaces)
