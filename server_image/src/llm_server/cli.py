@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seed", type=int, default=0, help="seeds requests that bring no seed")
     add("--tensor-parallel-size", type=int, default=1,
         help="GPUs (ranks) to split the model across; must divide its head counts")  # fmt: skip
+    add("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
+        help="on a GPU, capture decode steps at batch sizes 1, 2, 4 ... --max-num-seqs as "
+        "CUDA graphs at start-up and replay them (one rank only)")  # fmt: skip
     add("--max-request-body-bytes", type=int, default=4 * 1024 * 1024, help="beyond it: 413")
     add("--max-prompt-tokens", type=int, default=None, help="longer prompts get 400")
     add("--max-prompt-chars", type=int, default=1_000_000,

@@ -70,6 +70,7 @@ class ServerConfig:
     max_model_len: int | None = None  # None: the model's own context length
     seed: int = 0  # seeds unseeded requests, so whole runs are reproducible
     tensor_parallel_size: int = 1  # ranks (GPUs) the model is split across
+    cuda_graphs: bool = True  # decode steps replayed as CUDA graphs on a GPU
     # The exact-response cache (opt-in): deterministic requests only.
     response_cache: bool = False
     response_cache_ttl_seconds: float = 300.0
@@ -148,6 +149,7 @@ class ServerConfig:
             quantization=self.quantization,
             quant_group_size=self.quant_group_size,
             kv_cache_dtype=self.kv_cache_dtype,
+            cuda_graphs=self.cuda_graphs,
         )
 
     @property

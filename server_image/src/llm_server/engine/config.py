@@ -24,6 +24,7 @@ class EngineConfig:
     quantization: str = "none"  # weight quantization: none | int8 | int4 | fp8
     quant_group_size: int | None = None  # int4 only; None: 32 (or what a checkpoint holds)
     kv_cache_dtype: str = "auto"  # auto (the compute dtype) | fp32 | bf16 | fp16 | fp8
+    cuda_graphs: bool = True  # replay decode steps as CUDA graphs (CUDA, one rank only)
 
     def __post_init__(self) -> None:
         if self.dtype not in ("fp32", "bf16", "fp16"):
