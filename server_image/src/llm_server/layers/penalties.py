@@ -4,6 +4,8 @@ them.
 
 Each works on the whole batch at once: the rows that need it are gathered, their token
 histories become one padded tensor, and the penalty is a few tensor ops over [rows, vocab].
+Which rows and which penalties apply is decided from the parameters on the host, and host
+lists reach the device without a blocking copy: no host sync.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Protocol
 
 import torch
 
+from llm_server.layers.host_lists import to_device
 from llm_server.sampling_params import SamplingParams
 
 
@@ -36,9 +39,9 @@ def apply_min_tokens(
     if not rows:
         return logits
     vocab = logits.shape[-1]
-    banned = _padded([list(histories[i].banned_before_min_tokens) for i in rows], vocab)
-    mask = _row_mask(banned.to(logits.device), len(rows), vocab)
-    row_index = torch.tensor(rows, device=logits.device)
+    banned = _padded([histories[i].banned_before_min_tokens for i in rows], vocab, logits.device)
+    mask = _row_mask(banned, len(rows), vocab)
+    row_index = to_device(rows, torch.long, logits.device)
     logits[row_index] = logits[row_index].masked_fill(mask, float("-inf"))
     return logits
 
@@ -57,35 +60,33 @@ def apply_penalties(
         return logits
     device, vocab = logits.device, logits.shape[-1]
     selected = [params[i] for i in rows]
-    row_index = torch.tensor(rows, device=device)
+    row_index = to_device(rows, torch.long, device)
     penalized = logits[row_index]
-    outputs = _padded([histories[i].output_token_ids for i in rows], vocab).to(device)
+    outputs = _padded([histories[i].output_token_ids for i in rows], vocab, device)
     counts = torch.zeros(len(rows), vocab + 1, device=device)
     counts.scatter_add_(1, outputs, torch.ones_like(outputs, dtype=counts.dtype))
     counts = counts[:, :vocab]  # the last column absorbed the padding
     in_output = counts > 0
-    repetition = torch.tensor([p.repetition_penalty for p in selected], device=device)[:, None]
-    if bool((repetition != 1.0).any()):
-        prompts = _padded([histories[i].prompt_token_ids for i in rows], vocab).to(device)
+    if any(p.repetition_penalty != 1.0 for p in selected):
+        repetition = to_device([p.repetition_penalty for p in selected], torch.float32, device)
+        repetition = repetition[:, None]
+        prompts = _padded([histories[i].prompt_token_ids for i in rows], vocab, device)
         seen = _row_mask(prompts, len(rows), vocab) | in_output
         scaled = torch.where(penalized > 0, penalized / repetition, penalized * repetition)
         penalized = torch.where(seen, scaled, penalized)
-    frequency = torch.tensor([p.frequency_penalty for p in selected], device=device)[:, None]
-    presence = torch.tensor([p.presence_penalty for p in selected], device=device)[:, None]
+    frequency = to_device([p.frequency_penalty for p in selected], torch.float32, device)[:, None]
+    presence = to_device([p.presence_penalty for p in selected], torch.float32, device)[:, None]
     penalized = penalized - frequency * counts - presence * in_output.to(penalized.dtype)
     logits[row_index] = penalized
     return logits
 
 
-def _padded(rows: list[list[int]], pad: int) -> torch.Tensor:
-    """Token lists as one [rows, longest] tensor; `pad` (= vocab) marks the padding, and ids
-    outside the logits' vocabulary are treated as padding too."""
+def _padded(rows: Sequence[Sequence[int]], pad: int, device: torch.device) -> torch.Tensor:
+    """Token lists as one [rows, longest] tensor on `device`; `pad` (= vocab) marks the padding,
+    and ids outside the logits' vocabulary are treated as padding too."""
     width = max((len(row) for row in rows), default=0) or 1
-    table = torch.full((len(rows), width), pad, dtype=torch.long)
-    for r, row in enumerate(rows):
-        if row:
-            table[r, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return table.clamp_(max=pad)
+    table = torch.tensor([[*row, *[pad] * (width - len(row))] for row in rows], dtype=torch.long)
+    return table.clamp_(max=pad).to(device, non_blocking=True)
 
 
 def _row_mask(ids: torch.Tensor, num_rows: int, vocab: int) -> torch.Tensor:
