@@ -63,6 +63,13 @@ observability: venv
 bench: venv
 	@ls benchmarks/*.py >/dev/null 2>&1 && for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done || echo "no benchmarks yet"
 
+# llama.cpp's llama-server, the peer of benchmarks/server_vs_peers.py (which also builds it on
+# first use): compiled from the llama.cpp that PyPI's llama-cpp-python sdist vendors, cached in
+# ~/.cache/llm-operator/llama.cpp. For make bench only, never make test.
+.PHONY: llama-server
+llama-server: venv
+	bash scripts/build_llama_server.sh
+
 # docs/e2e.md: against the cluster in $$KUBECONFIG when it is set (kind + helm install), else
 # on the local control plane (the chart applied, the operator with its RBAC, real llm-servers).
 e2e: venv $(if $(KUBECONFIG),,tools)

