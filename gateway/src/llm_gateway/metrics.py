@@ -6,6 +6,7 @@ GatewayMetrics owns its registry so several gateways (tests, benchmarks) live in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -13,7 +14,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 PickedBy = Literal["affinity", "load", "only"]
 HoldOutcome = Literal["served", "timeout", "rejected"]
-ReplicaState = Literal["ready", "not_ready", "terminating"]
+REPLICA_STATES = ("ready", "not_ready", "terminating")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # The gateway adds well under a millisecond: the buckets resolve 50 µs to 50 ms.
@@ -89,11 +90,11 @@ class GatewayMetrics:
     def gateway_latency(self, model: str, seconds: float) -> None:
         self.added_latency.labels(model).observe(seconds)
 
-    def replica_counts(self, counts: dict[str, dict[ReplicaState, int]]) -> None:
+    def replica_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
         """Replace the replicas gauge with `counts` (model -> state -> count)."""
         self.replicas.clear()
         for model, by_state in counts.items():
-            for state in ("ready", "not_ready", "terminating"):
+            for state in REPLICA_STATES:
                 self.replicas.labels(model, state).set(by_state.get(state, 0))
 
     def exposition(self) -> bytes:

@@ -1,0 +1,51 @@
+"""`llm-gateway`: serve the OpenAI front door until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from llm_gateway.app import build_app
+from llm_gateway.directory import Directory, StaticDirectory
+from llm_gateway.settings import GatewaySettings, SettingsError, parse_settings
+from llm_gateway.static_models import StaticModelsError, load_static_models
+
+logger = logging.getLogger("llm_gateway")
+
+
+def _directory(settings: GatewaySettings) -> Directory:
+    if settings.static_models is not None:
+        return StaticDirectory(load_static_models(settings.static_models))
+    # Imported here: static mode and the unit tests need no cluster client.
+    from llm_gateway.kube_directory import from_settings
+
+    directory: Directory = from_settings(settings)
+    return directory
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = parse_settings(sys.argv[1:] if argv is None else argv)
+        directory = _directory(settings)
+    except (SettingsError, StaticModelsError) as exc:
+        print(f"llm-gateway: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = build_app(settings, directory)
+    logger.info("listening on %s:%d", settings.host, settings.port)
+    # handler_cancellation: a client that leaves cancels its held or streaming request, which
+    # closes the upstream connection so the replica stops generating for nobody.
+    web.run_app(
+        app, host=settings.host, port=settings.port, handler_cancellation=True,
+        print=None, access_log=None,
+    )  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

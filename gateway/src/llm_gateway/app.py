@@ -1,0 +1,186 @@
+"""The gateway's HTTP application: the OpenAI routes, probes and /metrics, on aiohttp."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from llm_gateway.directory import Directory, ModelTarget
+from llm_gateway.errors import error_response, model_not_found
+from llm_gateway.holding import Holder, HoldRejected, HoldTimedOut, ModelGone
+from llm_gateway.load import LoadScraper, LoadTracker, replica_states
+from llm_gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from llm_gateway.picker import request_key
+from llm_gateway.proxy import Proxy
+from llm_gateway.request_key import BadRequest, routing_fields
+from llm_gateway.settings import GatewaySettings
+
+logger = logging.getLogger(__name__)
+
+REJECTED_RETRY_AFTER_SECONDS = 5  # over the hold bound: the queue is full right now
+TIMED_OUT_RETRY_AFTER_SECONDS = 30  # no replica after the hold timeout: a cold start is slow
+MODEL_LABEL = web.RequestKey("model_label", str)  # the metrics label once the model is known
+CLIENT_CLOSED = 499  # nginx's code for "the client went away": no response was sent
+
+
+class Gateway:
+    """The request path: parse → (hold) → pick → forward. One per application."""
+
+    def __init__(self, settings: GatewaySettings, directory: Directory, metrics: GatewayMetrics):
+        self.settings = settings
+        self.directory = directory
+        self.metrics = metrics
+        self.tracker = LoadTracker(settings.failing_seconds)
+        self.holder = Holder(
+            directory, metrics, settings.max_held_per_model, settings.hold_timeout_seconds
+        )
+        self.proxy: Proxy | None = None  # needs the client session, made on start-up
+
+    async def generate(self, request: web.Request) -> web.StreamResponse:
+        try:
+            response = await self._generate(request)
+        except asyncio.CancelledError:
+            self.metrics.response(request.get(MODEL_LABEL, ""), CLIENT_CLOSED)
+            raise
+        self.metrics.response(request.get(MODEL_LABEL, ""), response.status)
+        return response
+
+    async def _generate(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            limit = self.settings.max_body_bytes
+            return error_response(413, f"The request body exceeds {limit} bytes.")
+        parse_started = time.perf_counter()
+        try:
+            fields = routing_fields(body, self.settings.prefix_chars)
+        except BadRequest as exc:
+            return error_response(400, str(exc), param=exc.param)
+        target = self.directory.get(fields.model)
+        if target is None:
+            return model_not_found(fields.model)
+        request[MODEL_LABEL] = fields.model  # a known model: clients must not mint label values
+        parse_seconds = time.perf_counter() - parse_started
+        if not target.serving():
+            try:
+                target = await self.holder.wait_for_replica(target)
+            except HoldRejected:
+                return error_response(
+                    429, f"Too many requests are waiting for model `{fields.model}` to start.",
+                    type="rate_limit_error", code="too_many_held_requests",
+                    retry_after_seconds=REJECTED_RETRY_AFTER_SECONDS,
+                )  # fmt: skip
+            except HoldTimedOut:
+                timeout = self.settings.hold_timeout_seconds
+                return error_response(
+                    503, f"No replica of model `{fields.model}` became ready in {timeout:g} s.",
+                    type="service_unavailable", code="no_ready_replica",
+                    retry_after_seconds=TIMED_OUT_RETRY_AFTER_SECONDS,
+                )  # fmt: skip
+            except ModelGone:
+                return model_not_found(fields.model)
+        assert self.proxy is not None
+        key = request_key(fields.model, fields.prefix)
+        return await self.proxy.forward(request, body, target, key, parse_seconds)
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def _model_card(target: ModelTarget) -> dict[str, object]:
+    owner = f"{target.namespace}/{target.deployment}"
+    return {"id": target.model, "object": "model", "created": 0, "owned_by": owner}
+
+
+async def list_models(request: web.Request) -> web.Response:
+    cards = [_model_card(t) for t in request.app[GATEWAY].directory.models()]
+    return web.json_response({"object": "list", "data": cards})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    target = gateway.directory.get(request.match_info["model"])
+    if target is None:
+        return model_not_found(request.match_info["model"])
+    return web.json_response(_model_card(target))
+
+
+async def generate(request: web.Request) -> web.StreamResponse:
+    return await request.app[GATEWAY].generate(request)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready once the directory has its first view (a KubeDirectory may say so by `synced()`)."""
+    synced = getattr(request.app[GATEWAY].directory, "synced", None)
+    if synced is not None and not synced():
+        return web.json_response({"status": "syncing"}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    gateway.metrics.replica_counts(replica_states(gateway.directory))
+    return web.Response(body=gateway.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+
+@web.middleware
+async def openai_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Unknown paths and methods answer in OpenAI's error format too."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
+
+
+def build_app(
+    settings: GatewaySettings, directory: Directory, metrics: GatewayMetrics | None = None
+) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[openai_errors])
+    gateway = Gateway(settings, directory, metrics or GatewayMetrics())
+    app[GATEWAY] = gateway
+
+    async def client_session(app: web.Application) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if isinstance(directory, contextlib.AbstractAsyncContextManager):
+                await stack.enter_async_context(directory)  # e.g. KubeDirectory's watches
+            # One pooled session for every replica: keep-alive connections, no per-host cap.
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
+            session = await stack.enter_async_context(
+                aiohttp.ClientSession(connector=connector, auto_decompress=False)
+            )
+            gateway.proxy = Proxy(
+                session, gateway.tracker, gateway.metrics, settings.load_factor,
+                settings.connect_timeout_seconds, settings.upstream_timeout_seconds,
+            )  # fmt: skip
+            scraper = LoadScraper(
+                directory, gateway.tracker, session, settings.scrape_interval_seconds
+            )
+            scraping = asyncio.create_task(scraper.run(), name="llm-gateway-scraper")
+            yield
+            scraping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scraping
+
+    app.cleanup_ctx.append(client_session)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model}", get_model)
+    app.router.add_post("/v1/completions", generate)
+    app.router.add_post("/v1/chat/completions", generate)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    return app

@@ -1,0 +1,166 @@
+"""Forwarding a request to a picked replica and relaying its answer chunk by chunk.
+
+The raw body goes upstream unchanged with the headers that matter (Authorization passes
+through: the pod checks the key). A connection error before the first byte of the answer is
+retried once on another replica; once streaming has started, an upstream failure ends the
+client's stream (it sees a truncated response, never a spliced one).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from llm_gateway.directory import ModelTarget, Replica
+from llm_gateway.errors import error_response
+from llm_gateway.load import LoadTracker
+from llm_gateway.metrics import GatewayMetrics
+from llm_gateway.picker import pick
+
+logger = logging.getLogger(__name__)
+
+FORWARDED_REQUEST_HEADERS = (
+    "Authorization", "Content-Type", "Accept", "Accept-Encoding", "X-Request-Id",
+    "Traceparent", "Tracestate",
+)  # fmt: skip
+# Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, not the response.
+HOP_BY_HOP = frozenset(
+    ("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+     "transfer-encoding", "upgrade")
+)  # fmt: skip
+ATTEMPTS = 2  # the first try and one retry on another replica
+
+
+def _upstream_headers(request: web.Request) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name in FORWARDED_REQUEST_HEADERS:
+        for value in request.headers.getall(name, ()):
+            headers.add(name, value)
+    return headers
+
+
+def _client_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
+    return CIMultiDict((k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP)
+
+
+class Proxy:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        tracker: LoadTracker,
+        metrics: GatewayMetrics,
+        load_factor: float,
+        connect_timeout_seconds: float,
+        upstream_timeout_seconds: float,
+    ) -> None:
+        self._session = session
+        self._tracker = tracker
+        self._metrics = metrics
+        self._load_factor = load_factor
+        # No total limit: a long generation is fine as long as bytes keep coming.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout_seconds, sock_read=upstream_timeout_seconds
+        )
+
+    async def forward(
+        self,
+        request: web.Request,
+        body: bytes,
+        target: ModelTarget,
+        key: int,
+        parse_seconds: float,
+    ) -> web.StreamResponse:
+        model = target.model
+        pick_started = time.perf_counter()
+        tried: set[str] = set()
+        headers = _upstream_headers(request)
+        for attempt in range(ATTEMPTS):
+            avoid = self._tracker.failing_pods(target.replicas) | tried
+            loads = self._tracker.loads(target.replicas)
+            chosen = pick(target.replicas, key, loads, self._load_factor, avoid)
+            if chosen is None or chosen.replica.pod in tried:
+                break
+            replica = chosen.replica
+            if attempt == 0:
+                added = parse_seconds + time.perf_counter() - pick_started
+                self._metrics.gateway_latency(model, added)
+            self._metrics.request_sent(model, replica.pod, chosen.picked_by)
+            self._tracker.started(replica.url)
+            self._metrics.in_flight_changed(model, replica.pod, +1)
+            try:
+                try:
+                    upstream = await self._send(request, body, headers, replica)
+                except aiohttp.SocketTimeoutError:
+                    return error_response(
+                        504, f"Replica {replica.pod} did not answer in time.",
+                        type="upstream_error", code="upstream_timeout",
+                    )  # fmt: skip
+                except aiohttp.ClientError as exc:
+                    logger.warning("replica %s sent a bad response: %r", replica.pod, exc)
+                    return error_response(
+                        502, f"Replica {replica.pod} sent a malformed response.",
+                        type="upstream_error", code="upstream_bad_response",
+                    )  # fmt: skip
+                if upstream is None:
+                    tried.add(replica.pod)
+                    if attempt + 1 < ATTEMPTS:
+                        self._metrics.retried(model, replica.pod)
+                    continue
+                async with upstream:
+                    return await self._relay(request, upstream, replica)
+            finally:
+                self._tracker.finished(replica.url)
+                self._metrics.in_flight_changed(model, replica.pod, -1)
+        return error_response(
+            502,
+            f"No replica of model `{model}` accepted the connection; retry shortly.",
+            type="upstream_error",
+            code="upstream_unavailable",
+            retry_after_seconds=1,
+        )
+
+    async def _send(
+        self, request: web.Request, body: bytes, headers: CIMultiDict[str], replica: Replica
+    ) -> aiohttp.ClientResponse | None:
+        """The upstream response (headers read), or None after a connection error."""
+        try:
+            return await self._session.post(
+                replica.url + request.path_qs,
+                data=body,
+                headers=headers,
+                timeout=self._timeout,
+                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+            )
+        except aiohttp.SocketTimeoutError:
+            raise  # connected, then silence: the replica is slow, not gone; no retry
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            logger.warning("replica %s refused the connection: %s", replica.pod, exc)
+            self._tracker.mark_failing(replica.url)
+            return None
+        except aiohttp.ClientConnectionError as exc:  # e.g. it died before answering
+            logger.warning("replica %s dropped the connection: %s", replica.pod, exc)
+            return None
+
+    async def _relay(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, replica: Replica
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            status=upstream.status, reason=upstream.reason, headers=_client_headers(upstream)
+        )
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Too late to retry: end the client's connection without a clean end of body so
+            # it sees the truncation.
+            logger.warning("replica %s failed mid-response: %r", replica.pod, exc)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
+        return response
