@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from llm_server.engine.async_engine import AsyncEngine, QueueFullError
 from llm_server.engine.engine import LLMEngine
+from llm_server.engine.request import TokenEvent
 from llm_server.sampling_params import SamplingParams
 
 PARAMS = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
@@ -84,3 +87,46 @@ async def test_a_crashing_step_marks_the_engine_failed(
             engine.submit("r2", [1, 2, 3], PARAMS)
     finally:
         await engine.shutdown()
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+async def test_one_event_loop_wake_up_per_step_whatever_the_batch(
+    make_engine: Callable[..., LLMEngine], batch: int
+) -> None:
+    prompts = {f"r{i}": list(range(3 + i, 12 + 2 * i)) for i in range(batch)}
+    expected = {
+        rid: [e.token_id for e in events]
+        for rid, events in make_engine().generate(prompts, PARAMS).items()
+    }
+    sync_engine = make_engine()
+    engine = AsyncEngine(sync_engine)
+    step_sizes: list[int] = []
+    step = sync_engine.step
+
+    def counted_step() -> list[TokenEvent]:
+        events = step()
+        if threading.current_thread().name == "llm-engine":  # not the warm-up
+            step_sizes.append(len(events))
+        return events
+
+    sync_engine.step = counted_step  # type: ignore[method-assign]
+    streams = {rid: engine.submit(rid, p, PARAMS) for rid, p in prompts.items()}
+    loop = asyncio.get_running_loop()
+    wake_ups_from_engine = 0
+    call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counted_call(*args: Any, **kwargs: Any) -> asyncio.Handle:
+        nonlocal wake_ups_from_engine
+        wake_ups_from_engine += threading.current_thread().name == "llm-engine"
+        return call_soon_threadsafe(*args, **kwargs)
+
+    loop.call_soon_threadsafe = counted_call  # type: ignore[method-assign]
+    try:
+        await engine.start()
+        results = await asyncio.gather(*(collect(s) for s in streams.values()))
+    finally:
+        del loop.call_soon_threadsafe  # the instance attribute shadowed the method
+        await engine.shutdown()
+    assert dict(zip(streams, results, strict=True)) == expected
+    assert max(step_sizes) == batch  # the requests did share steps
+    assert wake_ups_from_engine == sum(1 for n in step_sizes if n)

@@ -1,7 +1,8 @@
 """asyncio front of the engine: the step loop runs on a dedicated thread.
 
 Requests and aborts reach the thread through a command queue; each step's events travel back
-into per-request asyncio queues via loop.call_soon_threadsafe. A stream ends after the event
+into per-request asyncio queues in one loop.call_soon_threadsafe per step (one wake-up of the
+event loop that fans out to every stream, not one per token). A stream ends after the event
 whose finish_reason is set, or, after abort(), with no further events.
 
 A failure (the loop raising, or the engine reporting that it can no longer run steps, e.g. a
@@ -49,7 +50,14 @@ class _Stream:
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
 
     def push(self, item: Any) -> None:
+        """One item outside the step's delivery (abort, failure)."""
         self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+
+def _fan_out(deliveries: list[tuple[asyncio.Queue[Any], Any]]) -> None:
+    """On the event loop: one step's items into their streams' queues, in order."""
+    for queue, item in deliveries:
+        queue.put_nowait(item)
 
 
 class AsyncEngine:
@@ -245,11 +253,15 @@ class AsyncEngine:
                 stream.push(error)
 
     def _deliver(self, events: list[TokenEvent]) -> None:
-        with self._lock:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue[Any], Any]]] = {}
+        with self._lock:  # scheduled under the lock: an abort's _END cannot overtake it
             for event in events:
                 stream = self._streams.get(event.request_id)
                 if stream is None:
                     continue  # aborted while this step ran
                 if event.finish_reason is not None:
                     del self._streams[event.request_id]
-                stream.push(RequestFailedError(event.error) if event.error else event)
+                item = RequestFailedError(event.error) if event.error else event
+                by_loop.setdefault(stream.loop, []).append((stream.queue, item))
+            for loop, deliveries in by_loop.items():  # one loop in a server
+                loop.call_soon_threadsafe(_fan_out, deliveries)
