@@ -76,10 +76,11 @@ def test_decode_rows_are_sorted_by_context_length() -> None:
                        torch.Generator())  # fmt: skip
         seq.block_table = [len(chunks) * 10 + i for i in range(-(-length // BLOCK))]
         chunks.append(ScheduledChunk(seq, start=length - 1, num_tokens=1, samples=True))
-    inputs, sample_rows, sampling_chunks = build_inputs(SchedulerOutput(decodes=chunks), BLOCK)
-    assert inputs.decode_context_lens == [5, 17, 30]
-    assert inputs.token_ids == [104, 116, 129] and inputs.positions == [4, 16, 29]
+    inputs, sampling_chunks = build_inputs(SchedulerOutput(decodes=chunks), BLOCK)
+    parts = inputs.host()
+    assert parts.decode_context_lens.tolist() == [5, 17, 30]
+    assert parts.token_ids.tolist() == [104, 116, 129] and parts.positions.tolist() == [4, 16, 29]
     assert [c.seq.request_id for c in sampling_chunks] == ["b", "c", "a"]
-    assert sample_rows == [0, 1, 2]
-    assert inputs.decode_block_tables[0] == [10, 11] + [0] * 6  # padded to the longest
+    assert parts.sample_rows.tolist() == [0, 1, 2]
+    assert parts.decode_block_tables[0].tolist() == [10, 11] + [0] * 6  # padded to the longest
     assert inputs.decode_groups == [(3, 8)]

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from llm_server.engine.model_inputs import ModelInputs, PrefillInputs, build_inputs, chunk_rows
+from llm_server.engine.input_buffer import InputBuffer
+from llm_server.engine.model_inputs import (
+    ModelInputs,
+    StepTensors,
+    build_inputs,
+    chunk_rows,
+    inputs_without_cache,
+)
 from llm_server.engine.scheduler import SchedulerOutput
 from llm_server.layers.prompt_logprobs import prompt_logprobs
 from llm_server.layers.sampler import SampledToken, sample
@@ -45,18 +52,18 @@ class ModelRunner:
             cache_dtype = attn.kv_cache_dtype or dtype  # the loader may have chosen fp8
             attn.k_cache = torch.zeros(shape, dtype=cache_dtype, device=device)
             attn.v_cache = torch.zeros(shape, dtype=cache_dtype, device=device)
-
-    def _tensor(self, values: list[int] | list[list[int]]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.long, device=self.device)
+        self.input_buffer = InputBuffer(device)
+        self._staged: tuple[ModelInputs, StepTensors] | None = None
 
     def execute(self, batch: SchedulerOutput) -> RunnerOutput:
-        inputs, sample_rows, sampling_chunks = build_inputs(batch, self.block_size)
+        inputs, sampling_chunks = build_inputs(batch, self.block_size, self.input_buffer.host)
         with torch.inference_mode():
             hidden = self.forward(inputs)
             scored = self._prompt_logprobs(batch, hidden)
-            if not sample_rows:
+            if not sampling_chunks:
                 return RunnerOutput(sampled={}, prompt_logprobs=scored)
-            logits = self.model.compute_logits(hidden[self._tensor(sample_rows)])
+            rows = self._stage(inputs).sample_rows  # copied with the rest of the step's inputs
+            logits = self.model.compute_logits(hidden.index_select(0, rows))
             seqs = [c.seq for c in sampling_chunks]
             results = sample(
                 logits, [s.params for s in seqs], [s.generator for s in seqs], list(seqs)
@@ -88,15 +95,20 @@ class ModelRunner:
 
     def forward(self, inputs: ModelInputs) -> torch.Tensor:
         """Hidden states of the step's tokens (writing their K/V to the cache)."""
-        token_ids, positions, meta = inputs.tensors(self.device)
-        hidden: torch.Tensor = self.model(token_ids, positions, meta)
+        step = self._stage(inputs)
+        hidden: torch.Tensor = self.model(step.token_ids, step.positions, step.meta)
         return hidden
+
+    def _stage(self, inputs: ModelInputs) -> StepTensors:
+        """The step's tensors on the device: one copy per ModelInputs (forward and sampling
+        both read them)."""
+        if self._staged is None or self._staged[0] is not inputs:
+            self._staged = inputs, inputs.on_device(self.input_buffer.to_device(inputs.packed))
+        return self._staged[1]
 
     def score(self, token_ids: list[int]) -> torch.Tensor:
         """Logits at every position of one sequence, without touching the KV cache."""
-        n = len(token_ids)
-        prefill = PrefillInputs(0, n, n, None)
-        inputs = ModelInputs(list(token_ids), list(range(n)), None, prefills=[prefill])
+        inputs = inputs_without_cache(token_ids)
         with torch.inference_mode():
             return self.model.compute_logits(self.forward(inputs)).float()
 

@@ -34,6 +34,26 @@ class AttentionMetadata:
     decode_groups: list[tuple[int, int]] = field(default_factory=list)
     prefills: list[PrefillSegment] = field(default_factory=list)
     _decode_plan: list[DecodeGroup] | None = field(default=None, init=False, repr=False)
+    _prefill_plan: list[PrefillRun] | None = field(default=None, init=False, repr=False)
+
+    def prefill_plan(self) -> list[PrefillRun]:
+        """The prefill chunks as attention calls, with their masks: built by the first layer,
+        reused by the others. Adjacent chunks of one length with nothing cached before them
+        are one batched causal call; a chunk after a cached prefix is a call of its own."""
+        if self._prefill_plan is None:
+            plan: list[PrefillRun] = []
+            for seg in self.prefills:
+                start, n = seg.token_start, seg.num_tokens
+                if seg.block_table is not None and seg.context_len > n:
+                    plan.append(PrefillRun.after_prefix(seg))
+                    continue
+                last = plan[-1] if plan else None
+                if last is not None and last.joins(start, n):
+                    plan[-1] = PrefillRun(slice(last.rows.start, start + n), last.batch + 1)
+                else:
+                    plan.append(PrefillRun(slice(start, start + n), 1))
+            self._prefill_plan = plan
+        return self._prefill_plan
 
     def decode_plan(self, block_size: int) -> list[DecodeGroup]:
         """The decode groups' gather indices and masks: built by the first layer, reused by
@@ -58,6 +78,37 @@ class DecodeGroup:
     rows: slice  # of the step's decode rows
     blocks: torch.Tensor  # [rows * blocks] long: each row's blocks, flattened
     valid: torch.Tensor  # [rows, blocks * block_size] bool: gathered keys inside the context
+
+
+@dataclass(frozen=True)
+class PrefillRun:
+    """Prefill rows attended in one call: `batch` chunks of one length, causal over their own
+    keys; or one chunk after a cached prefix, over its blocks through `mask`."""
+
+    rows: slice  # of the step's token rows
+    batch: int
+    blocks: torch.Tensor | None = None  # [blocks] long: the chunk's context (prefix and itself)
+    context_len: int = 0
+    mask: torch.Tensor | None = None  # [tokens, context_len] bool: causal, bottom-right aligned
+
+    @classmethod
+    def after_prefix(cls, seg: PrefillSegment) -> PrefillRun:
+        assert seg.block_table is not None
+        n, context = seg.num_tokens, seg.context_len
+        key_pos = torch.arange(context, device=seg.block_table.device)
+        mask = key_pos[None, :] <= key_pos[context - n :, None]  # query i sits at context-n+i
+        rows = slice(seg.token_start, seg.token_start + n)
+        return cls(rows, 1, seg.block_table, context, mask)
+
+    def joins(self, start: int, num_tokens: int) -> bool:
+        """Whether a causal chunk of `num_tokens` at row `start` can be batched into this run."""
+        tokens = self.rows.stop - self.rows.start
+        return self.blocks is None and start == self.rows.stop and tokens == num_tokens * self.batch
+
+
+def _batched(rows: torch.Tensor, batch: int) -> torch.Tensor:
+    """[batch * n, heads, dim] -> [batch, heads, n, dim] (a view)."""
+    return rows.view(batch, -1, *rows.shape[1:]).transpose(1, 2)
 
 
 def _store(cache: torch.Tensor, slots: torch.Tensor, values: torch.Tensor) -> None:
@@ -91,13 +142,15 @@ class PagedAttention(nn.Module):
             flat_v = self.v_cache.view(-1, self.num_kv_heads, self.head_dim)
             _store(flat_k, meta.slot_mapping, k)
             _store(flat_v, meta.slot_mapping, v)
-        out = torch.empty_like(q)
         num_decodes = meta.num_decode_tokens
+        runs = meta.prefill_plan()
+        if not num_decodes and len(runs) == 1:  # one call covers the step: no copy into `out`
+            return self._prefill(q, k, v, runs[0])
+        out = torch.empty_like(q)
         if num_decodes:
             out[:num_decodes] = self._decode(q[:num_decodes], meta)
-        for seg in meta.prefills:
-            rows = slice(seg.token_start, seg.token_start + seg.num_tokens)
-            out[rows] = self._prefill(q[rows], k[rows], v[rows], seg)
+        for run in runs:
+            out[run.rows] = self._prefill(q, k, v, run)
         return out
 
     def _decode(self, q: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
@@ -142,28 +195,25 @@ class PagedAttention(nn.Module):
         return gathered.view(rows, -1, self.num_kv_heads, self.head_dim).transpose(1, 2)
 
     def _prefill(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seg: PrefillSegment
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, run: PrefillRun
     ) -> torch.Tensor:
-        n = seg.num_tokens
-        if seg.context_len == n or seg.block_table is None:
-            # Nothing cached before this chunk: plain causal attention over its own K/V.
-            keys, values, mask, causal = k.transpose(0, 1), v.transpose(0, 1), None, True
-        else:
+        """The run's rows of q, k, v -> its attention output [rows, heads, head_dim]."""
+        q = _batched(q[run.rows], run.batch)
+        if run.blocks is None:  # nothing cached before: causal over the chunks' own K/V
+            keys, values = _batched(k[run.rows], run.batch), _batched(v[run.rows], run.batch)
+        else:  # the prefix and the chunk, read from the cache in one gather each
             assert self.k_cache is not None and self.v_cache is not None
-            keys = self._gather(self.k_cache, seg.block_table, 1)[0, :, : seg.context_len]
-            values = self._gather(self.v_cache, seg.block_table, 1)[0, :, : seg.context_len]
+            keys = self._gather(self.k_cache, run.blocks, 1)[:, :, : run.context_len]
+            values = self._gather(self.v_cache, run.blocks, 1)[:, :, : run.context_len]
             keys, values = keys.to(q.dtype), values.to(q.dtype)  # fp8 cache: upcast on read
-            query_pos = torch.arange(seg.context_len - n, seg.context_len, device=q.device)
-            key_pos = torch.arange(seg.context_len, device=q.device)
-            mask, causal = key_pos[None, :] <= query_pos[:, None], False
-        # 4-D (a batch of one): on CPU, 3-D inputs fall back to the slow math kernel.
+        # is_causal without a mask lets SDPA pick its flash kernels; GQA without repeating K/V.
         out = F.scaled_dot_product_attention(
-            q.transpose(0, 1)[None],
-            keys[None],
-            values[None],
-            attn_mask=mask,
-            is_causal=causal,
+            q,
+            keys,
+            values,
+            attn_mask=run.mask,
+            is_causal=run.blocks is None,
             scale=self.scale,
             enable_gqa=True,
         )
-        return out[0].transpose(0, 1)
+        return out.transpose(1, 2).flatten(0, 1)
