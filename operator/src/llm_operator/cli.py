@@ -5,6 +5,7 @@ llmops validate --server -f deployment.yaml         also a server-side dry-run (
 llmops cost -f deployment.yaml [-o json]
 llmops render -f deployment.yaml [--replicas N]     print the objects the operator would apply
 llmops up -f deployment.yaml [--port 8000]          run its llm-server here (Ctrl-C drains)
+llmops up -f deployment.yaml --replicas 2 --gateway N servers behind a local llm-gateway (:8080)
 llmops crd [--reference]                            print the CRD or its field reference
 """
 
@@ -24,7 +25,7 @@ from llm_operator.api.reference import reference_markdown
 from llm_operator.api.resource import LLMDeployment
 from llm_operator.catalog import Catalog, default_catalog
 from llm_operator.cost import budget_warnings, estimate
-from llm_operator.local import LocalRunError, local_server_args, run_local
+from llm_operator.local import LocalRunError, local_server_args, run_local, run_local_fleet
 from llm_operator.render import RenderSettings, UnresolvedSpecError, desired_objects, dump_objects
 from llm_operator.render.policy import add_policy_arguments, policy_check, policy_from_args
 from llm_operator.resolve import resolve
@@ -214,12 +215,22 @@ def cmd_up(args: argparse.Namespace) -> int:
         for unresolved in resolution.problems:
             print(f"{name}: {unresolved.reason}: {unresolved.message}", file=sys.stderr)
         return EXIT_INVALID
+    ports = range(args.port, args.port + args.replicas)
+    if args.replicas < 1 or (args.replicas > 1 and not args.gateway):
+        print("llmops up: --replicas takes N >= 1, and N > 1 needs --gateway", file=sys.stderr)
+        return EXIT_INVALID
+    if args.gateway and args.gateway_port in ports:
+        print(f"llmops up: --gateway-port {args.gateway_port} is a server's port", file=sys.stderr)
+        return EXIT_INVALID
     try:
-        server_args = local_server_args(resolution, args.host, args.port)
+        fleet = [local_server_args(resolution, args.host, port) for port in ports]
     except LocalRunError as exc:
         print(f"llmops up: {exc}", file=sys.stderr)
         return 1
-    return run_local(server_args, args.host, args.port, args.ready_timeout)
+    if args.gateway:
+        served = resource.spec.model.served_model_name
+        return run_local_fleet(fleet, served, args.host, args.gateway_port, args.ready_timeout)
+    return run_local(fleet[0], args.host, args.port, args.ready_timeout)
 
 
 def cmd_crd(args: argparse.Namespace) -> int:
@@ -272,7 +283,10 @@ def parser() -> argparse.ArgumentParser:
             _render_options(sub)
         if name == "up":
             sub.add_argument("--host", default="127.0.0.1")
-            sub.add_argument("--port", type=int, default=8000)
+            sub.add_argument("--port", type=int, default=8000, help="the (first) server's port")
+            sub.add_argument("--replicas", type=int, default=1, help="servers, on port, port+1 ...")
+            sub.add_argument("--gateway", action="store_true", help="llm-gateway in front")
+            sub.add_argument("--gateway-port", type=int, default=8080)
             sub.add_argument("--ready-timeout", type=float, default=300.0, help="seconds")
     crd_command = commands.add_parser("crd", help="print the generated CRD")
     crd_command.add_argument("--reference", action="store_true", help="the field reference instead")
