@@ -10,11 +10,16 @@ Model: a random-weight Llama with TinyLlama-1.1B's shape (22 layers, hidden 2048
 32 heads, 4 KV heads, vocabulary 32000; 1.1B parameters), written as bf16 safetensors and
 loaded through llm-server's loader at bf16 (none), int8, int4 (group 32) and fp8 (Ada/Hopper
 only). For each: tokens/s of the real engine (LLMEngine.step, one request, greedy,
-ignore_eos) and of the model's decode forward alone replayed as a CUDA graph (no Python or
-launch overhead), each as a fraction of the roofline.
+ignore_eos) with its decode CUDA graphs (the default) and without (--no-cuda-graphs), and of
+the model's decode forward alone replayed as a CUDA graph (no Python or launch overhead),
+each as a fraction of the roofline.
 
 Kernel micro-benchmarks: the fused dequantize-matmul kernels against bf16 cuBLAS
-(torch.matmul with W.T) on the model's projection shapes, at 1, 16 and 256 rows.
+(torch.matmul with W.T) on the model's projection shapes, at 1, 16 and 256 rows; and decode
+attention (benchmarks/decode_attention_gpu.py): the per-head kernel it replaced against the
+grouped kernel without and with split-K, and SDPA, at contexts 512/4k/32k, batch 1/32, GQA
+4:1 and 8:1. The new attention kernels and the engine's CUDA graphs have no GPU figures yet:
+they come with the GPU validation issue (#19); CPU interpreter timings mean nothing.
 
 Writes docs/benchmarks/quant_gpu_decode.{json,md}. Without CUDA it prints one line and exits 0.
 """
@@ -31,6 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from decode_attention_gpu import (  # benchmarks/ (run as a script: the folder is on sys.path)
+    attention_micro_benchmarks,
+    attention_table,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = {  # TinyLlama-1.1B
@@ -105,13 +115,20 @@ def fp8_supported() -> bool:
 
 
 def engine_decode(model_dir: Path, quantization: str) -> dict[str, Any]:
+    eager = engine_decode_run(model_dir, quantization, cuda_graphs=False)["engine_tokens_per_s"]
+    return {**engine_decode_run(model_dir, quantization, cuda_graphs=True),
+            "engine_eager_tokens_per_s": eager}  # fmt: skip
+
+
+def engine_decode_run(model_dir: Path, quantization: str, cuda_graphs: bool) -> dict[str, Any]:
     from llm_server.engine.config import EngineConfig
     from llm_server.engine_factory import build_engine
     from llm_server.models.loader import weight_bytes
     from llm_server.sampling_params import SamplingParams
 
     config = EngineConfig(model=str(model_dir), dtype="bf16", device="cuda", num_kv_blocks=256,
-                          max_model_len=2048, quantization=quantization)  # fmt: skip
+                          max_model_len=2048, quantization=quantization,
+                          cuda_graphs=cuda_graphs)  # fmt: skip
     engine = build_engine(config)
     model = engine.runner.model
     prompt = list(range(10, 10 + PROMPT_TOKENS))
@@ -132,7 +149,7 @@ def engine_decode(model_dir: Path, quantization: str) -> dict[str, Any]:
     context = PROMPT_TOKENS + DECODE_TOKENS // 2  # mean context over the decode
     read_per_token = weight_bytes(model) - embedding.nbytes + embedding.shape[1] * 2
     read_per_token += kv_bytes * context
-    graph_tps = graph_decode(engine)
+    graph_tps = graph_decode(engine) if cuda_graphs else {}
     return {"engine_tokens_per_s": tokens / seconds, "bytes_per_token": read_per_token,
             "weight_bytes": weight_bytes(model), **graph_tps}  # fmt: skip
 
@@ -228,13 +245,14 @@ def write_report(report: dict[str, Any]) -> None:
         "bandwidth / bytes read per token.",
         "",
         "| precision | weights (GiB) | roofline tok/s | engine tok/s | of roofline | "
-        "CUDA-graph forward tok/s | of roofline | engine vs bf16 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "engine eager tok/s | graphs vs eager | CUDA-graph forward tok/s | of roofline | "
+        "engine vs bf16 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     base = report["decode"][0]["engine_tokens_per_s"]
     for r in report["decode"]:
         if "skipped" in r:
-            lines.append(f"| {r['precision']} | skipped: {r['skipped']} ||||||| ")
+            lines.append(f"| {r['precision']} | skipped: {r['skipped']} ||||||||| ")
             continue
         roof = bw * 1e9 / r["bytes_per_token"]
         graph = r.get("graph_tokens_per_s")
@@ -242,6 +260,8 @@ def write_report(report: dict[str, Any]) -> None:
         lines.append(
             f"| {r['precision']} | {r['weight_bytes'] / 2**30:.2f} | {roof:.0f} | "
             f"{r['engine_tokens_per_s']:.0f} | {r['engine_tokens_per_s'] / roof:.0%} | "
+            f"{r['engine_eager_tokens_per_s']:.0f} | "
+            f"{r['engine_tokens_per_s'] / r['engine_eager_tokens_per_s']:.2f}x | "
             f"{graph_cells} | {r['engine_tokens_per_s'] / base:.2f}x |"
         )
     lines += ["", "## Kernels against bf16 cuBLAS", "",
@@ -251,6 +271,9 @@ def write_report(report: dict[str, Any]) -> None:
         lines.append(f"| {r['layer']} ({r['n']} x {r['k']}) | {r['rows']} | {r['kernel']} | "
                      f"{r['us']:.1f} | {r['weight_gb_per_s']:.0f} | "
                      f"{r['speedup_vs_bf16']:.2f}x |")  # fmt: skip
+    lines += ["", "## Decode attention: per-head kernel, grouped, split-K, SDPA", "",
+              "Method in benchmarks/decode_attention_gpu.py; bf16, head size 128, 8 KV heads.",
+              "", *attention_table(report["attention"])]  # fmt: skip
     (out / "quant_gpu_decode.md").write_text("\n".join(lines) + "\n")
 
 
@@ -282,6 +305,7 @@ def main() -> int:
         "copy_bandwidth_gb_per_s": bandwidth / 1e9,
         "decode": decode,
         "micro": micro_benchmarks(),
+        "attention": attention_micro_benchmarks(),
     }
     write_report(report)
     print("wrote docs/benchmarks/quant_gpu_decode.md")

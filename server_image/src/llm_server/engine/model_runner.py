@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from llm_server.engine.cuda_graphs import DecodeGraphs
 from llm_server.engine.input_buffer import InputBuffer
 from llm_server.engine.model_inputs import (
     ModelInputs,
@@ -54,6 +55,7 @@ class ModelRunner:
             attn.v_cache = torch.zeros(shape, dtype=cache_dtype, device=device)
         self.input_buffer = InputBuffer(device)
         self._staged: tuple[ModelInputs, StepTensors] | None = None
+        self.decode_graphs: DecodeGraphs | None = None  # set by build_engine (--cuda-graphs)
 
     def execute(self, batch: SchedulerOutput) -> RunnerOutput:
         inputs, sampling_chunks = build_inputs(batch, self.block_size, self.input_buffer.host)
@@ -96,6 +98,10 @@ class ModelRunner:
     def forward(self, inputs: ModelInputs) -> torch.Tensor:
         """Hidden states of the step's tokens (writing their K/V to the cache)."""
         step = self._stage(inputs)
+        if self.decode_graphs is not None:  # a decode-only step replays its captured graph
+            replayed = self.decode_graphs.run(step.token_ids, step.positions, step.meta)
+            if replayed is not None:
+                return replayed
         hidden: torch.Tensor = self.model(step.token_ids, step.positions, step.meta)
         return hidden
 
