@@ -76,15 +76,18 @@ def test_fp8_cache_is_upcast_on_read(num_splits: int) -> None:
     assert_close(out, expected)
 
 
+@pytest.mark.parametrize("dtype", compute_dtypes())
 @pytest.mark.parametrize(
     ("heads", "kv_heads", "num_splits"),
     [(4, 4, 2), (8, 2, 3), (16, 2, 7)],  # groups 1, 4, 8; 7 splits > a short context's tiles
 )
-def test_split_k_matches_reference(heads: int, kv_heads: int, num_splits: int) -> None:
+def test_split_k_matches_reference(
+    heads: int, kv_heads: int, num_splits: int, dtype: torch.dtype
+) -> None:
     """Contexts up to ~6 tiles, cut into slices whose partials are merged; a slice past a
     short context is empty and must weigh nothing."""
     q, k_cache, v_cache, tables, lens = _case(
-        5, heads, kv_heads, 32, 16, seed=num_splits, max_len=380
+        5, heads, kv_heads, 32, 16, seed=num_splits, cache_dtype=dtype, dtype=dtype, max_len=380
     )
     expected = paged_decode_attention_reference(q, k_cache, v_cache, tables, lens, 0.25)
     out = paged_decode_attention(q, k_cache, v_cache, tables, lens, 0.25, num_splits=num_splits)

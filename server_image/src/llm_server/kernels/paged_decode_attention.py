@@ -27,8 +27,10 @@ import triton.language as tl
 
 from llm_server.kernels.merge_attention_splits import merge_attention_splits
 
-# tl.dot needs at least 16 rows, 16 columns and a depth of 16 on NVIDIA GPUs: a group of 1-8
-# query heads is padded to 16 rows (masked loads of zeros, never stored).
+# A tensor-core tile (mma m16n8k16) has 16 rows: a group of 1-8 query heads is padded to 16
+# (masked loads of zeros, never stored). Triton 3.x would pad a smaller M itself, but older
+# releases refuse M < 16 and the MMA spends the 16 rows either way. The depth (head_dim) must
+# be >= 16 for 16-bit inputs, so BLOCK_D is padded too.
 MIN_DOT = 16
 TILE_TOKENS = (
     64  # keys per step of a program's walk (any block size: each token's block is looked up)
