@@ -40,7 +40,9 @@ class Gateway:
         self.holder = Holder(
             directory, metrics, settings.max_held_per_model, settings.hold_timeout_seconds
         )
-        self.proxy: Proxy | None = None  # needs the client session, made on start-up
+        # Both need the client session, made on start-up.
+        self.proxy: Proxy | None = None
+        self.scraper: LoadScraper | None = None
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -166,10 +168,10 @@ def build_app(
                 session, gateway.tracker, gateway.metrics, settings.load_factor,
                 settings.connect_timeout_seconds, settings.upstream_timeout_seconds,
             )  # fmt: skip
-            scraper = LoadScraper(
+            gateway.scraper = LoadScraper(
                 directory, gateway.tracker, session, settings.scrape_interval_seconds
             )
-            scraping = asyncio.create_task(scraper.run(), name="llm-gateway-scraper")
+            scraping = asyncio.create_task(gateway.scraper.run(), name="llm-gateway-scraper")
             yield
             scraping.cancel()
             with contextlib.suppress(asyncio.CancelledError):

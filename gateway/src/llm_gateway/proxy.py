@@ -76,18 +76,20 @@ class Proxy:
     ) -> web.StreamResponse:
         model = target.model
         pick_started = time.perf_counter()
-        tried: set[str] = set()
+        tried: list[str] = []  # pods that failed to connect, in order
         headers = _upstream_headers(request)
         for attempt in range(ATTEMPTS):
-            avoid = self._tracker.failing_pods(target.replicas) | tried
+            avoid = self._tracker.failing_pods(target.replicas) | set(tried)
             loads = self._tracker.loads(target.replicas)
             chosen = pick(target.replicas, key, loads, self._load_factor, avoid)
             if chosen is None or chosen.replica.pod in tried:
-                break
+                break  # no other replica to retry on
             replica = chosen.replica
             if attempt == 0:
                 added = parse_seconds + time.perf_counter() - pick_started
                 self._metrics.gateway_latency(model, added)
+            else:
+                self._metrics.retried(model, tried[-1])
             self._metrics.request_sent(model, replica.pod, chosen.picked_by)
             self._tracker.started(replica.url)
             self._metrics.in_flight_changed(model, replica.pod, +1)
@@ -106,9 +108,7 @@ class Proxy:
                         type="upstream_error", code="upstream_bad_response",
                     )  # fmt: skip
                 if upstream is None:
-                    tried.add(replica.pod)
-                    if attempt + 1 < ATTEMPTS:
-                        self._metrics.retried(model, replica.pod)
+                    tried.append(replica.pod)
                     continue
                 async with upstream:
                     return await self._relay(request, upstream, replica)

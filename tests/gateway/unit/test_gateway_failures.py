@@ -55,7 +55,16 @@ async def test_all_replicas_refusing_is_502_after_one_retry(make_gateway) -> Non
     gateway = await make_gateway(StaticDirectory([target("m", first, second)]))
     status, body = await gateway.post("/v1/completions", {"model": "m", "prompt": "p"})
     assert status == 502 and body["error"]["code"] == "upstream_unavailable"
-    assert "llm_gateway_retries_total" in await gateway.metrics()
+    metrics = await gateway.metrics()
+    retried = [x for x in metrics.splitlines() if x.startswith("llm_gateway_retries_total")]
+    assert len(retried) == 1 and retried[0].endswith(" 1.0")  # once, not twice
+
+
+async def test_a_single_refusing_replica_is_502_without_a_retry(make_gateway) -> None:
+    gateway = await make_gateway(StaticDirectory([target("m", dead_replica("only"))]))
+    status, body = await gateway.post("/v1/completions", {"model": "m", "prompt": "p"})
+    assert status == 502 and body["error"]["type"] == "upstream_error"
+    assert "llm_gateway_retries_total{" not in await gateway.metrics()
 
 
 async def test_failure_mid_stream_truncates_without_retry(make_stub, make_gateway) -> None:

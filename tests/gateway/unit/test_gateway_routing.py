@@ -117,12 +117,8 @@ async def test_saturated_affinity_replica_overflows_to_others(make_stub, make_ga
 async def test_scraped_queue_counts_as_load(make_stub, make_gateway) -> None:
     busy, idle = await make_stub("busy", queue=50), await make_stub("idle")
     gateway = await make_gateway(StaticDirectory([target("m", replica_of(busy), replica_of(idle))]))
-    scraper_tracker = gateway.core.tracker
-    for stub in (busy, idle):
-        async with gateway.session.get(stub.url + "/metrics") as response:
-            from llm_gateway.load import parse_queue
-
-            scraper_tracker.scraped(stub.url, parse_queue(await response.text()))
+    assert gateway.core.scraper is not None
+    await gateway.core.scraper.scrape_once()  # what the loop does every scrape interval
     for i in range(10):
         status, body = await gateway.post("/v1/completions", {"model": "m", "prompt": f"p{i}"})
         assert status == 200 and body["choices"][0]["text"] == "from idle"
