@@ -232,6 +232,11 @@ def stale_child(kind: Any, namespace: str) -> dict[str, Any]:
         },
         "PodDisruptionBudget": {"maxUnavailable": 1, "selector": selector},
         "NetworkPolicy": {"podSelector": selector},
+        "InferencePool": {
+            "selector": selector,
+            "targetPorts": [{"number": 8000}],
+            "endpointPickerRef": {"name": "stale", "port": {"number": 9002}},
+        },
     }
     body: dict[str, Any] = {
         "apiVersion": kind.api_version,
@@ -284,12 +289,16 @@ def test_namespaced_role_grants_exactly_what_the_operator_calls(
                     60,
                     f"the stale {kind.kind} pruned",
                 )
-            # KEDA mode: a ScaledObject; back to builtin: it is pruned.
+            # KEDA mode and an InferencePool; back to builtin without the pool: both pruned.
             queue = Llmd(kube, ns, "queue")
-            queue.create(manifest(ns, "queue", autoscaling={"mode": "keda"}))
+            picker = {"endpointPicker": "queue-epp"}
+            queue.create(manifest(ns, "queue", autoscaling={"mode": "keda"}, inferencePool=picker))
             wait_until(lambda: queue.child("keda.sh/v1alpha1", "ScaledObject"), 60, "SO")
-            queue.patch_spec({"autoscaling": {"mode": "builtin"}})
+            pool = ("inference.networking.k8s.io/v1", "InferencePool")
+            wait_until(lambda: queue.child(*pool), 60, "the InferencePool")
+            queue.patch_spec({"autoscaling": {"mode": "builtin"}, "inferencePool": None})
             wait_until(lambda: not queue.child("keda.sh/v1alpha1", "ScaledObject"), 60, "pruned")
+            wait_until(lambda: not queue.child(*pool), 60, "the InferencePool pruned")
             for gone in (llmd, queue):
                 gone.delete()
                 wait_until(lambda g=gone: g.get() is None, 60, "finalizer released")

@@ -17,6 +17,8 @@ class ResourceKind:
     plural: str
 
 
+# Gateway API Inference Extension: rendered only while the API server serves it (start-up check).
+INFERENCE_POOL = ResourceKind("inference.networking.k8s.io/v1", "InferencePool", "inferencepools")
 # Every kind of object rendered from an LLMDeployment (render/objects.py), owner-referenced.
 CHILD_KINDS: tuple[ResourceKind, ...] = (
     ResourceKind("v1", "ConfigMap", "configmaps"),
@@ -26,6 +28,7 @@ CHILD_KINDS: tuple[ResourceKind, ...] = (
     ResourceKind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
     ResourceKind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
     ResourceKind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
+    INFERENCE_POOL,
 )
 POD = ResourceKind("v1", "Pod", "pods")  # watched (the Deployment's pods), never written
 EVENT = ResourceKind("v1", "Event", "events")  # written, never watched

@@ -23,7 +23,7 @@ from llm_operator import metrics
 from llm_operator.api.demand import DEMAND_ANNOTATION
 from llm_operator.api.resource import GROUP, PLURAL, VERSION
 from llm_operator.autoscale.collector import Collector
-from llm_operator.child_kinds import CHILD_KINDS, POD, WATCHED
+from llm_operator.child_kinds import CHILD_KINDS, INFERENCE_POOL, POD, WATCHED
 from llm_operator.k8s import KubeApi, connection_info, load_configuration
 from llm_operator.plan.observed import summarize_child, summarize_pod
 from llm_operator.reconciler import CHILD_INDEX_PREFIX, POD_INDEX, Runtime
@@ -48,8 +48,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         settings.watching.label_selectors[watched.api_version, watched.plural] = MANAGED_SELECTOR
     api = KubeApi.from_environment(on_request=metrics.count_request)
     catalog = await load_catalog(config, api)
+    pools = await api.serves(INFERENCE_POOL.api_version, INFERENCE_POOL.plural)
+    if not pools:
+        logger.info("no InferencePool CRD: spec.inferencePool is not rendered (restart after)")
     memo.runtime = Runtime(
-        config.reconcile_settings(catalog),
+        config.reconcile_settings(catalog, inference_pools=pools),
         api,
         config.resync_seconds,
         scrape_interval=config.scrape_interval_seconds,

@@ -180,6 +180,17 @@ class KubeApi:
             raise ApiError(status, reason, str(payload.get("message") or data[:200]))
         return json.loads(data) if data else None
 
+    async def serves(self, api_version: str, plural: str) -> bool:
+        """Whether the API server serves `plural` in `api_version` (discovery: open to every
+        authenticated user); False when the group/version is absent."""
+        try:
+            served = await self.call("GET", f"/apis/{api_version}") or {}
+        except ApiError as exc:
+            if exc.status in (403, 404, 503):
+                return False
+            raise
+        return plural in {r.get("name") for r in served.get("resources") or []}
+
     # --- children ---------------------------------------------------------------------------
 
     async def apply(self, manifest: Mapping[str, Any]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,10 +44,15 @@ class OperatorConfig:
     catalog_configmap: str | None = None  # NAMESPACE/NAME, key catalog.yaml
     gateway_url: str | None = None  # llm-gateway's OpenAI base URL: status.gatewayEndpoint
 
-    def reconcile_settings(self, catalog: Catalog) -> ReconcileSettings:
+    def reconcile_settings(
+        self, catalog: Catalog, inference_pools: bool = True
+    ) -> ReconcileSettings:
+        """`inference_pools`: whether the API server serves InferencePools (start-up check)."""
         return ReconcileSettings(
             catalog=catalog,
-            render=self.render,
+            render=replace(
+                self.render, inference_pool=self.render.inference_pool and inference_pools
+            ),
             fallback=self.fallback,
             gateway_url=self.gateway_url,
         )

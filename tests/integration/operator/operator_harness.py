@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from control_plane import ControlPlane
 from kube_client import Kube
+from vendored_crds import inference_pool_crd
 
 from llm_operator.catalog import default_catalog
 from llm_operator.cost import replica_dollars_per_hour
@@ -181,9 +182,11 @@ def stand_in_crd(api_version: str, kind: str, plural: str) -> dict[str, Any]:
 
 
 def install_stand_in_crds(kube: Kube) -> None:
+    """KEDA's and the Prometheus Operator's kinds (any body), and the real InferencePool CRD."""
     for crd in (
         stand_in_crd("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
         stand_in_crd("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
+        inference_pool_crd(),
     ):
         kube.apply(crd)
         kube.wait_established(crd["metadata"]["name"])

@@ -20,6 +20,7 @@ def example() -> dict[str, Any]:
     docs = yaml.safe_load_all((ROOT / "examples" / "l4-int8-chat.yaml").read_text())
     manifest: dict[str, Any] = next(d for d in docs if d and d.get("kind") == "LLMDeployment")
     manifest["spec"].setdefault("autoscaling", {})["mode"] = "keda"
+    manifest["spec"]["inferencePool"] = {"endpointPicker": "chat-epp"}
     return manifest
 
 

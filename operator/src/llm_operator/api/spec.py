@@ -22,6 +22,7 @@ KvCacheDtype = Literal["auto", "fp16", "bf16", "fp8"]
 CapacityType = Literal["on-demand", "spot", "spot-preferred"]
 AutoscalingMode = Literal["builtin", "keda", "none"]
 LoadSignal = Literal["peak", "sampled"]
+FailureMode = Literal["FailClose", "FailOpen"]
 
 # The CRD enumerates the shipped catalog's names; a ConfigMap may re-price them, not add types.
 ACCELERATOR_TYPES: tuple[str, ...] = tuple(default_catalog().names())
@@ -449,6 +450,26 @@ class Server(ApiModel, json_schema_extra=cel_rules(ENV_UNIQUE, API_KEY_ONE_SOURC
         return self
 
 
+class InferencePoolOption(ApiModel):
+    """Render a Gateway API Inference Extension InferencePool (inference.networking.k8s.io/v1)
+    over this deployment's pods, for an inference gateway (kgateway, Istio, GKE Gateway) that
+    routes through its own endpoint picker instead of llm-gateway (docs/gateway.md)."""
+
+    endpoint_picker: str = Field(
+        pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="The endpoint picker's (EPP) Service, in the LLMDeployment's namespace.",
+    )
+    endpoint_picker_port: int = Field(
+        default=9002, ge=1, le=65535, description="Its ext-proc (gRPC) port."
+    )
+    failure_mode: FailureMode = Field(
+        default="FailClose",
+        description="When the endpoint picker does not answer: FailClose refuses the request, "
+        "FailOpen lets the gateway pick a pod itself.",
+    )
+
+
 class LLMDeploymentSpec(
     ApiModel,
     json_schema_extra=cel_rules(
@@ -466,6 +487,11 @@ class LLMDeploymentSpec(
     replicas: Replicas = Field(default_factory=Replicas)
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
     server: Server = Field(default_factory=Server)
+    inference_pool: InferencePoolOption | None = Field(
+        default=None,
+        description="Opt-in: an InferencePool over the pods for an inference gateway of the "
+        "Gateway API Inference Extension (skipped while its CRD is not installed).",
+    )
 
     @model_validator(mode="after")
     def _rules(self) -> Self:

@@ -92,7 +92,8 @@ def desired_objects(
     replicas: int | None = None,
 ) -> list[dict[str, Any]]:
     """ConfigMap, Service, Deployment, PodDisruptionBudget [, ServiceMonitor, ScaledObject,
-    NetworkPolicy] (ScaledObject with autoscaling.mode keda).
+    NetworkPolicy, InferencePool] (ScaledObject with autoscaling.mode keda, InferencePool with
+    spec.inferencePool while its CRD is served).
 
     `replicas` is decide()'s count; None = the replica target before any autoscaler decision
     (replicas.replica_target: what the operator's first reconcile applies, so `llmops render`
@@ -142,6 +143,16 @@ def desired_objects(
         )
     if resource.spec.autoscaling.mode == "keda":
         objects.append(_scaled_object(resource, resolution, settings, metadata()))
+    if resource.spec.inference_pool is not None and settings.inference_pool:
+        objects.append(
+            _render(
+                "inferencepool",
+                metadata=metadata(),
+                selector=selector,
+                port=SERVER_PORT,
+                picker=resource.spec.inference_pool,
+            )
+        )
     if settings.network_policy:
         peers: list[dict[str, Any]] = [{"podSelector": {}}]
         peers += [

@@ -18,6 +18,9 @@ class RenderSettings:
     service_monitor: bool = False  # set when the monitoring.coreos.com CRD exists, or by flag
     scrape_interval: str = "15s"
     network_policy: bool = False  # opt-in
+    # spec.inferencePool renders an InferencePool; the operator turns this off at start-up when
+    # the API server does not serve inference.networking.k8s.io/v1 inferencepools.
+    inference_pool: bool = True
     network_policy_namespaces: tuple[str, ...] = ()  # namespaces allowed in, besides its own
     prestop_sleep_seconds: int = 5  # lets endpoints drop the pod before SIGTERM
     startup_timeout_seconds: int = 1800  # weight download + load before liveness applies
