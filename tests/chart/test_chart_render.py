@@ -187,6 +187,11 @@ def test_operator_accepts_the_arguments_the_chart_passes(mode: str) -> None:
     )
     assert config.scrape_timeout_seconds == 2
     assert config.render.keda_prometheus_address.startswith("http://")
+    # status.gatewayEndpoint: the chart's gateway Service (issue 22), none without a gateway
+    gateway = f"http://llmops-llm-operator-gateway.{RELEASE_NAMESPACE}.svc:8080/v1"
+    assert config.gateway_url == gateway
+    off = {**values, "gateway": {"enabled": False}}
+    assert config_from_args(parser().parse_args(container(off)["args"])).gateway_url is None
 
 
 def test_network_policies_admit_the_operator_that_scrapes_the_pods() -> None:
