@@ -2,7 +2,8 @@
 
 Import requirements checked: schemaVersion >= 36, a datasource template variable that every
 panel and query uses, unique panel ids, complete non-overlapping gridPos, a query with an
-expression on every panel; and every series selector filtered by the dashboard's variables.
+expression on every panel; and every series selector filtered by the dashboard's variables
+(the gateway's series, labelled by model, by the `model` variable).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ PANEL_TYPES = {"row", "timeseries", "stat", "bargauge"}
 SELECTOR = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)\{([^}]*)\}")
 NAMESPACE_FILTER = 'namespace=~"$namespace"'
 DEPLOYMENT_FILTER = 'deployment=~"$deployment"'
+MODEL_FILTER = 'model=~"$model"'
+# The operator's cold-start histogram names the LLMDeployment `llmdeployment`.
+COLD_START_FILTERS = (NAMESPACE_FILTER, 'llmdeployment=~"$deployment"')
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -109,14 +113,49 @@ def test_dashboard_meets_grafana_10_import_requirements(path: Path) -> None:
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
 def test_every_query_filters_by_the_dashboard_variables(path: Path) -> None:
-    """Namespace everywhere; deployment too, except on the per-namespace (showback) series."""
+    """Namespace everywhere; deployment too, except on the per-namespace (showback) series;
+    the gateway's series by model only."""
     for where, expr in queries(load(path)):
         selectors = SELECTOR.findall(expr)
         assert selectors, f"{where}: no series selector in {expr}"
         for metric, matchers in selectors:
+            if metric.startswith("llm_gateway_"):
+                assert MODEL_FILTER in matchers, f"{where}: {metric} not filtered by model"
+                continue
+            if metric.startswith("llmops_cold_start_seconds"):
+                assert all(f in matchers for f in COLD_START_FILTERS), f"{where}: {matchers}"
+                continue
             assert NAMESPACE_FILTER in matchers, f"{where}: {metric} not filtered by namespace"
             if not metric.startswith("namespace:"):
                 assert DEPLOYMENT_FILTER in matchers, f"{where}: {metric} not by deployment"
+
+
+def test_gateway_row_shows_the_contracts_metrics() -> None:
+    """Issue 22 item 4: the Gateway row reads every gateway metric and the cold start."""
+    dashboard = load(CHART / "files" / "dashboards" / "deployment-performance.json")
+    rows = [p for p in dashboard["panels"] if p["type"] == "row"]
+    assert rows[-1]["title"] == "Gateway"
+    row_y = rows[-1]["gridPos"]["y"]
+    exprs = " ".join(
+        t["expr"] for p in dashboard["panels"] if p["gridPos"]["y"] > row_y for t in p["targets"]
+    )
+    for metric in (
+        "llm_gateway_requests_total",
+        "llm_gateway_responses_total",
+        "llm_gateway_in_flight",
+        "llm_gateway_held_requests",
+        "llm_gateway_holds_total",
+        "llm_gateway_hold_seconds_bucket",
+        "llm_gateway_retries_total",
+        "llm_gateway_added_latency_seconds_bucket",
+        "llm_gateway_replicas",
+        "llmops_cold_start_seconds_bucket",
+    ):
+        assert metric + "{" in exprs, metric
+    for by in ("picked_by", "outcome", "state", "code"):
+        assert f"by ({by})" in exprs or f", {by})" in exprs, by
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["model"]["definition"] == "label_values(llm_gateway_replicas, model)"
 
 
 def test_autoscaler_decisions_are_annotations() -> None:

@@ -18,6 +18,10 @@ labels, from the Service the operator applied), the operator's standard relabeli
 (namespace, service, pod, container, job, endpoint), then the ServiceMonitor's own relabelings.
 So the `deployment` label every dashboard filters on comes from the real template. The
 operator's job keeps its labels (honor_labels), as the chart's ServiceMonitor does.
+
+A real `llm-gateway` (static directory: the serving pod plus a replica with nothing listening,
+and a model with no replica) takes its own traffic, so the Gateway row has picks, retries and
+holds to show; its job keeps its labels too, as the chart's gateway ServiceMonitor does.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 import httpx
 import openai
+from gateway_traffic import ASLEEP, GatewayLoad, running_gateway
 from kube_client import Kube, wait_until
 from llm_server_runtime import LlmServerRuntime
 from operator_harness import Llmd, autoscaled_manifest, gpu_node
@@ -100,14 +105,16 @@ def server_job(service: dict[str, Any], monitor: dict[str, Any], pod_name: str, 
     }
 
 
-def operator_job(target: str) -> Any:
+def operator_job(target: str, job: str = "llm-operator") -> Any:
+    """The operator's or the gateway's: honor_labels, as the chart's ServiceMonitors (the
+    operator's series carry their deployment's namespace, the gateway's the replica's pod)."""
     return {
-        "job_name": "llm-operator",
-        "honor_labels": True,  # as the chart's ServiceMonitor: the series' namespace wins
+        "job_name": job,
+        "honor_labels": True,
         "static_configs": [
             {
                 "targets": [target],
-                "labels": {"namespace": "llm-operator", "pod": "llm-operator-0"},
+                "labels": {"namespace": "llm-operator", "pod": f"{job}-0"},
             }
         ],
     }
@@ -169,10 +176,11 @@ class Load:
 
 
 def substitute(expr: str, namespace: str) -> str:
-    """What Grafana sends for the test's namespace and deployment=chat."""
+    """What Grafana sends for the test's namespace, deployment=chat and model=All (".*")."""
     return (
         expr.replace("$namespace", namespace)
         .replace("$deployment", NAME)
+        .replace("$model", ".*")
         .replace("$__rate_interval", RATE_INTERVAL)
     )
 
@@ -200,7 +208,7 @@ def queries(namespace: str) -> list[tuple[str, str]]:
     return out
 
 
-def variables(namespace: str) -> list[tuple[str, str, str, str]]:
+def variables(namespace: str, model: str) -> list[tuple[str, str, str, str]]:
     """(where, label, series selector, value we expect) of every label_values variable."""
     out = []
     for path in DASHBOARDS:
@@ -209,7 +217,7 @@ def variables(namespace: str) -> list[tuple[str, str, str, str]]:
                 continue
             match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["definition"])
             assert match, variable["definition"]
-            expected = {"namespace": namespace, "deployment": NAME}[match.group(2)]
+            expected = {"namespace": namespace, "deployment": NAME, "model": model}[match.group(2)]
             where = f"{path.stem}: variable {variable['name']}"
             out.append((where, match.group(2), substitute(match.group(1), namespace), expected))
     return out
@@ -236,10 +244,10 @@ def _has_label_value(prometheus: str, label: str, series: str, expected: str) ->
     return response.status_code == 200 and expected in response.json()["data"]
 
 
-def wait_for_data(prometheus: str, namespace: str, deadline_s: float) -> list[str]:
+def wait_for_data(prometheus: str, namespace: str, model: str, deadline_s: float) -> list[str]:
     """Poll every check until it has data; return those that never had any."""
     pending = {where: expr for where, expr in queries(namespace)}
-    labels = {where: rest for where, *rest in variables(namespace)}
+    labels = {where: rest for where, *rest in variables(namespace, model)}
     deadline = time.monotonic() + deadline_s
     while (pending or labels) and time.monotonic() < deadline:
         pending = {w: e for w, e in pending.items() if not _has_data(prometheus, e)}
@@ -283,28 +291,39 @@ def test_every_dashboard_and_rule_query_returns_data(
                 RenderSettings(service_monitor=True),
             )
             (monitor,) = [o for o in rendered if o["kind"] == "ServiceMonitor"]
-            jobs = [
-                server_job(
-                    service, monitor, pod["metadata"]["name"], address.removeprefix("http://")
-                ),
-                operator_job(f"127.0.0.1:{metrics_port}"),
-            ]
-            with running_prometheus(jobs, tmp_path, [RULES_FILE]) as prometheus:
-                with Load(f"{address}/v1", served_name) as load:
+            nothing_listening = f"http://127.0.0.1:{free_port()}"
+            directory = {served_name: [address, nothing_listening], ASLEEP: []}
+            with running_gateway(directory, tmp_path) as gateway:
+                jobs = [
+                    server_job(
+                        service, monitor, pod["metadata"]["name"], address.removeprefix("http://")
+                    ),
+                    operator_job(f"127.0.0.1:{metrics_port}"),
+                    operator_job(gateway.removeprefix("http://"), "llm-gateway"),
+                ]
+                with (
+                    running_prometheus(jobs, tmp_path, [RULES_FILE]) as prometheus,
+                    Load(f"{address}/v1", served_name) as load,
+                    GatewayLoad(gateway, served_name, SHARED_PREFIX) as through_gateway,
+                ):
                     # The queue makes the autoscaler scale up (the budget stops it at 2).
                     wait_until(lambda: llmd.status().get("desiredReplicas") == 2, 120, "2")
                     wait_until(lambda: len(llmd.pods()) == 2, 120, "pod b")
-                    missing = wait_for_data(prometheus, namespace, DEADLINE_S)
+                    missing = wait_for_data(prometheus, namespace, served_name, DEADLINE_S)
+                    health = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()
+                    log = (tmp_path / "prometheus.log").read_text(errors="replace")[-3000:]
                 assert not load.failures, load.failures[:3]
                 assert "varied" in load.served and "repeated" in load.served
-                health = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()
+                # Through the gateway: none failed (the dead replica's refusals were retried),
+                # the sleeping model's requests were held to a 503 or refused over the bound.
+                assert not through_gateway.failures, through_gateway.failures[:3]
+                assert through_gateway.served and set(through_gateway.held) == {429, 503}
                 broken = [
                     (r.get("name"), r.get("lastError"))
                     for g in health["data"]["groups"]
                     for r in g["rules"]
                     if r.get("health") != "ok"
                 ]
-                log = (tmp_path / "prometheus.log").read_text(errors="replace")[-3000:]
     finally:
         del kubelet.runtimes[namespace]
         runtime.close()

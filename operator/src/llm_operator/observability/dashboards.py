@@ -10,6 +10,7 @@ from typing import Any
 
 from llm_operator.observability import promql as q
 from llm_operator.observability import rules as r
+from llm_operator.observability.gateway_panels import gateway_row, model_variable
 from llm_operator.observability.grafana import (
     Annotation,
     Dashboard,
@@ -412,9 +413,10 @@ def deployment_performance() -> Dashboard:
     return Dashboard(
         uid="llmops-deployment-performance",
         title="LLM deployments / Deployment performance",
-        description="Load, latency, throughput, caches and autoscaling of LLMDeployments.",
-        variables=_variables(q.WAITING),
-        rows=(load, latency, throughput, caches, autoscaler),
+        description="Load, latency, throughput, caches and autoscaling of LLMDeployments, "
+        "and the gateway in front of them.",
+        variables=(*_variables(q.WAITING), model_variable()),
+        rows=(load, latency, throughput, caches, autoscaler, gateway_row()),
         annotations=(decisions,),
         time_from="now-1h",
     )

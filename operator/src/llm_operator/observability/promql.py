@@ -18,6 +18,20 @@ LIMITED = "llmops_autoscaler_limited"  # limit: budget, max; 0 or 1
 SCRAPE_FAILURES = "llmops_autoscaler_scrape_failures_total"
 DESIRED_REPLICAS = "llm_operator_deployment_desired_replicas"
 READY_REPLICAS = "llm_operator_deployment_ready_replicas"
+# Pod created -> Ready; labelled `llmdeployment` (not `deployment`), by the gateway contract.
+COLD_START = "llmops_cold_start_seconds"
+
+# The gateway's /metrics (llm_gateway.metrics): labelled by the served `model`, and `pod` (the
+# model server's pod the request went to), not by namespace/deployment.
+GATEWAY_REQUESTS = "llm_gateway_requests_total"  # picked_by: affinity, load, only
+GATEWAY_RESPONSES = "llm_gateway_responses_total"  # code: the HTTP status the client got
+GATEWAY_IN_FLIGHT = "llm_gateway_in_flight"
+GATEWAY_HELD = "llm_gateway_held_requests"
+GATEWAY_HOLDS = "llm_gateway_holds_total"  # outcome: served, timeout, rejected
+GATEWAY_HOLD_TIME = "llm_gateway_hold_seconds"
+GATEWAY_RETRIES = "llm_gateway_retries_total"  # pod: the replica that failed
+GATEWAY_ADDED_LATENCY = "llm_gateway_added_latency_seconds"
+GATEWAY_REPLICAS = "llm_gateway_replicas"  # state: ready, not_ready, terminating
 
 # The llm-server pods (vLLM's names, llm_server.metrics).
 WAITING = "vllm:num_requests_waiting"
@@ -42,6 +56,7 @@ SERVER_CONTAINER = "llm-server"  # the pods' container name, hence the `containe
 # Dashboard variables (Grafana substitutes them before the query reaches Prometheus).
 NAMESPACE_VAR = "$namespace"
 DEPLOYMENT_VAR = "$deployment"
+MODEL_VAR = "$model"
 RATE_INTERVAL = "$__rate_interval"
 
 BY_DEPLOYMENT = "namespace, deployment"
@@ -66,6 +81,10 @@ def in_namespace() -> str:
 
 def in_deployment() -> str:
     return matches("deployment", DEPLOYMENT_VAR)
+
+
+def of_model() -> str:
+    return matches("model", MODEL_VAR)
 
 
 def scoped(metric: str, *matchers: str) -> str:
