@@ -14,6 +14,7 @@ import pytest
 from chart_rendering import CHART, RELEASE_NAMESPACE, of_component, render, render_objects
 
 from llm_gateway.settings import parse_settings
+from llm_operator.settings import config_from_args, parser
 
 GATEWAY = "llmops-llm-operator-gateway"
 MONITORED = {"metrics": {"serviceMonitor": {"enabled": True}}}
@@ -66,6 +67,23 @@ def test_gateway_is_installed_by_default_and_can_be_left_out() -> None:
     off = {"gateway": {"enabled": False}, **MONITORED}
     assert gateway_objects(off) == []
     assert not [o for o in render_objects(off) if "gateway" in o["metadata"]["name"]]
+
+
+def test_the_operator_shows_the_gateway_url_in_each_status() -> None:
+    """--gateway-url (status.gatewayEndpoint) names the gateway Service's port, by DNS."""
+
+    def operator_config(values: dict[str, Any]) -> Any:
+        operator = of_component(render_objects(values), "operator")
+        (container,) = one(operator, "Deployment")["spec"]["template"]["spec"]["containers"]
+        return config_from_args(parser().parse_args(container["args"]))
+
+    url = f"http://{GATEWAY}.{RELEASE_NAMESPACE}.svc:8080/v1"
+    assert operator_config({}).gateway_url == url
+    service = one(gateway_objects(), "Service")
+    assert url.startswith(f"http://{service['metadata']['name']}.{RELEASE_NAMESPACE}.svc:")
+    moved = {"gateway": {"service": {"port": 80}}}
+    assert operator_config(moved).gateway_url == f"http://{GATEWAY}.{RELEASE_NAMESPACE}.svc:80/v1"
+    assert operator_config({"gateway": {"enabled": False}}).gateway_url is None
 
 
 def test_service_selects_the_gateway_pods_and_never_the_operators() -> None:
