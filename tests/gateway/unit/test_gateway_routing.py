@@ -135,7 +135,31 @@ async def test_skips_not_ready_and_terminating_replicas(make_stub, make_gateway)
     for i in range(12):
         assert (await gateway.post("/v1/completions", {"model": "m", "prompt": str(i)}))[0] == 200
     assert len(up.received) == 12 and starting.received == draining.received == []
-    assert 'picked_by="only"' in await gateway.metrics()
+    metrics = await gateway.metrics()
+    assert 'picked_by="only"' in metrics
+    for state in ("ready", "not_ready", "terminating"):
+        assert f'llm_gateway_replicas{{model="m",state="{state}"}} 1.0' in metrics
+
+
+class SyncingDirectory(StaticDirectory):
+    def __init__(self) -> None:
+        super().__init__()
+        self.is_synced = False
+
+    def synced(self) -> bool:
+        return self.is_synced
+
+
+async def test_probes(make_gateway) -> None:
+    directory = SyncingDirectory()
+    gateway = await make_gateway(directory)
+    async with gateway.session.get(gateway.url + "/healthz") as response:
+        assert response.status == 200
+    async with gateway.session.get(gateway.url + "/readyz") as response:
+        assert response.status == 503  # the directory's first view is not in yet
+    directory.is_synced = True
+    async with gateway.session.get(gateway.url + "/readyz") as response:
+        assert response.status == 200
 
 
 async def test_forwards_authorization_and_request_id(make_stub, make_gateway) -> None:
