@@ -81,7 +81,8 @@ def test_the_operator_shows_the_gateway_url_in_each_status() -> None:
     assert operator_config({}).gateway_url == url
     operator = one(of_component(render_objects(), "operator"), "Deployment")
     (container,) = operator["spec"]["template"]["spec"]["containers"]
-    assert [a for a in container["args"] if a.startswith("--gateway-url")] == [f"--gateway-url={url}"]
+    given = [a for a in container["args"] if a.startswith("--gateway-url")]
+    assert given == [f"--gateway-url={url}"]
     service = one(gateway_objects(), "Service")
     assert url.startswith(f"http://{service['metadata']['name']}.{RELEASE_NAMESPACE}.svc:")
     moved = {"gateway": {"service": {"port": 80}}}
