@@ -27,6 +27,7 @@ REJECTED_RETRY_AFTER_SECONDS = 5  # over the hold bound: the queue is full right
 TIMED_OUT_RETRY_AFTER_SECONDS = 30  # no replica after the hold timeout: a cold start is slow
 MODEL_LABEL = web.RequestKey("model_label", str)  # the metrics label once the model is known
 CLIENT_CLOSED = 499  # nginx's code for "the client went away": no response was sent
+UPSTREAM_IDLE_SECONDS = 4.0  # below llm-server's --http-keep-alive-seconds (5)
 
 
 class Gateway:
@@ -160,7 +161,9 @@ def build_app(
             if isinstance(directory, contextlib.AbstractAsyncContextManager):
                 await stack.enter_async_context(directory)  # e.g. KubeDirectory's watches
             # One pooled session for every replica: keep-alive connections, no per-host cap.
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
+            # Idle ones close before llm-server's own 5 s keep-alive does, so a request never
+            # races the server closing the connection it was about to reuse.
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=UPSTREAM_IDLE_SECONDS)
             session = await stack.enter_async_context(
                 aiohttp.ClientSession(connector=connector, auto_decompress=False)
             )

@@ -2,12 +2,16 @@
 
 The raw body goes upstream unchanged with the headers that matter (Authorization passes
 through: the pod checks the key). A connection error before the first byte of the answer is
-retried once on another replica; once streaming has started, an upstream failure ends the
-client's stream (it sees a truncated response, never a spliced one).
+retried once on another replica, and so is llm-server's 503 `draining`/`loading` (the replica
+refused before doing any work: it is as good as gone, as when a pod starts draining before its
+EndpointSlice says so). Other 429s and 503s are the replica's answer, relayed as they are.
+Once streaming has started, an upstream failure ends the client's stream (it sees a truncated
+response, never a spliced one).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -33,6 +37,8 @@ HOP_BY_HOP = frozenset(
      "transfer-encoding", "upgrade")
 )  # fmt: skip
 ATTEMPTS = 2  # the first try and one retry on another replica
+NOT_SERVING_CODES = frozenset(("draining", "loading"))  # llm-server's 503s before any work
+MAX_INSPECTED_BYTES = 64 * 1024  # a 503 body larger than this is relayed, not read
 
 
 def _upstream_headers(request: web.Request) -> CIMultiDict[str]:
@@ -45,6 +51,22 @@ def _upstream_headers(request: web.Request) -> CIMultiDict[str]:
 
 def _client_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
     return CIMultiDict((k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP)
+
+
+def _error_code(body: bytes) -> object:
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return None
+    return error.get("code") if isinstance(error, dict) else None
+
+
+async def _small_503_body(upstream: aiohttp.ClientResponse) -> bytes | None:
+    """The body of a 503 small enough to inspect, or None (relay it untouched)."""
+    length = upstream.content_length
+    if upstream.status != 503 or length is None or length > MAX_INSPECTED_BYTES:
+        return None
+    return await upstream.read()
 
 
 class Proxy:
@@ -111,7 +133,21 @@ class Proxy:
                     tried.append(replica.pod)
                     continue
                 async with upstream:
-                    return await self._relay(request, upstream, replica)
+                    others = any(
+                        r.pod != replica.pod and r.pod not in tried for r in target.serving()
+                    )
+                    can_retry = attempt + 1 < ATTEMPTS and others
+                    body_503 = await _small_503_body(upstream) if can_retry else None
+                    if body_503 is None:
+                        return await self._relay(request, upstream, replica)
+                    if _error_code(body_503) in NOT_SERVING_CODES:
+                        logger.info("replica %s is not serving (503): trying another", replica.pod)
+                        self._tracker.mark_failing(replica.url)
+                        tried.append(replica.pod)
+                        continue
+                    headers_503 = _client_headers(upstream)
+                    headers_503.popall("Content-Length", None)
+                    return web.Response(status=503, headers=headers_503, body=body_503)
             finally:
                 self._tracker.finished(replica.url)
                 self._metrics.in_flight_changed(model, replica.pod, -1)

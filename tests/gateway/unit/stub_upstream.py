@@ -51,6 +51,7 @@ class StubReplica:
     name: str
     mode: str = "answer"  # answer | hold | cut | status
     status: int = 429
+    code: str | None = None  # the error code of a `status` answer
     queue: int = 0  # what its /metrics reports as waiting
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[CIMultiDict[str]] = field(default_factory=list)
@@ -70,7 +71,8 @@ class StubReplica:
         model = body["model"]
         if self.mode == "status":
             return web.json_response(
-                {"error": {"message": "busy", "type": "overloaded", "param": None, "code": None}},
+                {"error": {"message": "busy", "type": "overloaded", "param": None,
+                           "code": self.code}},
                 status=self.status, headers={"Retry-After": "7"},
             )  # fmt: skip
         if self.mode == "hold":

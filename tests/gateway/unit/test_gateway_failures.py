@@ -80,3 +80,34 @@ async def test_failure_mid_stream_truncates_without_retry(make_stub, make_gatewa
     assert b"one " in received and b"[DONE]" not in received  # truncated, not completed
     assert sum(len(stub.received) for stub in stubs) == 1  # the other replica never saw it
     assert "llm_gateway_retries_total{" not in await gateway.metrics()
+
+
+async def test_a_draining_replica_s_503_is_retried_elsewhere(make_stub, make_gateway) -> None:
+    draining = await make_stub("draining", mode="status", status=503, code="draining")
+    alive = await make_stub("alive")
+    gateway = await make_gateway(
+        StaticDirectory([target("m", replica_of(draining), replica_of(alive))])
+    )
+    for i in range(12):
+        status, body = await gateway.post("/v1/completions", {"model": "m", "prompt": f"p{i}"})
+        assert status == 200 and body["choices"][0]["text"] == "from alive"
+    assert len(draining.received) == 1  # then skipped as failing
+    assert 'llm_gateway_retries_total{model="m",pod="draining"} 1.0' in await gateway.metrics()
+
+
+async def test_an_overloaded_503_or_a_lone_draining_replica_is_relayed(
+    make_stub, make_gateway
+) -> None:
+    busy = await make_stub("busy", mode="status", status=503, code="overloaded")
+    other = await make_stub("other", mode="status", status=503, code="overloaded")
+    gateway = await make_gateway(
+        StaticDirectory([target("m", replica_of(busy), replica_of(other))])
+    )
+    async with gateway.session.post(gateway.url + "/v1/completions", json={"model": "m"}) as r:
+        assert r.status == 503 and r.headers["Retry-After"] == "7"
+        assert (await r.json())["error"]["code"] == "overloaded"
+    assert len(busy.received) + len(other.received) == 1  # the replica's answer, not retried
+    lone = await make_stub("lone", mode="status", status=503, code="draining")
+    gateway = await make_gateway(StaticDirectory([target("m", replica_of(lone))]))
+    async with gateway.session.post(gateway.url + "/v1/completions", json={"model": "m"}) as r:
+        assert r.status == 503 and (await r.json())["error"]["code"] == "draining"
