@@ -3,48 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from gateway_testing import RunningGateway
 from stub_upstream import StubReplica
 
-from llm_gateway.app import GATEWAY, Gateway, build_app
-from llm_gateway.directory import ModelTarget, Replica, StaticDirectory
+from llm_gateway.app import build_app
+from llm_gateway.directory import StaticDirectory
 from llm_gateway.settings import GatewaySettings
-
-
-def replica_of(stub: StubReplica, *, ready: bool = True, terminating: bool = False) -> Replica:
-    return Replica(pod=stub.name, url=stub.url, ready=ready, terminating=terminating)
-
-
-def target(model: str, *replicas: Replica) -> ModelTarget:
-    return ModelTarget(model=model, namespace="ns", deployment=f"{model}-deploy", replicas=replicas)
-
-
-@dataclass
-class RunningGateway:
-    server: TestServer
-    directory: StaticDirectory
-    session: aiohttp.ClientSession
-
-    @property
-    def url(self) -> str:
-        return str(self.server.make_url("")).rstrip("/")
-
-    @property
-    def core(self) -> Gateway:
-        return self.server.app[GATEWAY]
-
-    async def post(self, path: str, body: Any, **kwargs: Any) -> tuple[int, Any]:
-        async with self.session.post(self.url + path, json=body, **kwargs) as response:
-            return response.status, await response.json()
-
-    async def metrics(self) -> str:
-        async with self.session.get(self.url + "/metrics") as response:
-            return await response.text()
 
 
 @pytest.fixture

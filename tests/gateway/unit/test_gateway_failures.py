@@ -7,7 +7,7 @@ import socket
 import aiohttp
 import openai
 import pytest
-from conftest import replica_of, target
+from gateway_testing import replica_of, target
 from stub_upstream import STREAM_PIECES
 
 from llm_gateway.directory import Replica, StaticDirectory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import replica_of, target
+from gateway_testing import replica_of, target
 
 from llm_gateway.directory import StaticDirectory
 

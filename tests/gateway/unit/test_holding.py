@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from conftest import replica_of, target
+from gateway_testing import replica_of, target
 
 from llm_gateway.directory import StaticDirectory
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import target
+from gateway_testing import target
 
 from llm_gateway.directory import Replica, StaticDirectory
 from llm_gateway.load import parse_queue
