@@ -83,7 +83,7 @@ class Gateway:
                 timeout = self.settings.hold_timeout_seconds
                 return error_response(
                     503, f"No replica of model `{fields.model}` became ready in {timeout:g} s.",
-                    type="service_unavailable", code="no_ready_replica",
+                    type="service_unavailable_error", code="no_ready_replica",
                     retry_after_seconds=TIMED_OUT_RETRY_AFTER_SECONDS,
                 )  # fmt: skip
             except ModelGone:
