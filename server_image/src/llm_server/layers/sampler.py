@@ -7,9 +7,10 @@ distribution (before any of it), as vLLM reports by default.
 
 Draws are exponential races, argmax(probs / q) with q ~ Exp(1), which is what
 torch.multinomial(probs, 1) does. A request with a `seed` draws its noise row from its own
-generator, exactly as multinomial did, so it gets the same tokens whatever else shares its
-batch (and across preemption). Unseeded rows share one batched draw from the generator of the
-first of them (seeded by the engine), so an engine seed still reproduces a whole run.
+generator exactly as multinomial did, so it gets the same tokens as before, whatever else
+shares its batch (and across preemption). Unseeded rows share one batched draw from the
+generator of the first of them (seeded by the engine), so an engine seed still reproduces a
+whole run.
 
 Every decision is taken on the host from the requests' parameters, never from tensor values:
 the only device-to-host transfer is the one that returns the tokens (and logprobs).
@@ -81,22 +82,36 @@ def _draw(
 ) -> torch.Tensor:
     """One token per row of temperature-sampled rows; _INVALID where no distribution is left."""
     probs = _filtered_probs(logits, params)
-    noise = torch.empty_like(probs)
-    unseeded = [i for i, p in enumerate(params) if p.seed is None]
-    for i, p in enumerate(params):
-        if p.seed is not None:  # this request's own stream: independent of the batch
-            noise[i].exponential_(generator=generators[i])
-    if len(unseeded) == len(params):
-        noise.exponential_(generator=generators[0])
-    elif unseeded:
-        rows = to_device(unseeded, torch.long, probs.device)
-        batch_noise = torch.empty(len(unseeded), probs.shape[-1], device=probs.device)
-        noise.index_copy_(0, rows, batch_noise.exponential_(generator=generators[unseeded[0]]))
+    noise = _exponential_noise(probs.shape, params, generators, probs.device)
     drawn = (probs / noise).argmax(dim=-1)
     # A NaN or all-zero row would draw garbage (on CUDA multinomial would assert): it fails.
     total = probs.sum(dim=-1)
     valid = torch.isfinite(total) & (total > 0)
     return torch.where(valid, drawn, torch.full_like(drawn, _INVALID))
+
+
+def _exponential_noise(
+    shape: torch.Size,
+    params: list[SamplingParams],
+    generators: list[torch.Generator],
+    device: torch.device,
+) -> torch.Tensor:
+    """Exp(1) noise: a seeded row's from its own generator (exponential_, what multinomial
+    draws); the unseeded rows' in one draw of -log(U), four times cheaper than exponential_
+    on CPU, from the generator of the first of them."""
+    unseeded = [i for i, p in enumerate(params) if p.seed is None]
+    if len(unseeded) == len(params):
+        return torch.rand(shape, generator=generators[0], device=device).log_().neg_()
+    noise = torch.empty(shape, device=device)
+    for i, p in enumerate(params):
+        if p.seed is not None:
+            noise[i].exponential_(generator=generators[i])
+    if unseeded:
+        rows = to_device(unseeded, torch.long, device)
+        drawn = torch.rand(len(unseeded), shape[-1], generator=generators[unseeded[0]],
+                           device=device).log_().neg_()  # fmt: skip
+        noise.index_copy_(0, rows, drawn)
+    return noise
 
 
 def _filtered_probs(logits: torch.Tensor, params: list[SamplingParams]) -> torch.Tensor:
@@ -109,17 +124,31 @@ def _filtered_probs(logits: torch.Tensor, params: list[SamplingParams]) -> torch
         probs = logits.softmax(dim=-1)
         threshold = probs.max(dim=-1, keepdim=True).values * min_ps[:, None]
         logits = logits.masked_fill(probs < threshold, float("-inf"))
+    truncating = [i for i, p in enumerate(params) if 0 < p.top_k < vocab or p.top_p < 1.0]
+    if not truncating:
+        return logits.softmax(dim=-1)
+    if len(truncating) == len(params):
+        drop = _top_k_top_p_drop(logits, params)
+    else:  # only the rows that truncate pay for the (partial) sort
+        rows = to_device(truncating, torch.long, device)
+        dropped = _top_k_top_p_drop(logits.index_select(0, rows), [params[i] for i in truncating])
+        drop = torch.zeros_like(logits, dtype=torch.bool).index_copy_(0, rows, dropped)
+    return logits.masked_fill(drop, float("-inf")).softmax(dim=-1)
+
+
+def _top_k_top_p_drop(logits: torch.Tensor, params: list[SamplingParams]) -> torch.Tensor:
+    """The tokens top_k and top_p remove, for rows that have at least one of them."""
+    device, vocab = logits.device, logits.shape[-1]
     top_ks = [p.top_k if 0 < p.top_k < vocab else 0 for p in params]
     top_ps = [p.top_p if p.top_p < 1.0 else float("inf") for p in params]  # inf: keeps all
-    if not any(top_ks) and all(p == float("inf") for p in top_ps):
-        return logits.softmax(dim=-1)
     # Candidates in descending order: the top max(k) when every top_p row also has a top_k
     # (a partial sort), else the whole sorted vocabulary.
     needs_all = any(p < float("inf") and not k for p, k in zip(top_ps, top_ks, strict=True))
     width = vocab if needs_all else max(top_ks)
-    candidates, order = (
-        logits.topk(width, dim=-1) if width < vocab else logits.sort(dim=-1, descending=True)
-    )
+    if width < vocab:
+        candidates, order = logits.topk(width, dim=-1)
+    else:
+        candidates, order = logits.sort(dim=-1, descending=True)
     # top_k keeps every token at least as likely as the k-th (ties included), as before.
     kth_index = to_device([k - 1 if k else 0 for k in top_ks], torch.long, device)
     has_top_k = to_device([bool(k) for k in top_ks], torch.bool, device)
@@ -135,7 +164,7 @@ def _filtered_probs(logits: torch.Tensor, params: list[SamplingParams]) -> torch
         drop_sorted = mass_before >= top_p[:, None]
         drop_sorted[:, 0] = False  # a top_p that rounds to 0 in float32 still keeps the top token
         drop |= torch.zeros_like(drop).scatter_(1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf")).softmax(dim=-1)
+    return drop
 
 
 @dataclass(frozen=True)
