@@ -24,12 +24,12 @@ GATEWAY_RULES = [
     {
         "apiGroups": ["inference.llmops.dev"],
         "resources": ["llmdeployments"],
-        "verbs": ["get", "list", "watch", "patch"],
+        "verbs": ["list", "watch", "patch"],
     },
     {
         "apiGroups": ["discovery.k8s.io"],
         "resources": ["endpointslices"],
-        "verbs": ["get", "list", "watch"],
+        "verbs": ["list", "watch"],
     },
 ]
 

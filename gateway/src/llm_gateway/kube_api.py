@@ -78,7 +78,8 @@ class KubeApi:
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         # Asked per request: an in-cluster token is re-read by the loader's refresh hook.
         headers = {"Accept": "application/json"}
-        token = self._configuration.get_api_key_with_prefix("authorization")
+        # Both loaders (in-cluster, kubeconfig token) store it as "BearerToken".
+        token = self._configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
         if token:
             headers["Authorization"] = token
         if content_type:
