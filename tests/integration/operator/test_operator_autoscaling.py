@@ -43,6 +43,7 @@ from operator_thread import operator_config, running_operator
 
 from llm_operator import metrics
 from llm_operator.autoscale.collector import Collector, ScrapeTarget
+from llm_operator.render import RenderSettings
 
 NAME = "autoscaled"
 WORKERS = 6  # concurrent clients: 1 runs, the rest queue (targets: 1 running, 1 waiting)
@@ -138,7 +139,14 @@ def test_scales_up_on_a_real_queue_within_budget_and_back_down(
     runtime = LlmServerRuntime(tmp_path, extra_args=("--max-num-seqs", "1"), limit=1)
     kubelet.runtimes[namespace] = runtime
     llmd = Llmd(kube, namespace, NAME)
-    config = operator_config(namespace, scrape_interval_seconds=0.25, scrape_timeout_seconds=2.0)
+    # The scale-up's pod never turns Ready here: a pod stuck past its startup budget (the
+    # startup probe's, 10 s here) no longer holds scale-down as a loading pod would.
+    config = operator_config(
+        namespace,
+        scrape_interval_seconds=0.25,
+        scrape_timeout_seconds=2.0,
+        render=RenderSettings(startup_timeout_seconds=10),
+    )
     decisions_up = sample(
         "llmops_autoscaler_decisions_total", namespace, deployment=NAME, direction="up"
     )

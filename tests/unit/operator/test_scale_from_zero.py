@@ -21,6 +21,7 @@ from llm_operator.autoscale.signals import DeploymentSignals, PodSignals
 from llm_operator.plan import Observed, Plan, PodSummary, ReconcileSettings
 from llm_operator.plan import decide as plan_decide
 from llm_operator.plan.observed import ScalingMemory, Scrape, summarize_child
+from llm_operator.render import RenderSettings
 from llm_operator.replicas import MIN_DEMAND_SECONDS, demand_floor, replica_target
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -243,3 +244,20 @@ def test_status_names_the_model_to_send_and_the_gateway_url_when_set() -> None:
     status = plan_decide(MANIFEST, Observed(), NOW, gateway).status
     assert status is not None
     assert status["gatewayEndpoint"] == "http://llmops-gateway.llmops.svc:8080/v1"
+
+
+@pytest.mark.parametrize(("loading_for", "replicas"), [(100, 2), (700, 1)])
+def test_a_loading_pod_is_kept_within_its_startup_budget(loading_for: int, replicas: int) -> None:
+    """1 ready idle pod + 1 loading: no scale-down while the loading pod is within the startup
+    probe's budget (600 s here); past it (a stuck pod the kubelet restarts anyway) it goes."""
+    body = copy.deepcopy(MANIFEST)
+    body["spec"]["autoscaling"]["scaleDownStabilizationSeconds"] = 0
+    body["status"] = {"desiredReplicas": 2}
+    pods = (
+        PodSummary("a", "primary", "Running", ready=True),
+        PodSummary("b", "primary", "Running", created=NOW - timedelta(seconds=loading_for)),
+    )
+    scrape = Scrape((PodSignals("a"),), 1.0)
+    settings = ReconcileSettings(render=RenderSettings(startup_timeout_seconds=600))
+    plan = plan_decide(body, Observed({}, pods, scrape=scrape), NOW, settings)
+    assert plan.desired_replicas == replicas  # the same decision, but for the pod's age

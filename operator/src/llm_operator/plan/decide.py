@@ -110,6 +110,7 @@ def decide(
         now,
         generation,
         floor,
+        settings.render.startup_timeout_seconds,
     )
     wanted = scaling.wanted
     rendered = desired_objects(resource, resolution, settings.render, scaling.replicas)

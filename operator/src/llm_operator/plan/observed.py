@@ -80,7 +80,8 @@ class PodSummary:
     def loading(self) -> bool:
         """Starting and not refused by the scheduler: pulling the image or loading weights.
         A scale-down would kill it first (the Deployment controller removes unready pods
-        first), wasting the load, so the autoscaler holds scale-down while one exists."""
+        first), wasting the load, so the autoscaler holds scale-down while one loads (within
+        the startup probe's budget: plan.scaling)."""
         return self.starting and self.unschedulable_since is None
 
     @property

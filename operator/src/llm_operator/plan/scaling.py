@@ -40,7 +40,7 @@ from llm_operator.cost import (
     dollars_per_million_tokens,
 )
 from llm_operator.plan.conditions import find, set_condition, transitioned
-from llm_operator.plan.observed import DeploymentState, Observed, ScalingMemory
+from llm_operator.plan.observed import DeploymentState, Observed, PodSummary, ScalingMemory
 from llm_operator.plan.timefmt import format_time
 from llm_operator.plan.types import CostReport, EventSpec
 from llm_operator.resolve import Resolution
@@ -80,10 +80,13 @@ def plan_scaling(
     now: datetime,
     generation: int | None,
     floor: int = 0,
+    startup_seconds: float = float("inf"),
 ) -> Scaling:
     """`target` is decide()'s replica target (replicas.replica_target): the count held
     between autoscaler decisions (builtin) or replicas.desired within the bounds (none).
-    `floor` is replicas.demand_floor's: 1 while the gateway holds requests recently."""
+    `floor` is replicas.demand_floor's: 1 while the gateway holds requests recently.
+    `startup_seconds`: how long a pod may load (the startup probe's budget); a pod loading
+    for less holds scale-down (past it, the kubelet restarts it and the load is lost anyway)."""
     bounds, mode = spec.replicas, spec.autoscaling.mode
     capped = budget_capped_max(spec, per_replica)
     decision: Decision | None = None
@@ -106,7 +109,7 @@ def plan_scaling(
                 current_replicas=held,
                 ready=observed.scrape.pods,
                 starting=sum(p.starting for p in observed.pods),
-                loading=sum(p.loading for p in observed.pods),
+                loading=_loading(observed.pods, now, startup_seconds),
             )
             config = PolicyConfig.from_spec(spec, per_replica, floor)
             state = observed.memory.policy
@@ -139,6 +142,14 @@ def plan_scaling(
     if decision is not None:
         report = replace(report, direction=decision.direction)
     return Scaling(replicas, wanted, conditions, events, last_scaling, cost, report, memory)
+
+
+def _loading(pods: Sequence[PodSummary], now: datetime, startup_seconds: float) -> int:
+    """Pods loading (PodSummary.loading) for less than the startup budget."""
+    return sum(
+        p.loading and (p.created is None or (now - p.created).total_seconds() < startup_seconds)
+        for p in pods
+    )
 
 
 def _held_limits(
