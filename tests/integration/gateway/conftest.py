@@ -1,0 +1,7 @@
+"""Fixtures for the gateway integration tests; the harness is in gateway_harness.py."""
+
+from __future__ import annotations
+
+from gateway_harness import kube_gateway, operator_env, pod_servers
+
+__all__ = ["kube_gateway", "operator_env", "pod_servers"]
