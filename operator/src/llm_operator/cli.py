@@ -6,7 +6,8 @@ llmops cost -f deployment.yaml [-o json]
 llmops render -f deployment.yaml [--replicas N]     print the objects the operator would apply
 llmops up -f deployment.yaml [--port 8000]          run its llm-server here (Ctrl-C drains)
 llmops up -f deployment.yaml --replicas 2 --gateway N servers behind a local llm-gateway (:8080)
-llmops crd [--reference]                            print the CRD or its field reference
+llmops crd [--kind LLMTenant] [--reference]        print a CRD, or the field reference
+llmops bill --prometheus URL [--month 2026-11] [--namespace NS]   a month's bill per tenant
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from llm_operator import kube_yaml
@@ -23,6 +25,8 @@ from llm_operator.api.admission import admission_errors, as_served
 from llm_operator.api.crd import crd_yaml
 from llm_operator.api.reference import reference_markdown
 from llm_operator.api.resource import LLMDeployment
+from llm_operator.api.tenant_crd import tenant_crd_yaml
+from llm_operator.billing import BillError, bill_table, fetch_bill, month_window
 from llm_operator.catalog import Catalog, default_catalog
 from llm_operator.cost import budget_warnings, estimate
 from llm_operator.local import LocalRunError, local_server_args, run_local, run_local_fleet
@@ -234,7 +238,22 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_crd(args: argparse.Namespace) -> int:
-    sys.stdout.write(reference_markdown() if args.reference else crd_yaml())
+    if args.reference:
+        sys.stdout.write(reference_markdown())
+    else:
+        sys.stdout.write(tenant_crd_yaml() if args.kind == "LLMTenant" else crd_yaml())
+    return 0
+
+
+def cmd_bill(args: argparse.Namespace) -> int:
+    """A month's chargeback per tenant, from llm-gateway's counters in Prometheus."""
+    try:
+        window = month_window(args.month, datetime.now(UTC))
+        lines = fetch_bill(args.prometheus, window, args.namespace)
+    except BillError as exc:
+        print(f"llmops bill: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    sys.stdout.write(bill_table(window, lines))
     return 0
 
 
@@ -290,7 +309,15 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--ready-timeout", type=float, default=300.0, help="seconds")
     crd_command = commands.add_parser("crd", help="print the generated CRD")
     crd_command.add_argument("--reference", action="store_true", help="the field reference instead")
+    crd_command.add_argument(
+        "--kind", choices=["LLMDeployment", "LLMTenant"], default="LLMDeployment"
+    )
     crd_command.set_defaults(func=cmd_crd)
+    bill = commands.add_parser("bill", help="a month's bill per tenant, from Prometheus")
+    bill.add_argument("--prometheus", required=True, help="base URL, e.g. http://prometheus:9090")
+    bill.add_argument("--month", help="YYYY-MM, UTC (default: this month, until now)")
+    bill.add_argument("--namespace", help="only this namespace's tenants")
+    bill.set_defaults(func=cmd_bill)
     return top
 
 

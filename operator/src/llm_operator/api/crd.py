@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from llm_operator.api.resource import (
     API_VERSION,
@@ -127,25 +128,26 @@ def _any_of(schema: Schema, defs: dict[str, Schema]) -> Schema:
     raise ValueError(f"cannot express anyOf {types} in a structural schema")
 
 
-def _strip_markers(node: Any) -> Any:
+def strip_markers(node: Any) -> Any:
     if isinstance(node, dict):
-        return {k: _strip_markers(v) for k, v in node.items() if k != "x-llmops-optional"}
+        return {k: strip_markers(v) for k, v in node.items() if k != "x-llmops-optional"}
     if isinstance(node, list):
-        return [_strip_markers(v) for v in node]
+        return [strip_markers(v) for v in node]
     return node
 
 
-def _model_schema(model: type[LLMDeploymentSpec] | type[LLMDeploymentStatus]) -> Schema:
+def model_schema(model: type[BaseModel]) -> Schema:
+    """The structural schema of one API model (spec or status)."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     return structural(raw, raw.get("$defs", {}))
 
 
 def openapi_schema() -> Schema:
     """The openAPIV3Schema of the served version."""
-    spec = _model_schema(LLMDeploymentSpec)
-    status = _model_schema(LLMDeploymentStatus)
+    spec = model_schema(LLMDeploymentSpec)
+    status = model_schema(LLMDeploymentStatus)
     status.pop("default", None)
-    schema: Schema = _strip_markers(
+    schema: Schema = strip_markers(
         {
             "type": "object",
             "description": "A served LLM and its optimization policy.",

@@ -1,4 +1,4 @@
-"""The field reference (docs/api-reference.md), generated from the same schema as the CRD."""
+"""The field reference (docs/api-reference.md), generated from the same schemas as the CRDs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from llm_operator.api.crd import openapi_schema
+from llm_operator.api.tenant_crd import tenant_openapi_schema
 
 
 def _type(node: dict[str, Any]) -> str:
@@ -49,22 +50,32 @@ def _rows(node: dict[str, Any], path: str, required: bool) -> list[str]:
     return rows
 
 
-def reference_markdown() -> str:
-    schema = openapi_schema()["properties"]
-    lines = [
-        "# LLMDeployment field reference",
-        "",
-        "Generated from `llm_operator.api` by `make crds`; do not edit. Concepts and examples:",
-        "[api.md](api.md).",
-        "",
-    ]
+def _tables(schema: dict[str, Any], heading: str) -> list[str]:
+    lines = []
     for top in ("spec", "status"):
         lines += [
-            f"## {top}",
+            f"{heading} {top}",
             "",
             "| field | type | required | default | allowed | description |",
             "| --- | --- | --- | --- | --- | --- |",
             *_rows(schema[top], top, top == "spec")[1:],
             "",
         ]
+    return lines
+
+
+def reference_markdown() -> str:
+    lines = [
+        "# LLMDeployment field reference",
+        "",
+        "Generated from `llm_operator.api` by `make crds`; do not edit. Concepts and examples:",
+        "[api.md](api.md).",
+        "",
+        *_tables(openapi_schema()["properties"], "##"),
+        "# LLMTenant field reference",
+        "",
+        "Tenants of llm-gateway: keys, limits, budgets ([traffic.md](traffic.md)).",
+        "",
+        *_tables(tenant_openapi_schema()["properties"], "##"),
+    ]
     return "\n".join(lines)
