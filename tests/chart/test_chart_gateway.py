@@ -11,7 +11,15 @@ from typing import Any
 import helm_python as helm
 import kubernetes_validate
 import pytest
-from chart_rendering import CHART, RELEASE_NAMESPACE, of_component, render, render_objects
+from chart_rendering import (
+    CHART,
+    OVERLAYS,
+    RELEASE_NAMESPACE,
+    of_component,
+    overlay,
+    render,
+    render_objects,
+)
 
 from llm_gateway.settings import parse_settings
 from llm_operator.settings import config_from_args, parser
@@ -165,6 +173,14 @@ def test_probes_resources_and_security_context_like_the_operators() -> None:
     assert main["image"] == "ghcr.io/llmops-dev/llm-gateway:0.1.0"
     tagged = gateway_container({"gateway": {"image": {"repository": "r.io/gw", "tag": "v2"}}})
     assert tagged["image"] == "r.io/gw:v2"
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_cloud_overlays_keep_the_gateway_off_gpu_nodes_like_the_operator(name: str) -> None:
+    objects = render_objects(overlay(name))
+    operator = one(of_component(objects, "operator"), "Deployment")["spec"]["template"]["spec"]
+    gateway = one(of_component(objects, "gateway"), "Deployment")["spec"]["template"]["spec"]
+    assert gateway["affinity"] == operator["affinity"] == overlay(name)["affinity"]
 
 
 def test_cluster_role_grants_exactly_the_gateways_requests() -> None:
