@@ -40,7 +40,7 @@ from llm_server_runtime import LlmServerRuntime
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "chart"))
-from chart_rendering import render_objects  # noqa: E402
+from chart_rendering import of_component, render_objects  # noqa: E402
 
 NODE = "e2e-cpu-node"
 OPERATOR_TOKEN_SECONDS = 3600
@@ -170,7 +170,9 @@ class LocalCluster:
         for crd in crds:
             self.kube.wait_established(crd["metadata"]["name"])
         self.kube.ensure_namespace(self.operator_namespace)
-        (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+        (deployment,) = [
+            o for o in of_component(objects, "operator") if o["kind"] == "Deployment"
+        ]  # the gateway's Deployment is not run here
         for obj in objects:
             if obj["kind"] not in ("CustomResourceDefinition", "Deployment"):
                 self.kube.apply(obj)

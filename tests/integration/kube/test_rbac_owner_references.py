@@ -23,7 +23,7 @@ from llmd_manifest import llmd_manifest
 from operator_thread import operator_config, running_operator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "chart"))
-from chart_rendering import RELEASE_NAMESPACE, render_objects
+from chart_rendering import RELEASE_NAMESPACE, of_component, render_objects
 
 API = "inference.llmops.dev/v1alpha1"
 FINALIZERS_RULE = {
@@ -54,7 +54,7 @@ def _install_chart_rbac(
 ) -> tuple[str, str]:
     """The chart's ServiceAccount, ClusterRole and binding (renamed per test); the role's
     name and a token for the ServiceAccount."""
-    objects = {o["kind"]: o for o in render_objects({})}
+    objects = {o["kind"]: o for o in of_component(render_objects({}), "operator")}
     account, role, binding = (
         objects["ServiceAccount"], objects["ClusterRole"], objects["ClusterRoleBinding"]
     )  # fmt: skip
