@@ -108,6 +108,9 @@ def test_slice_endpoints_read_conditions_address_and_the_http_port() -> None:
     )
     ipv6 = slice_endpoints(eslice("chat", [endpoint("e", "fd00::5")], addressType="IPv6"))
     assert ipv6 is not None and ipv6.replicas[0].url == "http://[fd00::5]:8000"
+    # FQDN slices (the integration tests' loopback pods): the address is dialled as written.
+    fqdn = slice_endpoints(eslice("chat", [endpoint("f", "127.0.3.4")], addressType="FQDN"))
+    assert fqdn is not None and fqdn.replicas[0].url == "http://127.0.3.4:8000"
 
 
 def test_a_slice_without_the_http_port_or_a_service_is_ignored() -> None:
