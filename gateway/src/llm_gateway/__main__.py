@@ -12,6 +12,7 @@ from llm_gateway.app import build_app
 from llm_gateway.directory import Directory, StaticDirectory
 from llm_gateway.settings import GatewaySettings, SettingsError, parse_settings
 from llm_gateway.static_models import StaticModelsError, load_static_models
+from llm_gateway.tenants import TenantLookup
 
 logger = logging.getLogger("llm_gateway")
 
@@ -26,17 +27,28 @@ def _directory(settings: GatewaySettings) -> Directory:
     return directory
 
 
+def _tenants(settings: GatewaySettings) -> TenantLookup | None:
+    """LLMTenants' keys on a cluster; with static models every caller is anonymous."""
+    if not settings.kube:
+        return None
+    from llm_gateway.kube_tenants import from_settings
+
+    tenants: TenantLookup = from_settings(settings)
+    return tenants
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = parse_settings(sys.argv[1:] if argv is None else argv)
         directory = _directory(settings)
+        tenants = _tenants(settings)
     except (SettingsError, StaticModelsError) as exc:
         print(f"llm-gateway: error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = build_app(settings, directory)
+    app = build_app(settings, directory, tenants=tenants)
     logger.info("listening on %s:%d", settings.host, settings.port)
     # handler_cancellation: a client that leaves cancels its held or streaming request, which
     # closes the upstream connection so the replica stops generating for nobody.

@@ -20,6 +20,8 @@ from llm_gateway.picker import request_key
 from llm_gateway.proxy import Proxy
 from llm_gateway.request_key import BadRequest, routing_fields
 from llm_gateway.settings import GatewaySettings
+from llm_gateway.tenancy import TICKET, Tenancy
+from llm_gateway.tenants import TenantLookup
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +35,20 @@ UPSTREAM_IDLE_SECONDS = 4.0  # below llm-server's --http-keep-alive-seconds (5)
 class Gateway:
     """The request path: parse → (hold) → pick → forward. One per application."""
 
-    def __init__(self, settings: GatewaySettings, directory: Directory, metrics: GatewayMetrics):
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        directory: Directory,
+        metrics: GatewayMetrics,
+        tenants: TenantLookup | None = None,
+    ):
         self.settings = settings
         self.directory = directory
         self.metrics = metrics
+        self.tenants = tenants
+        self.tenancy = Tenancy(
+            tenants, metrics, settings.require_tenant_key, settings.replicas_hint
+        )
         self.tracker = LoadTracker(settings.failing_seconds)
         self.holder = Holder(
             directory, metrics, settings.max_held_per_model, settings.hold_timeout_seconds
@@ -50,11 +62,18 @@ class Gateway:
             response = await self._generate(request)
         except asyncio.CancelledError:
             self.metrics.response(request.get(MODEL_LABEL, ""), CLIENT_CLOSED)
+            if TICKET in request:
+                self.tenancy.settle(request[TICKET], CLIENT_CLOSED)
             raise
         self.metrics.response(request.get(MODEL_LABEL, ""), response.status)
+        if TICKET in request:
+            self.tenancy.settle(request[TICKET], response.status)
         return response
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
+        tenant = self.tenancy.identify(request.headers.get("Authorization"))
+        if isinstance(tenant, web.Response):
+            return tenant  # 401, before the body is read
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -69,6 +88,10 @@ class Gateway:
         if target is None:
             return model_not_found(fields.model)
         request[MODEL_LABEL] = fields.model  # a known model: clients must not mint label values
+        ticket = self.tenancy.admit(tenant, target, body, fields.stream)
+        if isinstance(ticket, web.Response):
+            return ticket  # 403, 429
+        request[TICKET] = ticket
         parse_seconds = time.perf_counter() - parse_started
         if not target.serving():
             try:
@@ -90,7 +113,9 @@ class Gateway:
                 return model_not_found(fields.model)
         assert self.proxy is not None
         key = request_key(fields.model, fields.prefix)
-        return await self.proxy.forward(request, body, target, key, parse_seconds)
+        return await self.proxy.forward(
+            request, ticket.upstream_body, target, key, parse_seconds, ticket.observer
+        )
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -124,9 +149,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready once the directory has its first view (a KubeDirectory may say so by `synced()`)."""
-    synced = getattr(request.app[GATEWAY].directory, "synced", None)
-    if synced is not None and not synced():
-        return web.json_response({"status": "syncing"}, status=503)
+    gateway = request.app[GATEWAY]
+    for source in (gateway.directory, gateway.tenants):
+        synced = getattr(source, "synced", None)
+        if synced is not None and not synced():
+            return web.json_response({"status": "syncing"}, status=503)
     return web.json_response({"status": "ready"})
 
 
@@ -150,16 +177,21 @@ async def openai_errors(
 
 
 def build_app(
-    settings: GatewaySettings, directory: Directory, metrics: GatewayMetrics | None = None
+    settings: GatewaySettings,
+    directory: Directory,
+    metrics: GatewayMetrics | None = None,
+    tenants: TenantLookup | None = None,
 ) -> web.Application:
+    """`tenants`: where API keys are looked up (KubeTenants); None: every caller is anonymous."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[openai_errors])
-    gateway = Gateway(settings, directory, metrics or GatewayMetrics())
+    gateway = Gateway(settings, directory, metrics or GatewayMetrics(), tenants)
     app[GATEWAY] = gateway
 
     async def client_session(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            if isinstance(directory, contextlib.AbstractAsyncContextManager):
-                await stack.enter_async_context(directory)  # e.g. KubeDirectory's watches
+            for source in (directory, tenants):  # e.g. KubeDirectory's, KubeTenants' watches
+                if isinstance(source, contextlib.AbstractAsyncContextManager):
+                    await stack.enter_async_context(source)
             # One pooled session for every replica: keep-alive connections, no per-host cap.
             # Idle ones close before llm-server's own 5 s keep-alive does, so a request never
             # races the server closing the connection it was about to reuse.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,6 +28,7 @@ class ModelTarget:
     namespace: str
     deployment: str  # LLMDeployment name
     replicas: tuple[Replica, ...]
+    dollars_per_million_tokens: float | None = None  # status.cost: prices tenants' tokens
 
     def serving(self) -> tuple[Replica, ...]:
         """Replicas a request may be sent to: ready and not draining."""
@@ -92,7 +94,7 @@ class StaticDirectory:
 
     def set_replicas(self, model: str, replicas: Iterable[Replica]) -> None:
         target = self._targets[model]
-        self.put(ModelTarget(target.model, target.namespace, target.deployment, tuple(replicas)))
+        self.put(dataclasses.replace(target, replicas=tuple(replicas)))
 
     def remove(self, model: str) -> None:
         if self._targets.pop(model, None) is not None:

@@ -32,6 +32,7 @@ class Deployment:
     created: str  # creationTimestamp (RFC 3339, so it sorts as text)
     service: str  # child_name(name)
     demand_stamp: str | None  # the DEMAND_ANNOTATION value, if any
+    dollars_per_million_tokens: float | None = None  # status.cost, the operator's figure
 
     @property
     def age_key(self) -> tuple[str, str, str]:
@@ -75,7 +76,18 @@ def parse_deployment(obj: Mapping[str, Any]) -> Deployment:
         created=str(meta.get("creationTimestamp") or ""),
         service=child_name(name),
         demand_stamp=(meta.get("annotations") or {}).get(DEMAND_ANNOTATION),
+        dollars_per_million_tokens=_price(obj),
     )
+
+
+def _price(obj: Mapping[str, Any]) -> float | None:
+    """status.cost.dollarsPerMillionTokens, read alone: a status the model cannot parse
+    (a newer operator's) must not hide the deployment."""
+    cost = (obj.get("status") or {}).get("cost")
+    price = cost.get("dollarsPerMillionTokens") if isinstance(cost, dict) else None
+    if isinstance(price, bool) or not isinstance(price, int | float) or price < 0:
+        return None
+    return float(price)
 
 
 def _url(address: str, address_type: str, port: int) -> str:
@@ -143,5 +155,7 @@ def build_targets(
                 )
             )
         replicas = _merge(by_service.get((winner.namespace, winner.service), []))
-        targets[model] = ModelTarget(model, winner.namespace, winner.name, replicas)
+        targets[model] = ModelTarget(
+            model, winner.namespace, winner.name, replicas, winner.dollars_per_million_tokens
+        )
     return targets, collisions

@@ -15,6 +15,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 PickedBy = Literal["affinity", "load", "only"]
 HoldOutcome = Literal["served", "timeout", "rejected"]
 REPLICA_STATES = ("ready", "not_ready", "terminating")
+TenantLabels = tuple[str, str, str]  # (namespace, tenant, model)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # The gateway adds well under a millisecond: the buckets resolve 50 µs to 50 ms.
@@ -66,6 +67,28 @@ class GatewayMetrics:
             "llm_gateway_replicas", "Replicas known per model, by state", ["model", "state"],
             registry=r,
         )  # fmt: skip
+        # Chargeback (tenants): `tenant` "" is a request without a known key.
+        tenant_labels = ["namespace", "tenant", "model"]
+        self.tenant_requests = Counter(
+            "llm_gateway_tenant_requests", "Tenants' requests, by the HTTP status they got",
+            [*tenant_labels, "code"], registry=r,
+        )  # fmt: skip
+        self.tenant_tokens = Counter(
+            "llm_gateway_tenant_tokens", "Tenants' tokens, from the answers' usage",
+            [*tenant_labels, "kind"], registry=r,
+        )  # fmt: skip
+        self.tenant_dollars = Counter(
+            "llm_gateway_tenant_dollars", "Tenants' spend: tokens x the model's $/1M tokens",
+            tenant_labels, registry=r,
+        )  # fmt: skip
+        self.tenant_rejections = Counter(
+            "llm_gateway_tenant_rejections", "Tenants' requests refused by a limit",
+            [*tenant_labels, "limit"], registry=r,
+        )  # fmt: skip
+        self.unpriced_tokens = Counter(
+            "llm_gateway_unpriced_tokens", "Tokens of models without status.cost (charged $0)",
+            ["model"], registry=r,
+        )  # fmt: skip
 
     def request_sent(self, model: str, pod: str, picked_by: PickedBy) -> None:
         self.requests.labels(model, pod, picked_by).inc()
@@ -96,6 +119,23 @@ class GatewayMetrics:
         for model, by_state in counts.items():
             for state in REPLICA_STATES:
                 self.replicas.labels(model, state).set(by_state.get(state, 0))
+
+    def tenant_request(self, labels: TenantLabels, code: int) -> None:
+        self.tenant_requests.labels(*labels, str(code)).inc()
+
+    def tenant_usage(
+        self, labels: TenantLabels, prompt: int, completion: int, dollars: float | None
+    ) -> None:
+        """An answer's tokens, and its dollars (None: the model has no price)."""
+        self.tenant_tokens.labels(*labels, "prompt").inc(prompt)
+        self.tenant_tokens.labels(*labels, "completion").inc(completion)
+        if dollars is None:
+            self.unpriced_tokens.labels(labels[2]).inc(prompt + completion)
+        else:
+            self.tenant_dollars.labels(*labels).inc(dollars)
+
+    def tenant_rejected(self, labels: TenantLabels, limit: str) -> None:
+        self.tenant_rejections.labels(*labels, limit).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -24,6 +24,7 @@ from llm_gateway.errors import error_response
 from llm_gateway.load import LoadTracker
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.picker import pick
+from llm_gateway.usage import BodyUsage, StreamUsage
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,9 @@ class Proxy:
         target: ModelTarget,
         key: int,
         parse_seconds: float,
+        observer: BodyUsage | StreamUsage | None = None,
     ) -> web.StreamResponse:
+        """`observer` sees the relayed answer's bytes (it may take out some: tenancy's usage)."""
         model = target.model
         pick_started = time.perf_counter()
         tried: list[str] = []  # pods that failed to connect, in order
@@ -139,7 +142,7 @@ class Proxy:
                     can_retry = attempt + 1 < ATTEMPTS and others
                     body_503 = await _small_503_body(upstream) if can_retry else None
                     if body_503 is None:
-                        return await self._relay(request, upstream, replica)
+                        return await self._relay(request, upstream, replica, observer)
                     if _error_code(body_503) in NOT_SERVING_CODES:
                         logger.info("replica %s is not serving (503): trying another", replica.pod)
                         self._tracker.mark_failing(replica.url)
@@ -182,14 +185,25 @@ class Proxy:
             return None
 
     async def _relay(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, replica: Replica
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        replica: Replica,
+        observer: BodyUsage | StreamUsage | None,
     ) -> web.StreamResponse:
+        headers = _client_headers(upstream)
+        if isinstance(observer, StreamUsage):
+            headers.popall("Content-Length", None)  # it may take bytes out
         response = web.StreamResponse(
-            status=upstream.status, reason=upstream.reason, headers=_client_headers(upstream)
+            status=upstream.status, reason=upstream.reason, headers=headers
         )
         await response.prepare(request)
         try:
             async for chunk in upstream.content.iter_any():
+                if observer is not None:
+                    chunk = observer.feed(chunk)
+                    if not chunk:
+                        continue
                 await response.write(chunk)
         except (aiohttp.ClientError, TimeoutError) as exc:
             # Too late to retry: end the client's connection without a clean end of body so
@@ -198,5 +212,7 @@ class Proxy:
             if request.transport is not None:
                 request.transport.close()
             return response
+        if observer is not None and (tail := observer.finish()):
+            await response.write(tail)
         await response.write_eof()
         return response

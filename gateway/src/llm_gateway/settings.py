@@ -35,6 +35,8 @@ class GatewaySettings:
     max_body_bytes: int = 32 * 1024 * 1024
     static_models: Path | None = None  # YAML: model -> list of replica URLs
     kube: bool = False  # discover LLMDeployments and EndpointSlices through the API server
+    require_tenant_key: bool = False  # refuse (401) requests without an LLMTenant's key
+    replicas_hint: int = 1  # gateway replicas: each enforces 1/N of every tenant limit
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -42,7 +44,7 @@ class GatewaySettings:
             raise SettingsError(f"port must be 1-65535, got {self.port}")
         if self.load_factor < 1:
             raise SettingsError(f"load_factor must be ≥ 1, got {self.load_factor}")
-        for name in ("prefix_chars", "max_held_per_model", "max_body_bytes"):
+        for name in ("prefix_chars", "max_held_per_model", "max_body_bytes", "replicas_hint"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         for name in (
@@ -82,7 +84,8 @@ _KINDS: dict[str, Any] = {
     "max_held_per_model": int, "hold_timeout_seconds": float,
     "upstream_timeout_seconds": float, "connect_timeout_seconds": float,
     "scrape_interval_seconds": float, "failing_seconds": float, "max_body_bytes": int,
-    "static_models": Path, "kube": bool, "log_level": str,
+    "static_models": Path, "kube": bool, "log_level": str, "require_tenant_key": bool,
+    "replicas_hint": int,
 }  # fmt: skip
 
 
@@ -106,4 +109,6 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] = os.environ)
     settings = GatewaySettings(**values)
     if settings.kube == (settings.static_models is not None):
         raise SettingsError("choose exactly one directory: --kube or --static-models FILE")
+    if settings.require_tenant_key and not settings.kube:
+        raise SettingsError("--require-tenant-key needs --kube (keys are LLMTenants' Secrets)")
     return settings
