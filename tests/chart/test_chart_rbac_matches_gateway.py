@@ -94,13 +94,13 @@ def as_gateway(plane: ControlPlane, kube: Kube, objects: list[dict[str, Any]], n
     return plane.token_kubeconfig(token, f"{ns}-gateway")
 
 
-async def run_gateway_directory(kubeconfig: Path, namespaces: tuple[str, ...]) -> None:
+async def run_gateway_directory(kubeconfig: Path, namespaces: tuple[str, ...], model: str) -> None:
     """What the gateway does on a cluster: sync, find the model, signal demand once."""
     directory = KubeDirectory(KubeApi.from_environment(str(kubeconfig)), namespaces)
     async with directory:
         assert await directory.wait_synced(60), "the gateway never synced"
         for _ in range(600):
-            target = directory.get("chat-model")
+            target = directory.get(model)
             if target is not None:
                 break
             await asyncio.sleep(0.1)
@@ -145,12 +145,13 @@ def test_gateway_rbac_grants_exactly_what_the_gateway_calls(
     try:
         objects = gateway_objects(values, namespace)
         kubeconfig = as_gateway(plane, kube, objects, namespace)
+        model = f"{namespace}-model"  # the cluster-wide gateway sees both tests' deployments
         kube.create(llmd_manifest(namespace, "chat", model={
             "uri": "hf://meta-llama/Llama-3.1-8B-Instruct", "parameterCount": "8B",
-            "servedName": "chat-model",
+            "servedName": model,
         }))  # fmt: skip
         watched = (namespace,) if role_kind == "Role" else ()
-        asyncio.run(run_gateway_directory(kubeconfig, watched))
+        asyncio.run(run_gateway_directory(kubeconfig, watched, model))
         stamped = kube.get("inference.llmops.dev/v1alpha1", "LLMDeployment", "chat", namespace)
         assert stamped is not None and DEMAND_ANNOTATION in stamped["metadata"]["annotations"]
     finally:
