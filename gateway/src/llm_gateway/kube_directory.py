@@ -100,8 +100,9 @@ class KubeDirectory:
     ) -> None:
         self._api, self._clock, self._resync = api, clock, resync_seconds
         scopes = tuple(namespaces) or ("",)  # "" = all namespaces
-        self._deployments = {ns: _Store(self._parse_deployment, self._rebuild) for ns in scopes}
-        self._slices = {ns: _Store(slice_endpoints, self._rebuild) for ns in scopes}
+        self._deployments = {ns: _Store(self._parse_deployment, self._changed) for ns in scopes}
+        self._slices = {ns: _Store(slice_endpoints, self._changed) for ns in scopes}
+        self._rebuild_scheduled = False
         self._targets: dict[str, ModelTarget] = {}
         self._changes = ChangeNotifier()
         self._synced = asyncio.Event()
@@ -202,7 +203,14 @@ class KubeDirectory:
                 log.warning("LLMDeployment %s/%s skipped: %s", namespace, name, " ".join(first))
             return None
 
+    def _changed(self) -> None:
+        # A burst of events (a list, a rollout) costs one rebuild, on the next loop turn.
+        if not self._rebuild_scheduled:
+            self._rebuild_scheduled = True
+            asyncio.get_running_loop().call_soon(self._rebuild)
+
     def _rebuild(self) -> None:
+        self._rebuild_scheduled = False
         if not self._synced.is_set() and all(
             s.synced for s in (*self._deployments.values(), *self._slices.values())
         ):
