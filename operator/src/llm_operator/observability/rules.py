@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_operator.observability import promql as q
+from llm_operator.observability.chargeback import chargeback_rules
 from llm_operator.observability.promql import BY_DEPLOYMENT, selector
 
 # Recorded series.
@@ -241,7 +242,27 @@ def alerts() -> list[Alert]:
             "{{ $labels.instance }} ({{ $labels.pod }}) has been down for Prometheus "
             "for 5 minutes; its dashboards and cost figures are incomplete.",
         ),
+        _gateway_turned_away(),
     ]
+
+
+def _gateway_turned_away() -> Alert:
+    """Held requests (no ready replica) that ended in a 503 or 429. The counter's first
+    increment creates its series at 1, which increase() cannot see: the `unless ... offset`
+    term catches series that did not exist 10 minutes ago."""
+    failed = selector(q.GATEWAY_HOLDS, q.matches("outcome", "timeout|rejected"))
+    return Alert(
+        "LLMGatewayHeldRequestsTurnedAway",
+        f"sum by (model) (increase({failed}[10m])) > 0 "
+        f"or sum by (model) ({failed} unless {failed} offset 10m) > 0",
+        "1m",
+        "warning",
+        "llm-gateway turned away requests held for {{ $labels.model }}",
+        "Requests for {{ $labels.model }} held while it had no ready replica ended in 503 "
+        "(hold timeout) or 429 (too many held): {{ $value | humanize }} in the last 10 "
+        "minutes. Its cold start outlasts gateway.holdTimeoutSeconds, or it cannot scale up "
+        "(budget, replicas.max, no node for its GPU).",
+    )
 
 
 def rule_groups() -> dict[str, Any]:
@@ -251,6 +272,7 @@ def rule_groups() -> dict[str, Any]:
             {"name": "llmops.cost", "rules": cost_rules()},
             {"name": "llmops.latency", "rules": latency_rules()},
             {"name": "llmops.alerts", "rules": [alert.as_rule() for alert in alerts()]},
+            {"name": "llmops.chargeback", "rules": chargeback_rules()},
         ]
     }
 
