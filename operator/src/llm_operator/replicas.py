@@ -3,7 +3,8 @@
 The one owner of that count (house rule 11): `plan.decide` computes it once per reconcile
 and hands it to the GPU-fallback step, the autoscaler step (the count held between decisions)
 and rendering; `llmops render` renders the same number. The autoscaler policy then moves
-from it within the same bounds (`PolicyConfig.from_spec`: the same min, max and budget).
+from it within the same bounds (`PolicyConfig.from_spec`: the same min, max and budget, and
+the same `demand_floor` while llm-gateway holds requests for a deployment at zero).
 """
 
 from __future__ import annotations
