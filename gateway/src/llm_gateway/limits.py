@@ -110,7 +110,7 @@ class TenantLimits:
     def check(self, estimated_tokens: int, now: float) -> Rejection | None:
         t = self.tenant
         where = f"tenant `{t.namespace}/{t.name}`"
-        split = f" (this gateway's share of {self.replicas})" if self.replicas > 1 else ""
+        split = f" (split over {self.replicas} gateway replicas)" if self.replicas > 1 else ""
         if t.budget_dollars is not None:
             spent, start = self._spent(now)
             share = t.budget_dollars / self.replicas
