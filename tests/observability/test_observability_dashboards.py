@@ -122,6 +122,11 @@ def test_every_query_filters_by_the_dashboard_variables(path: Path) -> None:
             if metric.startswith("llm_gateway_"):
                 assert MODEL_FILTER in matchers, f"{where}: {metric} not filtered by model"
                 continue
+            if metric.startswith("llmops:"):  # chargeback: by namespace and model
+                assert NAMESPACE_FILTER in matchers, f"{where}: {metric} not by namespace"
+                if not metric.startswith("llmops:namespace_"):
+                    assert MODEL_FILTER in matchers, f"{where}: {metric} not by model"
+                continue
             if metric.startswith("llmops_cold_start_seconds"):
                 assert all(f in matchers for f in COLD_START_FILTERS), f"{where}: {matchers}"
                 continue

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-DOLLARS = "llm_gateway_tenant_dollars_total"
-TOKENS = "llm_gateway_tenant_tokens_total"  # kind: prompt, completion
-REQUESTS = "llm_gateway_tenant_requests_total"  # code: the HTTP status
+from llm_operator.observability.promql import TENANT_DOLLARS as DOLLARS
+from llm_operator.observability.promql import TENANT_REQUESTS as REQUESTS
+from llm_operator.observability.promql import TENANT_TOKENS as TOKENS
+
 BY = "namespace, tenant, model"
 ANONYMOUS = "(no key)"  # tenant "": requests without a known key, when keys are optional
 

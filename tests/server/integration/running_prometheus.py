@@ -17,10 +17,14 @@ PROMETHEUS = shutil.which("prometheus")
 
 @contextlib.contextmanager
 def running_prometheus(
-    scrape_configs: list[dict[str, Any]], workdir: Path, rule_files: Sequence[Path] = ()
+    scrape_configs: list[dict[str, Any]],
+    workdir: Path,
+    rule_files: Sequence[Path] = (),
+    extra_args: Sequence[str] = (),
 ) -> Iterator[str]:
     """Its base URL, scraping and evaluating every second; its log is workdir/prometheus.log.
-    The config is checked with promtool first, so a bad one fails with promtool's words."""
+    The config is checked with promtool first, so a bad one fails with promtool's words.
+    Its storage is workdir/data (a test may put backfilled blocks there first)."""
     assert PROMETHEUS, "prometheus is not installed: apt-get install prometheus (see .ci/run)"
     config = workdir / "prometheus.yml"
     settings = {
@@ -37,7 +41,7 @@ def running_prometheus(
     with (workdir / "prometheus.log").open("wb") as log:
         process = subprocess.Popen(
             [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
+             f"--web.listen-address=127.0.0.1:{port}", *extra_args],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

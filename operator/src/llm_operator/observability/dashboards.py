@@ -10,6 +10,7 @@ from typing import Any
 
 from llm_operator.observability import promql as q
 from llm_operator.observability import rules as r
+from llm_operator.observability.chargeback import tenants_row
 from llm_operator.observability.gateway_panels import gateway_row, model_variable
 from llm_operator.observability.grafana import (
     Annotation,
@@ -198,9 +199,10 @@ def fleet_cost() -> Dashboard:
     return Dashboard(
         uid="llmops-fleet-cost",
         title="LLM deployments / Fleet cost",
-        description="What the LLMDeployments cost, against their budgets, by namespace.",
-        variables=_variables(q.COST),
-        rows=(fleet, per_deployment, capacity, showback),
+        description="What the LLMDeployments cost, against their budgets, by namespace, "
+        "and what each tenant of the gateway spends.",
+        variables=(*_variables(q.COST), model_variable()),
+        rows=(fleet, per_deployment, capacity, showback, tenants_row()),
     )
 
 

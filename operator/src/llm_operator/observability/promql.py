@@ -32,6 +32,13 @@ GATEWAY_HOLD_TIME = "llm_gateway_hold_seconds"
 GATEWAY_RETRIES = "llm_gateway_retries_total"  # pod: the replica that failed
 GATEWAY_ADDED_LATENCY = "llm_gateway_added_latency_seconds"
 GATEWAY_REPLICAS = "llm_gateway_replicas"  # state: ready, not_ready, terminating
+# Chargeback (issue 23), labelled namespace and tenant (the LLMTenant; "" = no key) and model.
+TENANT_REQUESTS = "llm_gateway_tenant_requests_total"  # code: the HTTP status
+TENANT_TOKENS = "llm_gateway_tenant_tokens_total"  # kind: prompt, completion
+TENANT_DOLLARS = "llm_gateway_tenant_dollars_total"
+TENANT_REJECTIONS = "llm_gateway_tenant_rejections_total"  # limit: the limit that refused
+TENANT_METRICS = (TENANT_REQUESTS, TENANT_TOKENS, TENANT_DOLLARS, TENANT_REJECTIONS)
+UNPRICED_TOKENS = "llm_gateway_unpriced_tokens_total"  # model only: no $/1M tokens known
 
 # The llm-server pods (vLLM's names, llm_server.metrics).
 WAITING = "vllm:num_requests_waiting"
