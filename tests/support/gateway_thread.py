@@ -22,6 +22,7 @@ from llm_gateway.app import build_app
 from llm_gateway.directory import Directory
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.settings import GatewaySettings
+from llm_gateway.tenants import TenantLookup
 
 T = TypeVar("T")
 
@@ -59,9 +60,12 @@ class RunningGateway:
 
 @contextlib.contextmanager
 def running_gateway(
-    directory: Directory, settings: GatewaySettings | None = None
+    directory: Directory,
+    settings: GatewaySettings | None = None,
+    tenants: TenantLookup | None = None,
 ) -> Iterator[RunningGateway]:
-    """The gateway's app as `llm-gateway` serves it (AppRunner, client cancellation on)."""
+    """The gateway's app as `llm-gateway` serves it (AppRunner, client cancellation on);
+    `tenants`: where API keys are looked up (e.g. a KubeTenants), None: all anonymous."""
     settings = replace(settings or GatewaySettings(kube=True), host="127.0.0.1")
     metrics = GatewayMetrics()
     started = threading.Event()
@@ -71,7 +75,7 @@ def running_gateway(
     async def serve() -> None:
         nonlocal stop
         stop = asyncio.Event()
-        app = build_app(settings, directory, metrics)
+        app = build_app(settings, directory, metrics, tenants)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await runner.setup()
         try:
