@@ -27,7 +27,8 @@ from llm_operator.settings import config_from_args, parser
 GATEWAY = "llmops-llm-operator-gateway"
 MONITORED = {"metrics": {"serviceMonitor": {"enabled": True}}}
 # What the gateway needs: the model -> LLMDeployment map, the ready pods of its Service, and
-# the demand annotation it stamps while holding requests at zero replicas.
+# the demand annotation it stamps while holding requests at zero replicas; LLMTenants and
+# their key Secrets (issue 23).
 GATEWAY_RULES = [
     {
         "apiGroups": ["inference.llmops.dev"],
@@ -39,6 +40,12 @@ GATEWAY_RULES = [
         "resources": ["endpointslices"],
         "verbs": ["list", "watch"],
     },
+    {
+        "apiGroups": ["inference.llmops.dev"],
+        "resources": ["llmtenants"],
+        "verbs": ["list", "watch"],
+    },
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]},
 ]
 
 

@@ -1,10 +1,11 @@
 """The chart's gateway RBAC grants exactly what the real gateway asks of a real API server.
 
-The gateway's KubeDirectory (what `llm-gateway --kube` runs) authenticates as the chart's
-gateway ServiceAccount, with only the chart's Role or ClusterRole bound, lists and watches
-LLMDeployments and EndpointSlices, finds the model and stamps the demand annotation (as it does
-while holding a request at zero replicas). The API server's audit log records each request of
-that ServiceAccount: none may be forbidden, and each granted right must have been used.
+The gateway's KubeDirectory and KubeTenants (what `llm-gateway --kube` runs) authenticate as the
+chart's gateway ServiceAccount, with only the chart's Role or ClusterRole bound, list and watch
+LLMDeployments, EndpointSlices, LLMTenants and key Secrets, find the model and stamp the demand
+annotation (as the gateway does while holding a request at zero replicas). The API server's
+audit log records each request of that ServiceAccount: none may be forbidden, and each granted
+right must have been used.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from llmd_manifest import llmd_manifest
 
 from llm_gateway.kube_api import KubeApi
 from llm_gateway.kube_directory import KubeDirectory
+from llm_gateway.kube_tenants import KubeTenants
 from llm_operator.api.demand import DEMAND_ANNOTATION
 
 NAMESPACED, CLUSTER = "gw-rbac-namespaced", "gw-rbac-cluster"
@@ -95,10 +97,17 @@ def as_gateway(plane: ControlPlane, kube: Kube, objects: list[dict[str, Any]], n
 
 
 async def run_gateway_directory(kubeconfig: Path, namespaces: tuple[str, ...], model: str) -> None:
-    """What the gateway does on a cluster: sync, find the model, signal demand once."""
+    """What the gateway does on a cluster: sync (deployments and tenants), find the model,
+    signal demand once."""
     directory = KubeDirectory(KubeApi.from_environment(str(kubeconfig)), namespaces)
-    async with directory:
+    tenants = KubeTenants(KubeApi.from_environment(str(kubeconfig)), namespaces)
+    async with directory, tenants:
         assert await directory.wait_synced(60), "the gateway never synced"
+        for _ in range(600):
+            if tenants.synced():
+                break
+            await asyncio.sleep(0.1)
+        assert tenants.synced(), "the gateway never listed LLMTenants and key Secrets"
         for _ in range(600):
             target = directory.get(model)
             if target is not None:
