@@ -80,8 +80,8 @@ class TenantLimits:
         self.replicas = replicas
         self.requests = self._bucket(tenant.requests_per_minute, None, now)
         self.tokens = self._bucket(tenant.tokens_per_minute, None, now)
-        self.spend_period: datetime | None = None
-        self.spent_dollars = 0.0
+        self.spent_dollars = 0.0  # in the period [_period_from, _period_until) (epoch seconds)
+        self._period_from = self._period_until = 0.0
 
     def _bucket(
         self, limit: int | None, bucket: TokenBucket | None, now: float
@@ -96,37 +96,43 @@ class TenantLimits:
 
     def update(self, tenant: Tenant, now: float) -> None:
         """The LLMTenant changed: keep what was used, apply the new limits."""
-        if tenant != self.tenant:
+        if tenant is not self.tenant and tenant != self.tenant:
+            if tenant.budget_period != self.tenant.budget_period:
+                self._period_until = 0.0  # find the period again
             self.tenant = tenant
             self.requests = self._bucket(tenant.requests_per_minute, self.requests, now)
             self.tokens = self._bucket(tenant.tokens_per_minute, self.tokens, now)
 
-    def _spent(self, now: float) -> tuple[float, datetime]:
-        start = period_start(datetime.fromtimestamp(now, UTC), self.tenant.budget_period)
-        if start != self.spend_period:
-            self.spend_period, self.spent_dollars = start, 0.0
-        return self.spent_dollars, start
+    def _spent(self, now: float) -> float:
+        """This period's spend; a new period starts from zero."""
+        if not self._period_from <= now < self._period_until:
+            period = self.tenant.budget_period
+            start = period_start(datetime.fromtimestamp(now, UTC), period)
+            if start.timestamp() != self._period_from:
+                self.spent_dollars = 0.0
+            self._period_from = start.timestamp()
+            self._period_until = next_period_start(start, period).timestamp()
+        return self.spent_dollars
+
+    def _whose(self) -> tuple[str, str]:
+        t, n = self.tenant, self.replicas
+        return f"tenant `{t.namespace}/{t.name}`", f" (split over {n} gateway replicas)" * (n > 1)
 
     def check(self, estimated_tokens: int, now: float) -> Rejection | None:
         t = self.tenant
-        where = f"tenant `{t.namespace}/{t.name}`"
-        split = f" (split over {self.replicas} gateway replicas)" if self.replicas > 1 else ""
-        if t.budget_dollars is not None:
-            spent, start = self._spent(now)
-            share = t.budget_dollars / self.replicas
-            if spent >= share:
-                reopens = next_period_start(start, t.budget_period).timestamp() - now
-                return Rejection(
-                    f"budget_{t.budget_period}",
-                    _retry_after(reopens),
-                    f"The {where} has spent its budget of ${t.budget_dollars:g} per "
-                    f"{t.budget_period}{split}; it renews at the start of the next UTC "
-                    f"{t.budget_period}.",
-                )
+        if t.budget_dollars is not None and self._spent(now) >= t.budget_dollars / self.replicas:
+            where, split = self._whose()
+            return Rejection(
+                f"budget_{t.budget_period}",
+                _retry_after(self._period_until - now),
+                f"The {where} has spent its budget of ${t.budget_dollars:g} per "
+                f"{t.budget_period}{split}; it renews at the start of the next UTC "
+                f"{t.budget_period}.",
+            )
         if self.requests is not None:
             wait = self.requests.wait_seconds(1, now)
             if wait > 0:
-                limit = t.requests_per_minute
+                limit, (where, split) = t.requests_per_minute, self._whose()
                 return Rejection(
                     "requests_per_minute",
                     _retry_after(wait),
@@ -135,7 +141,7 @@ class TenantLimits:
         if self.tokens is not None:
             wait = self.tokens.wait_seconds(estimated_tokens, now)
             if wait > 0:
-                limit = t.tokens_per_minute
+                limit, (where, split) = t.tokens_per_minute, self._whose()
                 return Rejection(
                     "tokens_per_minute",
                     _retry_after(wait),

@@ -19,7 +19,6 @@ INCLUDE_USAGE = b'{"stream_options":{"include_usage":true},'
 USAGE_OBJECT = (b'"usage":{', b'"usage": {')
 # The `usage: null` of each event once include_usage is on, in compact and in spaced JSON.
 NULL_USAGE = (b',"usage":null', b', "usage": null')
-EVENT_ENDS = (b"\n\n", b"\r\n\r\n")
 MAX_PENDING_BYTES = 1024 * 1024  # an event this long without its end is relayed unread
 MAX_JSON_BYTES = 16 * 1024 * 1024  # a longer JSON answer is relayed without reading its usage
 CHARS_PER_TOKEN = 4
@@ -95,7 +94,10 @@ class BodyUsage:
 
 def _last_event_end(data: bytes) -> int:
     """The index just past the last complete event in `data`, or 0."""
-    return max((data.rfind(end) + len(end) if end in data else 0) for end in EVENT_ENDS)
+    if data.endswith(b"\n\n"):
+        return len(data)  # the usual case: the chunk ends with its event
+    lf, crlf = data.rfind(b"\n\n"), data.rfind(b"\r\n\r\n")
+    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
 
 
 class StreamUsage:
@@ -126,11 +128,14 @@ class StreamUsage:
         return self._events(data) if data else b""
 
     def _events(self, data: bytes) -> bytes:
-        if any(marker in data for marker in USAGE_OBJECT):
+        compact, spaced = USAGE_OBJECT
+        if compact in data or spaced in data:
             data = self._read_usage(data)
         if not self._client_asked:
-            for null in NULL_USAGE:
-                data = data.replace(null, b"")
+            compact, spaced = NULL_USAGE
+            data = data.replace(compact, b"")
+            if spaced in data:
+                data = data.replace(spaced, b"")
         return data
 
     def _read_usage(self, data: bytes) -> bytes:

@@ -142,3 +142,13 @@ def test_periods_are_utc_calendar_days_and_months() -> None:
         2027, 1, 1, tzinfo=UTC
     )
     assert next_period_start(period_start(now, "day"), "day") == datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def test_an_edited_tenant_keeps_this_periods_spend() -> None:
+    limiter, web = Limiter(replicas=1), tenant(budget_dollars=1.0, requests_per_minute=10)
+    limiter.settle(web, 1, tokens=1, dollars=1.0, now=NOON)
+    edited = replace(web, requests_per_minute=20)
+    rejection = limiter.admit(edited, 1, NOON + 1)
+    assert rejection is not None and rejection.limit == "budget_day"
+    monthly = replace(web, budget_period="month")  # another period: it is counted afresh
+    assert limiter.admit(monthly, 1, NOON + 2) is None
