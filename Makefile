@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CRD_FILE := crds/inference.llmops.dev_llmdeployments.yaml
 TENANT_CRD_FILE := crds/inference.llmops.dev_llmtenants.yaml
+ROUTE_CRD_FILE := crds/inference.llmops.dev_llmroutes.yaml
 
 .PHONY: venv tools demo test lint format crds observability bench e2e clean
 
@@ -54,9 +55,10 @@ format: venv
 crds: venv
 	$(BIN)/llmops crd > $(CRD_FILE)
 	$(BIN)/llmops crd --kind LLMTenant > $(TENANT_CRD_FILE)
+	$(BIN)/llmops crd --kind LLMRoute > $(ROUTE_CRD_FILE)
 	$(BIN)/llmops crd --reference > docs/api-reference.md
 	# The Helm chart ships the same CRDs (tests/chart/ fails when its copies are stale).
-	cp $(CRD_FILE) $(TENANT_CRD_FILE) crds/kopf.dev_peerings.yaml charts/llm-operator/files/crds/
+	cp $(CRD_FILE) $(TENANT_CRD_FILE) $(ROUTE_CRD_FILE) crds/kopf.dev_peerings.yaml charts/llm-operator/files/crds/
 
 # Prometheus rules and Grafana dashboards of the chart (tests/observability/ fails when stale).
 observability: venv

@@ -6,7 +6,7 @@ llmops cost -f deployment.yaml [-o json]
 llmops render -f deployment.yaml [--replicas N]     print the objects the operator would apply
 llmops up -f deployment.yaml [--port 8000]          run its llm-server here (Ctrl-C drains)
 llmops up -f deployment.yaml --replicas 2 --gateway N servers behind a local llm-gateway (:8080)
-llmops crd [--kind LLMTenant] [--reference]        print a CRD, or the field reference
+llmops crd [--kind LLMTenant|LLMRoute] [--reference]   print a CRD, or the field reference
 llmops bill --prometheus URL [--month 2026-11] [--namespace NS]   a month's bill per tenant
 """
 
@@ -25,6 +25,7 @@ from llm_operator.api.admission import admission_errors, as_served
 from llm_operator.api.crd import crd_yaml
 from llm_operator.api.reference import reference_markdown
 from llm_operator.api.resource import LLMDeployment
+from llm_operator.api.route_crd import route_crd_yaml
 from llm_operator.api.tenant_crd import tenant_crd_yaml
 from llm_operator.billing import BillError, bill_table, fetch_bill, month_window
 from llm_operator.catalog import Catalog, default_catalog
@@ -241,7 +242,10 @@ def cmd_crd(args: argparse.Namespace) -> int:
     if args.reference:
         sys.stdout.write(reference_markdown())
     else:
-        sys.stdout.write(tenant_crd_yaml() if args.kind == "LLMTenant" else crd_yaml())
+        generate = {"LLMTenant": tenant_crd_yaml, "LLMRoute": route_crd_yaml}.get(
+            args.kind, crd_yaml
+        )
+        sys.stdout.write(generate())
     return 0
 
 
@@ -310,7 +314,7 @@ def parser() -> argparse.ArgumentParser:
     crd_command = commands.add_parser("crd", help="print the generated CRD")
     crd_command.add_argument("--reference", action="store_true", help="the field reference instead")
     crd_command.add_argument(
-        "--kind", choices=["LLMDeployment", "LLMTenant"], default="LLMDeployment"
+        "--kind", choices=["LLMDeployment", "LLMTenant", "LLMRoute"], default="LLMDeployment"
     )
     crd_command.set_defaults(func=cmd_crd)
     bill = commands.add_parser("bill", help="a month's bill per tenant, from Prometheus")

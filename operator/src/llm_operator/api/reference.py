@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from llm_operator.api.crd import openapi_schema
+from llm_operator.api.route_crd import route_openapi_schema
 from llm_operator.api.tenant_crd import tenant_openapi_schema
 
 
@@ -77,5 +78,10 @@ def reference_markdown() -> str:
         "Tenants of llm-gateway: keys, limits, budgets ([traffic.md](traffic.md)).",
         "",
         *_tables(tenant_openapi_schema()["properties"], "##"),
+        "# LLMRoute field reference",
+        "",
+        "Routes of llm-gateway: splits, fallbacks, cascades ([traffic.md](traffic.md)).",
+        "",
+        *_tables(route_openapi_schema()["properties"], "##"),
     ]
     return "\n".join(lines)
