@@ -148,9 +148,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready once the directory has its first view (a KubeDirectory may say so by `synced()`)."""
+    """Ready once the directory has its first view (a KubeDirectory may say so by `synced()`),
+    and the tenants theirs when keys are required (else every caller would get a 401)."""
     gateway = request.app[GATEWAY]
-    for source in (gateway.directory, gateway.tenants):
+    keys_needed = gateway.settings.require_tenant_key
+    for source in (gateway.directory, gateway.tenants if keys_needed else None):
         synced = getattr(source, "synced", None)
         if synced is not None and not synced():
             return web.json_response({"status": "syncing"}, status=503)

@@ -250,3 +250,19 @@ async def test_tokens_per_minute_charges_the_usage(start: Start) -> None:
     status, headers, body = await gateway.chat("sk-web")
     assert status == 429 and body["error"]["code"] == "tokens_per_minute"
     assert int(headers["Retry-After"]) == 27  # 3 left, 13 more at 29 a minute: 26.9 s
+
+
+class Syncing(Keys):
+    """Tenants whose first list has not come yet."""
+
+    def synced(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(("required", "status"), [(True, 503), (False, 200)])
+async def test_ready_waits_for_the_tenants_only_when_keys_are_required(
+    start: Start, required: bool, status: int
+) -> None:
+    gateway = await start(Syncing(table()), require_tenant_key=required)
+    async with gateway.session.get(gateway.url + "/readyz") as response:
+        assert response.status == status
