@@ -55,9 +55,10 @@ def ask_for_usage(body: bytes) -> tuple[bytes, bool]:
     Without stream_options (the common case) the option is spliced in front of the first key;
     otherwise the body is parsed and written again.
     """
-    if STREAM_OPTIONS not in body:
-        start = body.index(b"{")  # the body parsed as a JSON object with a model
-        return body[:start] + INCLUDE_USAGE + body[start + 1 :], False
+    stripped = body.lstrip()
+    # UTF-8 (no BOM, no UTF-16/32 zero bytes): the bytes can be spliced.
+    if STREAM_OPTIONS not in body and stripped[:1] == b"{" and b"\x00" not in stripped[:2]:
+        return INCLUDE_USAGE + stripped[1:], False
     parsed = json.loads(body)
     options = parsed.get("stream_options")
     if isinstance(options, dict) and options.get("include_usage") is True:

@@ -140,3 +140,10 @@ def test_ask_for_usage_with_the_clients_stream_options(
 def test_estimate_is_a_quarter_of_the_body() -> None:
     assert estimate_tokens(b"x" * 400) == 100
     assert estimate_tokens(b"") == 1
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-32"])
+def test_ask_for_usage_rewrites_bodies_in_other_json_encodings(encoding: str) -> None:
+    body = json.dumps({"model": "m", "stream": True}).encode(encoding)
+    sent, asked = ask_for_usage(body)
+    assert not asked and json.loads(sent)["stream_options"] == {"include_usage": True}
