@@ -5,7 +5,7 @@ llmops validate --server -f deployment.yaml         also a server-side dry-run (
 llmops cost -f deployment.yaml [-o json]
 llmops render -f deployment.yaml [--replicas N]     print the objects the operator would apply
 llmops up -f deployment.yaml [--port 8000]          run its llm-server here (Ctrl-C drains)
-llmops up -f deployment.yaml --replicas 2 --gateway N servers behind a local llm-gateway (:8080)
+llmops up -f deployment.yaml --replicas N --gateway  N servers behind a local llm-gateway (:8080)
 llmops crd [--kind LLMTenant|LLMRoute] [--reference]   print a CRD, or the field reference
 llmops bill --prometheus URL [--month 2026-11] [--namespace NS]   a month's bill per tenant
 """
