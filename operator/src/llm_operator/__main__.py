@@ -27,10 +27,11 @@ async def prepare_cluster(api: KubeApi, config: OperatorConfig, timeout: float =
     the CRDs.
     """
     from llm_operator.api.resource import GROUP, PLURAL, VERSION
+    from llm_operator.api.route import PLURAL as ROUTE_PLURAL
     from llm_operator.k8s import ApiError
 
     group = "/apis/kopf.dev/v1"
-    wanted = [(f"/apis/{GROUP}/{VERSION}", PLURAL)]
+    wanted = [(f"/apis/{GROUP}/{VERSION}", PLURAL), (f"/apis/{GROUP}/{VERSION}", ROUTE_PLURAL)]
     if config.peering is not None:
         wanted.append((group, "clusterkopfpeerings" if config.all_namespaces else "kopfpeerings"))
     deadline = asyncio.get_running_loop().time() + timeout

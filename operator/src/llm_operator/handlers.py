@@ -10,10 +10,14 @@
 - child DELETED events: forget and re-create; LLMDeployment DELETED: forget (the children go
   with the owner references, through Kubernetes' garbage collector); any other LLMDeployment
   event with a new demand stamp from the gateway (scale from zero) wakes its daemon.
+- a daemon per LLMRoute keeps its status (route_runtime.py), woken by any LLMDeployment or
+  LLMRoute event of its namespace (LLMDeployments read from an index) and after each scrape
+  of the gateway (--gateway-service).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -22,16 +26,22 @@ import kopf
 from llm_operator import metrics
 from llm_operator.api.demand import DEMAND_ANNOTATION
 from llm_operator.api.resource import GROUP, PLURAL, VERSION
+from llm_operator.api.route import PLURAL as ROUTE_PLURAL
 from llm_operator.autoscale.collector import Collector
 from llm_operator.child_kinds import CHILD_KINDS, INFERENCE_POOL, POD, WATCHED
 from llm_operator.k8s import KubeApi, connection_info, load_configuration
 from llm_operator.plan.observed import summarize_child, summarize_pod
 from llm_operator.reconciler import CHILD_INDEX_PREFIX, POD_INDEX, Runtime
 from llm_operator.render.objects import DEPLOYMENT_LABEL, MANAGED_BY, MANAGED_SELECTOR
+from llm_operator.route_runtime import GatewayScraper, RouteRuntime
+from llm_operator.route_status import DeploymentView
 from llm_operator.settings import OperatorConfig, load_catalog
+from llm_operator.state.route_window import RouteWindow
 
 logger = logging.getLogger(__name__)
 LLMD = (GROUP, VERSION, PLURAL)
+LLMR = (GROUP, VERSION, ROUTE_PLURAL)
+LLMD_BY_NAMESPACE = "llmd_by_namespace"
 # (apiVersion, plural) of every kind the operator creates (the table is child_kinds.py's).
 CHILDREN = tuple((k.api_version, k.plural) for k in CHILD_KINDS)
 
@@ -59,6 +69,13 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         collector=Collector(config.scrape_timeout_seconds),
         max_concurrent=config.max_concurrent_reconciles,
     )
+    memo.routes = RouteRuntime(api, config.resync_seconds)
+    if config.gateway_service is not None:
+        memo.routes.window = RouteWindow()
+        memo.scraper = GatewayScraper(
+            api, config.gateway_service, memo.routes.window, config.gateway_scrape_seconds
+        )
+        memo.scraping = asyncio.get_running_loop().create_task(memo.scraper.run(memo.routes.wake))
     metrics.serve(config.metrics_port)
 
 
@@ -72,6 +89,11 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     if getattr(memo, "runtime", None) is not None:
         memo.runtime.close()
         await memo.runtime.collector.close()
+    if getattr(memo, "routes", None) is not None:
+        memo.routes.close()
+    if getattr(memo, "scraping", None) is not None:
+        memo.scraping.cancel()
+        await memo.scraper.close()
 
 
 async def _index_child(namespace: str | None, labels: Any, body: Any, **_: Any) -> dict[Any, Any]:
@@ -136,6 +158,8 @@ async def llmd_event(
     type: str, namespace: str | None, name: str, meta: Any, memo: kopf.Memo, **_: Any
 ) -> None:
     key = (str(namespace), str(name))
+    if getattr(memo, "routes", None) is not None:
+        memo.routes.wake(key[0])  # its routes' targets may have changed
     if type == "DELETED":
         memo.runtime.forget(key)
         metrics.forget(*key)
@@ -143,3 +167,25 @@ async def llmd_event(
         memo.runtime.wakeups.wake_on_new_demand(
             key, meta.get("annotations", {}).get(DEMAND_ANNOTATION)
         )
+
+
+@kopf.index(*LLMD, id=LLMD_BY_NAMESPACE)
+async def _index_llmd(namespace: str | None, body: Any, **_: Any) -> dict[Any, Any]:
+    return {str(namespace): DeploymentView.from_manifest(body)}
+
+
+@kopf.daemon(*LLMR, cancellation_timeout=1.0, id="route-status")
+async def keep_route_status(body: kopf.Body, stopped: Any, memo: kopf.Memo, **kwargs: Any) -> None:
+    index = kwargs[LLMD_BY_NAMESPACE]
+    await memo.routes.keep_status(body, stopped, lambda ns: tuple(index.get(ns, ())))
+
+
+@kopf.on.event(*LLMR)
+async def llmr_event(
+    type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+) -> None:
+    if getattr(memo, "routes", None) is None:
+        return
+    if type == "DELETED":
+        memo.routes.forget((str(namespace), str(name)))
+    memo.routes.wake(str(namespace))

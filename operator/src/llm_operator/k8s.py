@@ -35,6 +35,8 @@ import kopf
 import kubernetes
 
 from llm_operator.api.resource import API_VERSION, KIND, PLURAL
+from llm_operator.api.route import API_VERSION as ROUTE_API_VERSION
+from llm_operator.api.route import PLURAL as ROUTE_PLURAL
 from llm_operator.child_kinds import CHILD_KINDS, EVENT, PLURALS
 from llm_operator.plan.timefmt import format_time
 from llm_operator.plan.types import FIELD_MANAGER, ChildRef, EventSpec, Plan
@@ -261,6 +263,20 @@ class KubeApi:
             "count": 1,
         }
         await self.call("POST", path(EVENT.api_version, EVENT.plural, meta["namespace"]), body=body)
+
+    # --- LLMRoutes (route_runtime.py) -------------------------------------------------------
+
+    async def patch_route_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        target = path(ROUTE_API_VERSION, ROUTE_PLURAL, namespace, name, "status")
+        await self.call("PATCH", target, body={"status": patch}, content_type=MERGE)
+
+    async def list_endpoint_slices(self, namespace: str, service: str) -> list[dict[str, Any]]:
+        """The EndpointSlices of a Service (the gateway's, whose pods' /metrics we scrape)."""
+        query = {"labelSelector": f"kubernetes.io/service-name={service}"}
+        listed = await self.call(
+            "GET", path("discovery.k8s.io/v1", "endpointslices", namespace), query=query
+        )
+        return list((listed or {}).get("items") or [])
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
         body = await self.call("GET", path("v1", "configmaps", namespace, name))

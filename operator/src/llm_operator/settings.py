@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +44,9 @@ class OperatorConfig:
     catalog_file: str | None = None
     catalog_configmap: str | None = None  # NAMESPACE/NAME, key catalog.yaml
     gateway_url: str | None = None  # llm-gateway's OpenAI base URL: status.gatewayEndpoint
+    # llm-gateway's Service (namespace, name): its pods' route counters -> LLMRoute lastHour
+    gateway_service: tuple[str, str] | None = None
+    gateway_scrape_seconds: float = 60.0
 
     def reconcile_settings(
         self, catalog: Catalog, inference_pools: bool = True
@@ -169,6 +173,18 @@ def parser() -> argparse.ArgumentParser:
         help="llm-gateway's OpenAI base URL, shown as status.gatewayEndpoint of every "
         f"LLMDeployment (env {GATEWAY_URL_ENV}; unset: no gatewayEndpoint)",
     )
+    p.add_argument(
+        "--gateway-service",
+        metavar="NAMESPACE/NAME",
+        help="llm-gateway's Service: its pods' /metrics (found through the Service's "
+        "EndpointSlices) give each LLMRoute's status.lastHour (unset: no lastHour)",
+    )
+    p.add_argument(
+        "--gateway-scrape-seconds",
+        type=float,
+        default=60.0,
+        help="how often the gateway's pods are scraped for route counters",
+    )
     p.add_argument("--image-repository", default=RenderSettings().image_repository)
     p.add_argument("--image-tag", default=RenderSettings().image_tag)
     add_policy_arguments(p)
@@ -212,7 +228,26 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         catalog_file=args.catalog_file,
         catalog_configmap=args.catalog_configmap,
         gateway_url=_gateway_url(args.gateway_url),
+        gateway_service=_gateway_service(args.gateway_service),
+        gateway_scrape_seconds=_positive(args.gateway_scrape_seconds, "--gateway-scrape-seconds"),
     )
+
+
+def _gateway_service(value: str | None) -> tuple[str, str] | None:
+    """NAMESPACE/NAME of a Service, or None; anything else stops start-up."""
+    if not value:
+        return None
+    namespace, slash, name = value.partition("/")
+    label = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+    if not slash or not re.fullmatch(label, namespace) or not re.fullmatch(label, name):
+        raise SystemExit(f"--gateway-service must be NAMESPACE/NAME of a Service, got {value!r}")
+    return namespace, name
+
+
+def _positive(value: float, flag: str) -> float:
+    if not value > 0:
+        raise SystemExit(f"{flag} must be more than 0, got {value}")
+    return value
 
 
 def _gateway_url(value: str | None) -> str | None:
