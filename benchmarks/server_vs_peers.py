@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import json
 import os
 import subprocess
 import tempfile
@@ -75,57 +76,80 @@ def warm_up(running: servers.Running) -> None:
         raise RuntimeError(f"{running.spec.name}: warm-up failed: {failures}")
 
 
-def specs_for(
+def llama_threads(requested: int | None) -> int:
+    """The cores, unless the machine is oversubscribed: then llama.cpp's spinning thread pool
+    collapses (2 threads ran 20× slower than 1 at a load average of 13 on 2 cores)."""
+    if requested:
+        return requested
+    cores = os.cpu_count() or 1
+    return 1 if os.getloadavg()[0] > cores else cores
+
+
+def llama_specs(
     args: argparse.Namespace, binary: Path, f32: Path | None, clients: int, ctx: int
 ) -> list[servers.ServerSpec]:
-    """Every system, sized for `clients` sequences of up to `ctx` tokens each."""
-    specs = [servers.ours(MODEL, q, clients, ctx, args.ours_token_budget) for q in args.ours]
-    specs.append(servers.llama(binary, MODEL, "Q4_1", clients, ctx))
-    if f32 is not None:
-        specs.append(servers.llama(binary, f32, "F32", clients, ctx))
+    """llama.cpp on both files, `--parallel` = clients (F32 up to --f32-max-clients)."""
+    threads = args.llama_threads
+    specs = [servers.llama(binary, MODEL, "Q4_1", clients, ctx, threads)]
+    if f32 is not None and clients <= args.f32_max_clients:
+        specs.append(servers.llama(binary, f32, "F32", clients, ctx, threads))
     return specs
 
 
 def measure(
     args: argparse.Namespace, binary: Path, log_dir: Path
-) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, Any] | None]:
-    """Every scenario, repetition and system. A scenario's servers all stay up while its
-    repetitions run (one server busy at a time, in rotated order); an idle one takes no CPU."""
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]], dict[str, Any] | None]:
+    """Every scenario, repetition and system. Ours starts once, sized for the most clients (it
+    takes minutes to load on a busy machine); llama-server starts per scenario, sized for it.
+    Idle servers take no CPU; one server is busy at a time, in rotated order."""
     f32 = servers.f32_gguf(binary, MODEL)
     ctx = args.prompt_range[1] + args.out_range[1] + 64
+    most = max([1, *args.clients])
+    ours_specs = [
+        servers.ours(MODEL, q, most, ctx, args.ours_token_budget, args.ours_threads)
+        for q in args.ours
+    ]
     deadline = time.monotonic() + args.max_minutes * 60
     runs: list[dict[str, Any]] = []
-    notes: dict[str, str] = {}
+    notes: dict[str, dict[str, str]] = {}
     profile_result = None
-    for s_index, (scenario, clients, count) in enumerate(scenarios(args)):
-        specs = specs_for(args, binary, f32, clients, ctx)
-        notes |= {spec.name: spec.notes for spec in specs}
-        with contextlib.ExitStack() as stack:
-            running = [stack.enter_context(servers.serve(spec, log_dir)) for spec in specs]
-            for server in running:
-                warm_up(server)
-            for rep in range(args.reps):
-                if rep and time.monotonic() > deadline:
-                    print(f"out of time (--max-minutes): {scenario} has {rep} reps", flush=True)
-                    break
-                seed = args.seed + 1000 * s_index + rep
-                requests = make_requests(count, args.prompt_range, args.out_range, seed)
-                for server in running[rep % len(running) :] + running[: rep % len(running)]:
-                    result, failures = run_one(server, requests, clients, args.run_timeout)
-                    runs.append(
-                        {"scenario": scenario, "rep": rep, "seed": seed,
-                         "system": server.spec.name, "result": asdict(result),
-                         "failures": failures}
-                    )  # fmt: skip
-                    print(
-                        f"{scenario:>10} rep {rep} {server.spec.name:>16}: "
-                        f"{result.output_tokens_per_s:7.1f} tok/s, TTFT p50 "
-                        f"{result.ttft_p50_s:.2f} s, TPOT p50 {result.tpot_p50_s * 1e3:.1f} ms, "
-                        f"errors {result.errors} {failures[:1]}",
-                        flush=True,
-                    )
+    with contextlib.ExitStack() as ours_stack:
+        ours_running = [ours_stack.enter_context(servers.serve(s, log_dir)) for s in ours_specs]
+        for server in ours_running:
+            warm_up(server)
+        for s_index, (scenario, clients, count) in enumerate(scenarios(args)):
+            specs = llama_specs(args, binary, f32, clients, ctx)
+            notes[scenario] = {spec.name: spec.notes for spec in ours_specs + specs}
+            with contextlib.ExitStack() as stack:
+                running = ours_running + [
+                    stack.enter_context(servers.serve(s, log_dir)) for s in specs
+                ]
+                for server in running[len(ours_running) :]:
+                    warm_up(server)
+                for rep in range(args.reps):
+                    if rep and time.monotonic() > deadline:
+                        print(f"out of time (--max-minutes): {scenario}: {rep} reps", flush=True)
+                        break
+                    seed = args.seed + 1000 * s_index + rep
+                    requests = make_requests(count, args.prompt_range, args.out_range, seed)
+                    for server in running[rep % len(running) :] + running[: rep % len(running)]:
+                        result, failures = run_one(server, requests, clients, args.run_timeout)
+                        runs.append(
+                            {"scenario": scenario, "rep": rep, "seed": seed,
+                             "system": server.spec.name, "result": asdict(result),
+                             "failures": failures}
+                        )  # fmt: skip
+                        (log_dir / "runs.json").write_text(json.dumps(runs, indent=1))
+                        print(
+                            f"{scenario:>10} rep {rep} {server.spec.name:>16}: "
+                            f"{result.output_tokens_per_s:7.1f} tok/s, TTFT p50 "
+                            f"{result.ttft_p50_s:.2f} s, TPOT p50 "
+                            f"{result.tpot_p50_s * 1e3:.1f} ms, errors {result.errors} "
+                            f"{failures[:1]}",
+                            flush=True,
+                        )
             if clients == args.profile_clients and args.profile_seconds and not profile_result:
-                profile_result = profile_ours(args, running[0], clients, count, log_dir)
+                profile_result = profile_ours(args, ours_running[0], clients, count, log_dir)
     return runs, notes, profile_result
 
 
@@ -174,6 +198,11 @@ def parse_args() -> argparse.Namespace:
     add("--ours-token-budget", type=int, default=512)
     add("--llama-server", type=Path, default=None, help="skip the build; use this binary")
     add("--seed", type=int, default=0)
+    # Each server at its best thread count on this machine: torch's default (the cores) for
+    # ours; llama.cpp's see llama_threads().
+    add("--ours-threads", type=int, default=os.cpu_count() or 1, help="torch threads of ours")
+    add("--llama-threads", type=int, default=None, help="default: the cores, or 1 when busy")
+    add("--f32-max-clients", type=int, default=16, help="llama.cpp F32 up to this many clients")
     add("--max-minutes", type=float, default=30, help="no new repetition after this")
     add("--run-timeout", type=float, default=600, help="one run's bound, seconds")
     add("--profile-clients", type=int, default=16, help="profile ours at this many clients")
@@ -196,6 +225,7 @@ def main() -> None:
         else Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
     )
     load_start, started = os.getloadavg()[0], time.monotonic()
+    args.llama_threads = llama_threads(args.llama_threads)
     binary = args.llama_server or servers.build_llama_server()
     with tempfile.TemporaryDirectory() as scratch:
         log_dir = Path(os.environ.get("PEERS_LOG_DIR", scratch))
@@ -204,7 +234,12 @@ def main() -> None:
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "commit": git_commit(),
-        "machine": bench_common.torch_machine() | {"llama_cpp": servers.llama_version(binary)},
+        "machine": bench_common.torch_machine()
+        | {
+            "llama_cpp": servers.llama_version(binary),
+            "ours_threads": args.ours_threads,
+            "llama_threads": args.llama_threads,
+        },
         "model": MODEL.name,
         "workload": {
             "prompt_range": args.prompt_range,

@@ -30,6 +30,7 @@ class ServerSpec:
     argv: list[str]  # without --port, which is chosen when it starts
     notes: str = ""
     ready_path: str = "/health"  # 200 once the model is loaded (ours: /health is liveness)
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def free_port() -> int:
@@ -73,7 +74,12 @@ def f32_gguf(binary: Path, source: Path) -> Path | None:
 
 
 def ours(
-    model: Path, quantization: str, max_seqs: int, max_model_len: int, token_budget: int
+    model: Path,
+    quantization: str,
+    max_seqs: int,
+    max_model_len: int,
+    token_budget: int,
+    threads: int,
 ) -> ServerSpec:
     """Sized like llama-server: max_seqs sequences of up to max_model_len tokens in its KV."""
     blocks = max_seqs * -(-max_model_len // 16)  # 16-token blocks
@@ -92,18 +98,24 @@ def ours(
         "--log-level", "warning",
     ]  # fmt: skip
     label = "fp32" if quantization == "none" else quantization
-    notes = f"max_num_seqs={max_seqs}, token budget {token_budget}, {blocks} KV blocks"
-    return ServerSpec(f"ours {label}", argv, notes, ready_path="/ready")
+    notes = (
+        f"max_num_seqs={max_seqs}, token budget {token_budget}, {blocks} KV blocks, "
+        f"{threads} torch threads"
+    )
+    # torch takes its thread count from OMP_NUM_THREADS (llm-server has no flag for it).
+    env = (("OMP_NUM_THREADS", str(threads)),)
+    return ServerSpec(f"ours {label}", argv, notes, ready_path="/ready", env=env)
 
 
-def llama(binary: Path, model: Path, label: str, parallel: int, ctx_per_slot: int) -> ServerSpec:
-    threads = str(os.cpu_count() or 1)
+def llama(
+    binary: Path, model: Path, label: str, parallel: int, ctx_per_slot: int, threads: int
+) -> ServerSpec:
     argv = [
         str(binary),
         "--model", str(model),
         "--alias", SERVED_NAME,
-        "--threads", threads,
-        "--threads-batch", threads,
+        "--threads", str(threads),
+        "--threads-batch", str(threads),
         "--parallel", str(parallel),
         "--cont-batching",
         "--ctx-size", str(parallel * ctx_per_slot),
@@ -133,6 +145,7 @@ def serve(spec: ServerSpec, log_dir: Path) -> Iterator[Running]:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=os.environ | dict(spec.env),
         )
     try:
         base_url = f"http://127.0.0.1:{port}"
