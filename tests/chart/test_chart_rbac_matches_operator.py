@@ -255,7 +255,9 @@ def test_namespaced_role_grants_exactly_what_the_operator_calls(
     values = {"namespaced": True}
     with as_chart_service_account(audited, values, ns, monkeypatch) as (objects, catalog):
         both = RenderSettings(service_monitor=True, network_policy=True)
-        config = operator_config(ns, peering=PEERING, render=both, catalog_file=catalog)
+        # --gateway-service as the chart sets it: the operator lists the gateway's slices.
+        gateway = {"gateway_service": (ns, "llm-gateway"), "gateway_scrape_seconds": 0.5}
+        config = operator_config(ns, peering=PEERING, render=both, catalog_file=catalog, **gateway)
         prepare(config)
         llmd = Llmd(kube, ns)
         with running_operator(config, peering=True):
@@ -299,6 +301,16 @@ def test_namespaced_role_grants_exactly_what_the_operator_calls(
             queue.patch_spec({"autoscaling": {"mode": "builtin"}, "inferencePool": None})
             wait_until(lambda: not queue.child("keda.sh/v1alpha1", "ScaledObject"), 60, "pruned")
             wait_until(lambda: not queue.child(*pool), 60, "the InferencePool pruned")
+            # An LLMRoute: watched, its daemon's finalizer patched on, its status written.
+            routes = ("inference.llmops.dev/v1alpha1", "LLMRoute", "assistant", ns)
+            spec = {"model": "assistant", "targets": [{"deployment": "chat"}]}
+            meta = {"name": "assistant", "namespace": ns}
+            kube.create(
+                {"apiVersion": routes[0], "kind": routes[1], "metadata": meta, "spec": spec}
+            )
+            wait_until(lambda: (kube.get(*routes) or {}).get("status"), 60, "route status")
+            kube.delete(*routes)
+            wait_until(lambda: kube.get(*routes) is None, 60, "route finalizer released")
             for gone in (llmd, queue):
                 gone.delete()
                 wait_until(lambda g=gone: g.get() is None, 60, "finalizer released")
