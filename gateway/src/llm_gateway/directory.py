@@ -29,6 +29,7 @@ class ModelTarget:
     deployment: str  # LLMDeployment name
     replicas: tuple[Replica, ...]
     dollars_per_million_tokens: float | None = None  # status.cost: prices tenants' tokens
+    budget_limited: bool = False  # its BudgetLimited condition is True: routes skip it
 
     def serving(self) -> tuple[Replica, ...]:
         """Replicas a request may be sent to: ready and not draining."""

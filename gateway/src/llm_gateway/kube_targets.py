@@ -16,6 +16,7 @@ from typing import Any
 from llm_gateway.directory import ModelTarget, Replica
 from llm_operator.api import LLMDeployment
 from llm_operator.api.demand import DEMAND_ANNOTATION
+from llm_operator.api.status import BUDGET_LIMITED
 from llm_operator.render.names import child_name
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -33,6 +34,7 @@ class Deployment:
     service: str  # child_name(name)
     demand_stamp: str | None  # the DEMAND_ANNOTATION value, if any
     dollars_per_million_tokens: float | None = None  # status.cost, the operator's figure
+    budget_limited: bool = False  # status condition BudgetLimited is True (routes skip it)
 
     @property
     def age_key(self) -> tuple[str, str, str]:
@@ -77,6 +79,7 @@ def parse_deployment(obj: Mapping[str, Any]) -> Deployment:
         service=child_name(name),
         demand_stamp=(meta.get("annotations") or {}).get(DEMAND_ANNOTATION),
         dollars_per_million_tokens=_price(obj),
+        budget_limited=_budget_limited(obj),
     )
 
 
@@ -88,6 +91,15 @@ def _price(obj: Mapping[str, Any]) -> float | None:
     if isinstance(price, bool) or not isinstance(price, int | float) or price < 0:
         return None
     return float(price)
+
+
+def _budget_limited(obj: Mapping[str, Any]) -> bool:
+    """Whether status.conditions has BudgetLimited True (read alone, like the price)."""
+    conditions = (obj.get("status") or {}).get("conditions")
+    return isinstance(conditions, list) and any(
+        isinstance(c, dict) and c.get("type") == BUDGET_LIMITED and c.get("status") == "True"
+        for c in conditions
+    )
 
 
 def _url(address: str, address_type: str, port: int) -> str:
@@ -156,6 +168,7 @@ def build_targets(
             )
         replicas = _merge(by_service.get((winner.namespace, winner.service), []))
         targets[model] = ModelTarget(
-            model, winner.namespace, winner.name, replicas, winner.dollars_per_million_tokens
-        )
+            model, winner.namespace, winner.name, replicas, winner.dollars_per_million_tokens,
+            winner.budget_limited,
+        )  # fmt: skip
     return targets, collisions
