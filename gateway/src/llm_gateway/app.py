@@ -19,6 +19,8 @@ from llm_gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from llm_gateway.picker import request_key
 from llm_gateway.proxy import Proxy
 from llm_gateway.request_key import BadRequest, routing_fields
+from llm_gateway.route_path import RoutePath
+from llm_gateway.routes import RouteLookup
 from llm_gateway.settings import GatewaySettings
 from llm_gateway.tenancy import TICKET, Tenancy
 from llm_gateway.tenants import TenantLookup
@@ -41,11 +43,13 @@ class Gateway:
         directory: Directory,
         metrics: GatewayMetrics,
         tenants: TenantLookup | None = None,
+        routes: RouteLookup | None = None,
     ):
         self.settings = settings
         self.directory = directory
         self.metrics = metrics
         self.tenants = tenants
+        self.routes = routes
         self.tenancy = Tenancy(
             tenants, metrics, settings.require_tenant_key, settings.replicas_hint
         )
@@ -56,6 +60,7 @@ class Gateway:
         # Both need the client session, made on start-up.
         self.proxy: Proxy | None = None
         self.scraper: LoadScraper | None = None
+        self.route_path: RoutePath | None = None
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -84,6 +89,12 @@ class Gateway:
             fields = routing_fields(body, self.settings.prefix_chars)
         except BadRequest as exc:
             return error_response(400, str(exc), param=exc.param)
+        route = self.routes.get_route(fields.model) if self.routes is not None else None
+        if route is not None:  # a route's name wins over a served model's
+            request[MODEL_LABEL] = fields.model
+            assert self.route_path is not None
+            parse_seconds = time.perf_counter() - parse_started
+            return await self.route_path.serve(request, route, tenant, body, fields, parse_seconds)
         target = self.directory.get(fields.model)
         if target is None:
             return model_not_found(fields.model)
@@ -152,7 +163,7 @@ async def readyz(request: web.Request) -> web.Response:
     and the tenants theirs when keys are required (else every caller would get a 401)."""
     gateway = request.app[GATEWAY]
     keys_needed = gateway.settings.require_tenant_key
-    for source in (gateway.directory, gateway.tenants if keys_needed else None):
+    for source in (gateway.directory, gateway.tenants if keys_needed else None, gateway.routes):
         synced = getattr(source, "synced", None)
         if synced is not None and not synced():
             return web.json_response({"status": "syncing"}, status=503)
@@ -183,15 +194,17 @@ def build_app(
     directory: Directory,
     metrics: GatewayMetrics | None = None,
     tenants: TenantLookup | None = None,
+    routes: RouteLookup | None = None,
 ) -> web.Application:
-    """`tenants`: where API keys are looked up (KubeTenants); None: every caller is anonymous."""
+    """`tenants`: where API keys are looked up (KubeTenants); None: every caller is anonymous.
+    `routes`: public model names routed to several deployments (KubeRoutes, a RouteTable)."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[openai_errors])
-    gateway = Gateway(settings, directory, metrics or GatewayMetrics(), tenants)
+    gateway = Gateway(settings, directory, metrics or GatewayMetrics(), tenants, routes)
     app[GATEWAY] = gateway
 
     async def client_session(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            for source in (directory, tenants):  # e.g. KubeDirectory's, KubeTenants' watches
+            for source in (directory, tenants, routes):  # e.g. KubeDirectory's watches
                 if isinstance(source, contextlib.AbstractAsyncContextManager):
                     await stack.enter_async_context(source)
             # One pooled session for every replica: keep-alive connections, no per-host cap.
@@ -205,6 +218,9 @@ def build_app(
                 session, gateway.tracker, gateway.metrics, settings.load_factor,
                 settings.connect_timeout_seconds, settings.upstream_timeout_seconds,
             )  # fmt: skip
+            gateway.route_path = RoutePath(
+                directory, gateway.metrics, gateway.tenancy, gateway.holder, gateway.proxy
+            )
             gateway.scraper = LoadScraper(
                 directory, gateway.tracker, session, settings.scrape_interval_seconds
             )

@@ -16,6 +16,7 @@ PickedBy = Literal["affinity", "load", "only"]
 HoldOutcome = Literal["served", "timeout", "rejected"]
 REPLICA_STATES = ("ready", "not_ready", "terminating")
 TenantLabels = tuple[str, str, str]  # (namespace, tenant, model)
+RouteOutcome = Literal["served", "fallback", "escalated", "failed"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # The gateway adds well under a millisecond: the buckets resolve 50 µs to 50 ms.
@@ -90,6 +91,27 @@ class GatewayMetrics:
             ["model"], registry=r,
         )  # fmt: skip
 
+        # Routes (docs/traffic.md): one request count per attempt; dollars of every attempt and
+        # what a direct call would have cost.
+        route_labels = ["namespace", "route"]
+        self.route_requests = Counter(
+            "llm_gateway_route_requests", "Routed attempts, by target and what became of them",
+            [*route_labels, "target", "outcome"], registry=r,
+        )  # fmt: skip
+        self.cascade_escalations = Counter(
+            "llm_gateway_cascade_escalations", "Cascade answers that failed the gate, by step",
+            [*route_labels, "step", "gate"], registry=r,
+        )  # fmt: skip
+        self.route_dollars = Counter(
+            "llm_gateway_route_dollars", "Dollars of every routed attempt (discarded ones too)",
+            route_labels, registry=r,
+        )  # fmt: skip
+        self.route_direct_dollars = Counter(
+            "llm_gateway_route_direct_dollars",
+            "Dollars the answered requests would have cost sent directly to the cascade's last "
+            "step or the split's picked target", route_labels, registry=r,
+        )  # fmt: skip
+
     def request_sent(self, model: str, pod: str, picked_by: PickedBy) -> None:
         self.requests.labels(model, pod, picked_by).inc()
 
@@ -136,6 +158,18 @@ class GatewayMetrics:
 
     def tenant_rejected(self, labels: TenantLabels, limit: str) -> None:
         self.tenant_rejections.labels(*labels, limit).inc()
+
+    def route_attempt(self, namespace: str, route: str, target: str, outcome: RouteOutcome) -> None:
+        self.route_requests.labels(namespace, route, target, outcome).inc()
+
+    def escalated(self, namespace: str, route: str, step: str, gate: str) -> None:
+        self.cascade_escalations.labels(namespace, route, step, gate).inc()
+
+    def route_spent(self, namespace: str, route: str, dollars: float, direct: float) -> None:
+        """Dollars of attempts (`dollars`) and of the direct call (`direct`, for an answered
+        request; 0 otherwise)."""
+        self.route_dollars.labels(namespace, route).inc(dollars)
+        self.route_direct_dollars.labels(namespace, route).inc(direct)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

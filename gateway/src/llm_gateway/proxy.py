@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
@@ -97,8 +98,11 @@ class Proxy:
         key: int,
         parse_seconds: float,
         observer: BodyUsage | StreamUsage | None = None,
+        hold_back: Callable[[int], bool] | None = None,
     ) -> web.StreamResponse:
-        """`observer` sees the relayed answer's bytes (it may take out some: tenancy's usage)."""
+        """`observer` sees the relayed answer's bytes (it may take out some: tenancy's usage).
+        An answer whose status `hold_back` accepts is read whole and returned unsent (a route
+        falls back on it, or a cascade gates it); so is every error made here."""
         model = target.model
         pick_started = time.perf_counter()
         tried: list[str] = []  # pods that failed to connect, in order
@@ -141,6 +145,8 @@ class Proxy:
                     )
                     can_retry = attempt + 1 < ATTEMPTS and others
                     body_503 = await _small_503_body(upstream) if can_retry else None
+                    if body_503 is None and hold_back is not None and hold_back(upstream.status):
+                        return await self._held_back(upstream, replica)
                     if body_503 is None:
                         return await self._relay(request, upstream, replica, observer)
                     if _error_code(body_503) in NOT_SERVING_CODES:
@@ -183,6 +189,21 @@ class Proxy:
         except aiohttp.ClientConnectionError as exc:  # e.g. it died before answering
             logger.warning("replica %s dropped the connection: %s", replica.pod, exc)
             return None
+
+    async def _held_back(
+        self, upstream: aiohttp.ClientResponse, replica: Replica
+    ) -> web.StreamResponse:
+        try:
+            body = await upstream.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            logger.warning("replica %s failed mid-response: %r", replica.pod, exc)
+            return error_response(
+                502, f"Replica {replica.pod} failed mid-response.",
+                type="upstream_error", code="upstream_bad_response",
+            )  # fmt: skip
+        headers = _client_headers(upstream)
+        headers.popall("Content-Length", None)
+        return web.Response(status=upstream.status, headers=headers, body=body)
 
     async def _relay(
         self,

@@ -1,0 +1,188 @@
+"""Routes through the gateway with stub upstreams: cascades gated on chosen answers, splits
+and fallbacks, the route metrics and dollars."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+import route_stubs
+from route_stubs import USAGE, target_of
+
+make_stubs = route_stubs.make_stubs
+make_routed = route_stubs.make_routed
+
+TOKENS = USAGE["prompt_tokens"] + USAGE["completion_tokens"]
+CHEAP, LARGE = 0.5, 4.0  # $/1M tokens
+GATE = {"minMeanTokenLogprob": -1.0, "rejectPattern": "(?i)i don't know"}
+CASCADE = {"model": "assistant", "cascade": {"steps": ["cheap", "large"], "gate": GATE}}
+CHAT = {"model": "assistant", "messages": [{"role": "user", "content": "Capital of France?"}]}
+ROUTE = {"namespace": "ns", "route": "assistant"}
+
+
+async def cascade_of(make_stubs: Any, make_routed: Any, **cheap: Any) -> tuple[Any, ...]:
+    small = await make_stubs("cheap", **{"text": "Paris.", **cheap})
+    large = await make_stubs("large", text="Paris, France.")
+    gateway = await make_routed([target_of(small, CHEAP), target_of(large, LARGE)], CASCADE)
+    return gateway, small, large
+
+
+async def test_a_passing_cheap_answer_is_served_and_priced(make_stubs, make_routed) -> None:
+    gateway, small, large = await cascade_of(make_stubs, make_routed)
+    status, answer = await gateway.post("/v1/chat/completions", CHAT)
+    assert status == 200
+    assert answer["choices"][0]["message"]["content"] == "Paris."
+    assert answer["choices"][0]["logprobs"] is None  # asked upstream for the gate, taken out
+    [sent] = small.received
+    assert sent["model"] == "cheap-model" and sent["logprobs"] is True and "stream" not in sent
+    assert large.received == []
+    assert gateway.sample("llm_gateway_route_requests_total", **ROUTE, target="cheap",
+                          outcome="served") == 1  # fmt: skip
+    assert gateway.sample("llm_gateway_route_dollars_total", **ROUTE) == TOKENS * CHEAP / 1e6
+    direct = gateway.sample("llm_gateway_route_direct_dollars_total", **ROUTE)
+    assert direct == TOKENS * LARGE / 1e6
+
+
+@pytest.mark.parametrize(
+    ("cheap", "gate"),
+    [
+        ({"text": "  "}, "empty"),
+        ({"finish": "length"}, "length"),
+        ({"text": "I don't know."}, "pattern"),
+        ({"logprob": -2.5}, "logprob"),
+    ],
+)
+async def test_each_gate_escalates(make_stubs, make_routed, cheap: Any, gate: str) -> None:
+    gateway, small, large = await cascade_of(make_stubs, make_routed, **cheap)
+    status, answer = await gateway.post("/v1/chat/completions", CHAT)
+    assert status == 200
+    assert answer["choices"][0]["message"]["content"] == "Paris, France."
+    assert len(small.received) == len(large.received) == 1
+    assert gateway.samples("llm_gateway_cascade_escalations_total") == [
+        f'llm_gateway_cascade_escalations_total{{gate="{gate}",namespace="ns",'
+        f'route="assistant",step="cheap"}} 1.0'
+    ]
+    for step, outcome in (("cheap", "escalated"), ("large", "served")):
+        assert gateway.sample("llm_gateway_route_requests_total", **ROUTE, target=step,
+                              outcome=outcome) == 1  # fmt: skip
+    # Both attempts are paid; a direct call would have paid the large one only.
+    spent = gateway.sample("llm_gateway_route_dollars_total", **ROUTE)
+    assert spent == pytest.approx(TOKENS * (CHEAP + LARGE) / 1e6)
+    direct = gateway.sample("llm_gateway_route_direct_dollars_total", **ROUTE)
+    assert direct == pytest.approx(TOKENS * LARGE / 1e6)
+
+
+async def test_completions_ask_for_logprobs_and_keep_the_clients(make_stubs, make_routed) -> None:
+    gateway, small, _ = await cascade_of(make_stubs, make_routed)
+    body = {"model": "assistant", "prompt": "2+2=", "max_tokens": 4}
+    status, answer = await gateway.post("/v1/completions", body)
+    assert status == 200 and answer["choices"][0]["logprobs"] is None
+    assert small.received[-1]["logprobs"] == 1
+    status, answer = await gateway.post("/v1/completions", {**body, "logprobs": 2})
+    assert small.received[-1]["logprobs"] == 2  # the client's own request stands
+    assert answer["choices"][0]["logprobs"]["token_logprobs"] == [-0.1] * 3
+
+
+@pytest.mark.parametrize("escalate", [False, True])
+async def test_a_streamed_cascade_is_a_valid_stream(make_stubs, make_routed, escalate) -> None:
+    gateway, small, large = await cascade_of(
+        make_stubs, make_routed, logprob=-3.0 if escalate else -0.1
+    )
+    client = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key="sk-x", max_retries=0)
+    stream = await client.chat.completions.create(
+        model="assistant", messages=CHAT["messages"], stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == ("Paris, France." if escalate else "Paris.")
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop"
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == TOKENS
+    assert all(c.choices[0].logprobs is None for c in chunks if c.choices)
+    assert "stream" not in small.received[0]  # every step is called non-streamed
+    assert len(large.received) == int(escalate)
+    await client.close()
+
+
+async def test_a_failing_step_moves_on_and_a_failing_last_step_is_the_answer(
+    make_stubs, make_routed
+) -> None:
+    gateway, _, large = await cascade_of(make_stubs, make_routed, status=500)
+    status, answer = await gateway.post("/v1/chat/completions", CHAT)
+    assert status == 200 and answer["choices"][0]["message"]["content"] == "Paris, France."
+    assert gateway.sample("llm_gateway_route_requests_total", **ROUTE, target="cheap",
+                          outcome="fallback") == 1  # fmt: skip
+    large.status = 503
+    status, _ = await gateway.post("/v1/chat/completions", CHAT)
+    assert status == 503
+    assert gateway.sample("llm_gateway_route_requests_total", **ROUTE, target="large",
+                          outcome="failed") == 1  # fmt: skip
+
+
+def split(*targets: tuple[str, int], fallback: list[str]) -> dict[str, Any]:
+    weighted = [{"deployment": d, "weight": w} for d, w in targets]
+    return {"model": "assistant", "targets": weighted, "fallback": fallback}
+
+
+async def test_split_falls_back_on_429_and_on_a_dead_target(make_stubs, make_routed) -> None:
+    busy = await make_stubs("busy", status=429)
+    backup = await make_stubs("backup", text="from backup")
+    gateway = await make_routed(
+        [target_of(busy, 1.0), target_of(backup, 2.0)], split(("busy", 1), fallback=["backup"])
+    )
+    status, answer = await gateway.post("/v1/chat/completions", CHAT)
+    assert status == 200 and answer["choices"][0]["message"]["content"] == "from backup"
+    assert busy.received[0]["model"] == "busy-model"
+    assert backup.received[0]["model"] == "backup-model"  # the target's own served name
+    assert gateway.sample("llm_gateway_route_requests_total", **ROUTE, target="busy",
+                          outcome="fallback") == 1  # fmt: skip
+    # Dollars at the answering target's price; direct at the picked (busy) one's.
+    assert gateway.sample("llm_gateway_route_dollars_total", **ROUTE) == TOKENS * 2.0 / 1e6
+    assert gateway.sample("llm_gateway_route_direct_dollars_total", **ROUTE) == TOKENS / 1e6
+    assert busy.server is not None
+    await busy.server.close()  # dead: the connection is refused
+    status, answer = await gateway.post("/v1/chat/completions", CHAT)
+    assert status == 200 and answer["choices"][0]["message"]["content"] == "from backup"
+    # Streams fall back too (the 429 came before the first byte) and relay as they come.
+    client = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key="sk-x", max_retries=0)
+    stream = await client.chat.completions.create(
+        model="assistant", messages=CHAT["messages"], stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "from backup"
+    assert all(c.usage is None for c in chunks)  # asked upstream for tenancy, taken out
+    await client.close()
+
+
+async def test_a_budget_limited_or_unready_target_is_skipped(make_stubs, make_routed) -> None:
+    limited = await make_stubs("limited")
+    backup = await make_stubs("backup", text="from backup")
+    gateway = await make_routed(
+        [target_of(limited, 1.0, budget_limited=True), target_of(backup, 2.0)],
+        split(("limited", 1), fallback=["backup"]),
+    )
+    status, answer = await gateway.post("/v1/chat/completions", CHAT)
+    assert status == 200 and answer["choices"][0]["message"]["content"] == "from backup"
+    assert limited.received == []  # never sent to
+    assert gateway.sample("llm_gateway_route_requests_total", **ROUTE, target="limited",
+                          outcome="fallback") == 1  # fmt: skip
+    gateway.directory.set_replicas("backup-model", [])  # nothing serves: held, then 503
+    status, answer = await gateway.post("/v1/chat/completions", CHAT)
+    assert status == 503 and answer["error"]["code"] == "no_ready_replica"
+
+
+async def test_split_spreads_by_weight_and_the_route_name_wins(make_stubs, make_routed) -> None:
+    a, b = await make_stubs("a"), await make_stubs("b")
+    shadowed = target_of(a, None)
+    shadowed = type(shadowed)("assistant", "ns", "shadow", shadowed.replicas)
+    gateway = await make_routed(
+        [target_of(a, None), target_of(b, None), shadowed], split(("a", 3), ("b", 1), fallback=[])
+    )
+    for i in range(80):
+        status, _ = await gateway.post("/v1/chat/completions", {**CHAT, "user": f"u{i}"})
+        assert status == 200
+    assert len(a.received) + len(b.received) == 80  # the route, not the served `assistant`
+    assert 40 <= len(a.received) <= 76
+    assert {r["model"] for r in a.received} == {"a-model"}
