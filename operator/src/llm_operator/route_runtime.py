@@ -162,6 +162,8 @@ class GatewayScraper:
                 await self.tick(time.time())
             except ApiError as exc:
                 logger.warning("listing the gateway's EndpointSlices %s/%s: %s", *self.service, exc)
+            except Exception:  # never let one bad tick end the scraping for good
+                logger.exception("scraping the gateway %s/%s", *self.service)
             after_tick()
             await asyncio.sleep(self.interval)
 
