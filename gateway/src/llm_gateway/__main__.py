@@ -10,16 +10,17 @@ from aiohttp import web
 
 from llm_gateway.app import build_app
 from llm_gateway.directory import Directory, StaticDirectory
+from llm_gateway.routes import RouteLookup
 from llm_gateway.settings import GatewaySettings, SettingsError, parse_settings
-from llm_gateway.static_models import StaticModelsError, load_static_models
+from llm_gateway.static_models import StaticConfig, StaticModelsError, load_static_config
 from llm_gateway.tenants import TenantLookup
 
 logger = logging.getLogger("llm_gateway")
 
 
-def _directory(settings: GatewaySettings) -> Directory:
-    if settings.static_models is not None:
-        return StaticDirectory(load_static_models(settings.static_models))
+def _directory(settings: GatewaySettings, static: StaticConfig | None) -> Directory:
+    if static is not None:
+        return StaticDirectory(static.targets)
     # Imported here: static mode and the unit tests need no cluster client.
     from llm_gateway.kube_directory import from_settings
 
@@ -37,18 +38,32 @@ def _tenants(settings: GatewaySettings) -> TenantLookup | None:
     return tenants
 
 
+def _routes(settings: GatewaySettings, static: StaticConfig | None) -> RouteLookup:
+    """LLMRoutes on a cluster; the file's `routes:` with static models."""
+    if static is not None:
+        return static.routes
+    from llm_gateway.kube_routes import from_settings
+
+    routes: RouteLookup = from_settings(settings)
+    return routes
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = parse_settings(sys.argv[1:] if argv is None else argv)
-        directory = _directory(settings)
+        static = None
+        if settings.static_models is not None:
+            static = load_static_config(settings.static_models)
+        directory = _directory(settings, static)
         tenants = _tenants(settings)
+        routes = _routes(settings, static)
     except (SettingsError, StaticModelsError) as exc:
         print(f"llm-gateway: error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = build_app(settings, directory, tenants=tenants)
+    app = build_app(settings, directory, tenants=tenants, routes=routes)
     logger.info("listening on %s:%d", settings.host, settings.port)
     # handler_cancellation: a client that leaves cancels its held or streaming request, which
     # closes the upstream connection so the replica stops generating for nobody.

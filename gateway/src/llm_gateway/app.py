@@ -163,7 +163,7 @@ async def readyz(request: web.Request) -> web.Response:
     and the tenants theirs when keys are required (else every caller would get a 401)."""
     gateway = request.app[GATEWAY]
     keys_needed = gateway.settings.require_tenant_key
-    for source in (gateway.directory, gateway.tenants if keys_needed else None, gateway.routes):
+    for source in (gateway.directory, gateway.tenants if keys_needed else None):
         synced = getattr(source, "synced", None)
         if synced is not None and not synced():
             return web.json_response({"status": "syncing"}, status=503)
