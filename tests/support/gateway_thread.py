@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from llm_gateway.app import build_app
 from llm_gateway.directory import Directory
 from llm_gateway.metrics import GatewayMetrics
+from llm_gateway.routes import RouteLookup
 from llm_gateway.settings import GatewaySettings
 from llm_gateway.tenants import TenantLookup
 
@@ -63,9 +64,11 @@ def running_gateway(
     directory: Directory,
     settings: GatewaySettings | None = None,
     tenants: TenantLookup | None = None,
+    routes: RouteLookup | None = None,
 ) -> Iterator[RunningGateway]:
     """The gateway's app as `llm-gateway` serves it (AppRunner, client cancellation on);
-    `tenants`: where API keys are looked up (e.g. a KubeTenants), None: all anonymous."""
+    `tenants`: where API keys are looked up (e.g. a KubeTenants), None: all anonymous;
+    `routes`: e.g. a KubeRoutes, None: no routes."""
     settings = replace(settings or GatewaySettings(kube=True), host="127.0.0.1")
     metrics = GatewayMetrics()
     started = threading.Event()
@@ -75,7 +78,7 @@ def running_gateway(
     async def serve() -> None:
         nonlocal stop
         stop = asyncio.Event()
-        app = build_app(settings, directory, metrics, tenants)
+        app = build_app(settings, directory, metrics, tenants, routes)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await runner.setup()
         try:
