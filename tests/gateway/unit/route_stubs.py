@@ -19,6 +19,7 @@ from llm_gateway.directory import ModelTarget, Replica, StaticDirectory
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.routes import Route, RouteTable
 from llm_gateway.settings import GatewaySettings
+from llm_gateway.tenants import TenantLookup
 from llm_operator.api.route import LLMRouteSpec
 
 USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
@@ -129,7 +130,7 @@ class RoutedGateway:
         return [line for line in text.splitlines() if re.match(pattern, line)]
 
 
-MakeRouted = Callable[[list[ModelTarget], dict[str, Any]], Awaitable[RoutedGateway]]
+MakeRouted = Callable[..., Awaitable[RoutedGateway]]
 
 
 @pytest.fixture
@@ -150,12 +151,14 @@ async def make_stubs() -> AsyncIterator[Callable[..., Awaitable[AnswerStub]]]:
 async def make_routed() -> AsyncIterator[MakeRouted]:
     running: list[RoutedGateway] = []
 
-    async def make(targets: list[ModelTarget], spec: dict[str, Any]) -> RoutedGateway:
+    async def make(
+        targets: list[ModelTarget], spec: dict[str, Any], tenants: TenantLookup | None = None
+    ) -> RoutedGateway:
         directory = StaticDirectory(targets)
         route = Route.of("ns", "assistant", LLMRouteSpec.model_validate(spec))
         metrics = GatewayMetrics()
         settings = GatewaySettings(scrape_interval_seconds=3600.0, hold_timeout_seconds=0.5)
-        app = build_app(settings, directory, metrics, routes=RouteTable([route]))
+        app = build_app(settings, directory, metrics, tenants, RouteTable([route]))
         server = TestServer(app, host="127.0.0.1", handler_cancellation=True)
         await server.start_server()
         running.append(RoutedGateway(server, directory, metrics, aiohttp.ClientSession()))

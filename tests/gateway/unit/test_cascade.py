@@ -10,6 +10,8 @@ import pytest
 import route_stubs
 from route_stubs import USAGE, target_of
 
+from llm_gateway.tenants import KeySecret, Tenant, TenantTable, key_digest
+
 make_stubs = route_stubs.make_stubs
 make_routed = route_stubs.make_routed
 
@@ -186,3 +188,35 @@ async def test_split_spreads_by_weight_and_the_route_name_wins(make_stubs, make_
     assert len(a.received) + len(b.received) == 80  # the route, not the served `assistant`
     assert 40 <= len(a.received) <= 76
     assert {r["model"] for r in a.received} == {"a-model"}
+
+
+async def test_a_tenant_pays_every_attempt_under_the_routes_name(make_stubs, make_routed) -> None:
+    web = Tenant("team", "web", frozenset({"assistant"}), None, None, None, "day")
+    other = Tenant("team", "other", frozenset({"cheap-model"}), None, None, None, "day")
+    keys = [KeySecret("team", f"{t.name}-key", t.name, key_digest(f"sk-{t.name}"))
+            for t in (web, other)]  # fmt: skip
+    small = await make_stubs("cheap", text="I don't know.")
+    large = await make_stubs("large")
+    gateway = await make_routed(
+        [target_of(small, CHEAP), target_of(large, LARGE)], CASCADE, TenantTable({web, other}, keys)
+    )
+    headers = {"Authorization": "Bearer sk-web"}
+    async with gateway.session.post(
+        gateway.url + "/v1/chat/completions", json=CHAT, headers=headers
+    ) as response:
+        assert response.status == 200
+    labels = {"namespace": "team", "tenant": "web", "model": "assistant"}
+    tokens = [gateway.sample("llm_gateway_tenant_tokens_total", **labels, kind=kind)
+              for kind in ("prompt", "completion")]  # fmt: skip
+    assert tokens == [2 * USAGE["prompt_tokens"], 2 * USAGE["completion_tokens"]]
+    dollars = gateway.sample("llm_gateway_tenant_dollars_total", **labels)
+    assert dollars == pytest.approx(TOKENS * (CHEAP + LARGE) / 1e6)
+    assert gateway.sample("llm_gateway_tenant_requests_total", **labels, code="200") == 1
+    # A tenant may call a route only by its name: a target's model is not enough.
+    async with gateway.session.post(
+        gateway.url + "/v1/chat/completions",
+        json=CHAT,
+        headers={"Authorization": "Bearer sk-other"},
+    ) as response:
+        assert response.status == 403
+        assert (await response.json())["error"]["code"] == "model_not_allowed"
