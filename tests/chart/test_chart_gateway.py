@@ -28,7 +28,7 @@ GATEWAY = "llmops-llm-operator-gateway"
 MONITORED = {"metrics": {"serviceMonitor": {"enabled": True}}}
 # What the gateway needs: the model -> LLMDeployment map, the ready pods of its Service, and
 # the demand annotation it stamps while holding requests at zero replicas; LLMTenants and
-# their key Secrets (issue 23).
+# their key Secrets, LLMRoutes (issue 23).
 GATEWAY_RULES = [
     {
         "apiGroups": ["inference.llmops.dev"],
@@ -46,6 +46,7 @@ GATEWAY_RULES = [
         "verbs": ["list", "watch"],
     },
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]},
+    {"apiGroups": ["inference.llmops.dev"], "resources": ["llmroutes"], "verbs": ["list", "watch"]},
 ]
 
 

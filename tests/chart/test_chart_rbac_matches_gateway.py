@@ -1,8 +1,9 @@
 """The chart's gateway RBAC grants exactly what the real gateway asks of a real API server.
 
-The gateway's KubeDirectory and KubeTenants (what `llm-gateway --kube` runs) authenticate as the
-chart's gateway ServiceAccount, with only the chart's Role or ClusterRole bound, list and watch
-LLMDeployments, EndpointSlices, LLMTenants and key Secrets, find the model and stamp the demand
+The gateway's KubeDirectory, KubeTenants and KubeRoutes (what `llm-gateway --kube` runs)
+authenticate as the chart's gateway ServiceAccount, with only the chart's Role or ClusterRole
+bound, list and watch LLMDeployments, EndpointSlices, LLMTenants, key Secrets and LLMRoutes,
+find the model and stamp the demand
 annotation (as the gateway does while holding a request at zero replicas). The API server's
 audit log records each request of that ServiceAccount: none may be forbidden, and each granted
 right must have been used.
@@ -26,6 +27,7 @@ from llmd_manifest import llmd_manifest
 
 from llm_gateway.kube_api import KubeApi
 from llm_gateway.kube_directory import KubeDirectory
+from llm_gateway.kube_routes import KubeRoutes
 from llm_gateway.kube_tenants import KubeTenants
 from llm_operator.api.demand import DEMAND_ANNOTATION
 
@@ -101,13 +103,19 @@ async def run_gateway_directory(kubeconfig: Path, namespaces: tuple[str, ...], m
     signal demand once."""
     directory = KubeDirectory(KubeApi.from_environment(str(kubeconfig)), namespaces)
     tenants = KubeTenants(KubeApi.from_environment(str(kubeconfig)), namespaces)
-    async with directory, tenants:
+    routes = KubeRoutes(KubeApi.from_environment(str(kubeconfig)), namespaces)
+    async with directory, tenants, routes:
         assert await directory.wait_synced(60), "the gateway never synced"
         for _ in range(600):
             if tenants.synced():
                 break
             await asyncio.sleep(0.1)
         assert tenants.synced(), "the gateway never listed LLMTenants and key Secrets"
+        for _ in range(600):
+            if routes.synced():
+                break
+            await asyncio.sleep(0.1)
+        assert routes.synced(), "the gateway never listed LLMRoutes"
         for _ in range(600):
             target = directory.get(model)
             if target is not None:
