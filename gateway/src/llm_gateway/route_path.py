@@ -110,13 +110,21 @@ class RoutePath:
             logger.debug("route %s/%s: %s %s", *route.key, skipped.deployment, skipped.skip)
         usable = [c for c in candidates if c.skip is None]
         if not usable:
-            held = await self._hold(route, candidates)
-            if isinstance(held, web.Response):
-                return held
+            held, answer = await self._hold(route, candidates)
+            # Each passed-over deployment is a fallback; a failed hold fails the request.
+            for c in candidates:
+                outcome: RouteOutcome = "failed" if c.deployment == held.deployment else "fallback"
+                if c.deployment != held.deployment or answer is not None:
+                    self._metrics.route_attempt(route.namespace, route.name, c.deployment, outcome)
+            if answer is not None:
+                return answer
             usable = [held]
-        for c in candidates:
-            if c.skip is not None and c not in usable:
-                self._metrics.route_attempt(route.namespace, route.name, c.deployment, "fallback")
+        else:
+            for c in candidates:
+                if c.skip is not None:
+                    self._metrics.route_attempt(
+                        route.namespace, route.name, c.deployment, "fallback"
+                    )
         serve = self._cascade if route.is_cascade else self._split
         return await serve(request, route, ticket, usable, candidates[0], fields, parse_seconds)
 
@@ -125,25 +133,28 @@ class RoutePath:
         target = index.get((route.namespace, deployment))
         return None if target is None else target.dollars_per_million_tokens
 
-    async def _hold(self, route: Route, candidates: list[Candidate]) -> Candidate | web.Response:
-        """The first existing, not BudgetLimited deployment once it serves, or the error."""
+    async def _hold(
+        self, route: Route, candidates: list[Candidate]
+    ) -> tuple[Candidate, web.Response | None]:
+        """Waits for the first existing, not BudgetLimited deployment to serve: that
+        deployment, and None or the error that ends the request."""
         waiting = next(
             (c for c in candidates if c.target is not None and c.skip != "budget_limited"), None
         )
         if waiting is None or waiting.target is None:
             why = ", ".join(f"{c.deployment}: {c.skip}" for c in candidates)
-            return error_response(
+            return candidates[-1], error_response(
                 503, f"No deployment of route `{route.model}` can serve ({why}).",
                 type="service_unavailable_error", code="no_route_target", retry_after_seconds=30,
             )  # fmt: skip
         try:
             target = await self._holder.wait_for_replica(waiting.target)
         except (HoldRejected, HoldTimedOut, ModelGone) as exc:
-            return error_response(
+            return waiting, error_response(
                 503, f"No deployment of route `{route.model}` became ready ({type(exc).__name__}).",
                 type="service_unavailable_error", code="no_ready_replica", retry_after_seconds=30,
             )  # fmt: skip
-        return Candidate(waiting.deployment, target, None)
+        return Candidate(waiting.deployment, target, None), None
 
     async def _split(
         self,
@@ -198,7 +209,6 @@ class RoutePath:
         spend = _Spend()
         steps = set(cascade.steps)
         last_price = self._price_of(route, cascade.steps[-1])
-        response: web.StreamResponse = error_response(502, "No step answered.")
         for i, c in enumerate(usable):
             assert c.target is not None
             later = usable[i + 1 :]

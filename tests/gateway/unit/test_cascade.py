@@ -173,6 +173,14 @@ async def test_a_budget_limited_or_unready_target_is_skipped(make_stubs, make_ro
     gateway.directory.set_replicas("backup-model", [])  # nothing serves: held, then 503
     status, answer = await gateway.post("/v1/chat/completions", CHAT)
     assert status == 503 and answer["error"]["code"] == "no_ready_replica"
+    # The request held for `backup` and failed there; `limited` was passed over again.
+    outcomes = {(labels["target"], labels["outcome"]): value for labels, value in [
+        (dict(s.labels), s.value) for f in gateway.metrics.registry.collect()
+        if f.name == "llm_gateway_route_requests" for s in f.samples
+        if s.name.endswith("_total")
+    ]}  # fmt: skip
+    assert outcomes == {("limited", "fallback"): 2, ("backup", "served"): 1,
+                        ("backup", "failed"): 1}  # fmt: skip
 
 
 async def test_split_spreads_by_weight_and_the_route_name_wins(make_stubs, make_routed) -> None:
