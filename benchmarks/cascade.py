@@ -47,6 +47,7 @@ from typing import Any
 import httpx
 
 import bench_common  # benchmarks/ is on sys.path when run as a script
+import cascade_gateway
 import cascade_report
 from cascade_frontier import Answer, Pair
 from cascade_questions import Question, build_questions, is_correct, split
@@ -69,6 +70,7 @@ class Config:
     max_collect_seconds: float = 540.0
     tuning_fraction: float = 0.4
     seed: int = 23
+    gateway_questions: int = 80  # TEST questions also sent through the real llm-gateway
 
 
 def start_server(
@@ -180,6 +182,7 @@ def main() -> None:
     args = parser.parse_args()
     config = Config(
         per_category=8 if args.quick else args.per_category,
+        gateway_questions=10 if args.quick else Config.gateway_questions,
         max_collect_seconds=args.max_collect_seconds,
     )
     out = Path(tempfile.mkdtemp(prefix="cascade-bench-")) if args.quick else OUT
@@ -201,20 +204,29 @@ def main() -> None:
         load_seconds = time.monotonic() - started
         questions = build_questions(config.per_category, config.seed)
         collected = collect(questions, urls, config)
+        answered = questions[: len(collected["answers"]["cheap"])]
+        pairs = [
+            Pair(q.category, cheap, large)
+            for q, cheap, large in zip(
+                answered, collected["answers"]["cheap"], collected["answers"]["large"], strict=True
+            )
+        ]
+        tuning, test = split(pairs, config.tuning_fraction)
+        test_questions = split(answered, config.tuning_fraction)[1][: config.gateway_questions]
+        price_table = prices(collected["tokens_per_s"], config.cheap_group_size)
+        analysis = cascade_report.analyse(tuning, test, price_table)
+        threshold = analysis["pricings"]["memory-bound"]["threshold"]
+        gateway_check = cascade_gateway.run(
+            urls, price_table["memory-bound"], threshold, test_questions,
+            test[: config.gateway_questions],
+            {"max_tokens": config.max_tokens, "concurrency": config.concurrency, "port": 18713},
+            workdir,
+        )  # fmt: skip
     finally:
         for process in processes.values():
             process.terminate()
         for process in processes.values():
             process.wait(timeout=60)
-    answered = questions[: len(collected["answers"]["cheap"])]
-    pairs = [
-        Pair(q.category, cheap, large)
-        for q, cheap, large in zip(
-            answered, collected["answers"]["cheap"], collected["answers"]["large"], strict=True
-        )
-    ]
-    tuning, test = split(pairs, config.tuning_fraction)
-    price_table = prices(collected["tokens_per_s"], config.cheap_group_size)
     import torch
 
     result: dict[str, Any] = {
@@ -238,7 +250,8 @@ def main() -> None:
         "tokens_per_s": collected["tokens_per_s"],
         "prices_per_million": price_table,
         "weight_bytes": weight_bytes(config.cheap_group_size),
-        **cascade_report.analyse(tuning, test, price_table),
+        **analysis,
+        "gateway_check": gateway_check,
         "answers": [
             {
                 "id": q.id,

@@ -18,6 +18,7 @@ from cascade_frontier import (
     pareto,
     pick_threshold,
 )
+from cascade_gateway import markdown as gateway_markdown
 from llm_gateway.gates import failing_gate
 
 GOAL_SAVING = 0.40
@@ -158,4 +159,5 @@ def markdown(result: dict[str, Any]) -> str:
                          f"{f['tuning']['dollars_per_1k']:.5f} | {f['test']['accuracy']:.1%} | "
                          f"{f['test']['dollars_per_1k']:.5f} | "
                          f"{f['test']['escalation_rate']:.1%} |")  # fmt: skip
+    lines += ["", "## Through the real gateway", "", gateway_markdown(result["gateway_check"])]
     return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ from cascade_frontier import (
     pareto,
     pick_threshold,
 )
+from cascade_gateway import ROUTE, simulated, static_models
 from cascade_questions import (
     CAPITALS,
     CATEGORIES,
@@ -32,6 +33,7 @@ from cascade_questions import (
     normalize,
     split,
 )
+from llm_gateway.static_models import parse_static_config
 
 
 def test_questions_are_seeded_distinct_and_balanced() -> None:
@@ -64,7 +66,7 @@ def _expected(question: Question) -> str:
                "millimeters": 10, "days": 7, "hours": 24, "months": 12}  # fmt: skip
         return str(n * per[unit])
     country = re.search(r"of (\w+)\?", text).group(1)  # type: ignore[union-attr]
-    return CAPITALS[country]
+    return str(CAPITALS[country])
 
 
 def test_every_answer_is_what_the_question_asks() -> None:
@@ -93,7 +95,7 @@ def test_every_answer_is_what_the_question_asks() -> None:
     ],
 )
 def test_normalize(text: str, kind: str, normalized: str | None) -> None:
-    assert normalize(text, kind) == normalized  # type: ignore[arg-type]
+    assert normalize(text, kind) == normalized
 
 
 def test_scorer_is_exact_after_normalizing() -> None:
@@ -162,3 +164,17 @@ def test_candidates_make_the_frontier_exact() -> None:
     kept = pareto(points)
     assert [round(o.accuracy, 2) for _, o in kept] == [0.75, 1.0]
     assert kept[0][0] is None
+
+
+def test_the_gateway_check_route_is_what_the_gateway_parses() -> None:
+    urls = {"cheap": "http://127.0.0.1:1", "large": "http://127.0.0.1:2"}
+    config = parse_static_config(static_models(urls, {"cheap": 1.0, "large": 3.0}, -1.0))
+    prices = {t.deployment: t.dollars_per_million_tokens for t in config.targets}
+    assert prices == {"cheap": 1.0, "large": 3.0}
+    route = config.routes.get_route(ROUTE)
+    assert route is not None and route.gate == gate_for(-1.0)
+    # what the gateway should answer and charge: the same arithmetic as the frontier
+    expected = simulated(PAIRS, {"cheap": 1.0, "large": 3.0}, -1.0)
+    assert expected["escalations"] == 2
+    assert expected["dollars"] == pytest.approx((4 * 10 + 2 * 20 * 3) / 1e6)
+    assert expected["direct_dollars"] == pytest.approx((2 * 10 + 2 * 20) * 3 / 1e6)
