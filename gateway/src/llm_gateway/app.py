@@ -20,7 +20,7 @@ from llm_gateway.picker import request_key
 from llm_gateway.proxy import Proxy
 from llm_gateway.request_key import BadRequest, routing_fields
 from llm_gateway.route_path import RoutePath
-from llm_gateway.routes import RouteLookup
+from llm_gateway.routes import Route, RouteLookup
 from llm_gateway.settings import GatewaySettings
 from llm_gateway.tenancy import TICKET, Tenancy
 from llm_gateway.tenants import TenantLookup
@@ -137,16 +137,27 @@ def _model_card(target: ModelTarget) -> dict[str, object]:
     return {"id": target.model, "object": "model", "created": 0, "owned_by": owner}
 
 
+def _route_card(route: Route) -> dict[str, object]:
+    return {"id": route.model, "object": "model", "created": 0, "owned_by": "/".join(route.key)}
+
+
 async def list_models(request: web.Request) -> web.Response:
-    cards = [_model_card(t) for t in request.app[GATEWAY].directory.models()]
-    return web.json_response({"object": "list", "data": cards})
+    gateway = request.app[GATEWAY]
+    routes = gateway.routes.routes() if gateway.routes is not None else []
+    cards = {t.model: _model_card(t) for t in gateway.directory.models()}
+    cards.update((r.model, _route_card(r)) for r in routes)  # a route's name wins
+    return web.json_response({"object": "list", "data": [cards[m] for m in sorted(cards)]})
 
 
 async def get_model(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
-    target = gateway.directory.get(request.match_info["model"])
+    model = request.match_info["model"]
+    route = gateway.routes.get_route(model) if gateway.routes is not None else None
+    if route is not None:
+        return web.json_response(_route_card(route))
+    target = gateway.directory.get(model)
     if target is None:
-        return model_not_found(request.match_info["model"])
+        return model_not_found(model)
     return web.json_response(_model_card(target))
 
 

@@ -87,6 +87,9 @@ class KubeRoutes:
     def get_route(self, model: str) -> Route | None:
         return self._table.get_route(model)
 
+    def routes(self) -> list[Route]:
+        return self._table.routes()
+
     def table(self) -> RouteTable:
         return self._table
 

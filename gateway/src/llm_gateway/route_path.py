@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 from typing import Any
 
 from aiohttp import web
@@ -39,8 +38,6 @@ from llm_gateway.routes import Candidate, Route, body_seed, deployment_index, pl
 from llm_gateway.tenancy import TICKET, Tenancy, Ticket
 from llm_gateway.tenants import Tenant
 from llm_gateway.usage import BodyUsage, Usage, usage_of
-
-logger = logging.getLogger(__name__)
 
 
 def falls_back(status: int) -> bool:
@@ -106,8 +103,6 @@ class RoutePath:
         if isinstance(ticket, web.Response):
             return ticket  # 403, 429
         request[TICKET] = ticket
-        for skipped in (c for c in candidates if c.skip is not None):
-            logger.debug("route %s/%s: %s %s", *route.key, skipped.deployment, skipped.skip)
         usable = [c for c in candidates if c.skip is None]
         if not usable:
             held, answer = await self._hold(route, candidates)

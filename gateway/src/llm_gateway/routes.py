@@ -53,6 +53,7 @@ class Route:
 
 class RouteLookup(Protocol):
     def get_route(self, model: str) -> Route | None: ...
+    def routes(self) -> list[Route]: ...  # by public name
 
 
 class RouteTable:

@@ -10,6 +10,7 @@ import pytest
 import route_stubs
 from route_stubs import USAGE, target_of
 
+from llm_gateway.directory import ModelTarget
 from llm_gateway.tenants import KeySecret, Tenant, TenantTable, key_digest
 
 make_stubs = route_stubs.make_stubs
@@ -228,3 +229,16 @@ async def test_a_tenant_pays_every_attempt_under_the_routes_name(make_stubs, mak
     ) as response:
         assert response.status == 403
         assert (await response.json())["error"]["code"] == "model_not_allowed"
+
+
+async def test_models_list_the_route_and_its_name_wins(make_stubs, make_routed) -> None:
+    a = await make_stubs("a")
+    shadowed = ModelTarget("assistant", "ns", "shadow", target_of(a, None).replicas)
+    gateway = await make_routed([target_of(a, None), shadowed], split(("a", 1), fallback=[]))
+    async with gateway.session.get(gateway.url + "/v1/models") as response:
+        cards = (await response.json())["data"]
+    assert [(c["id"], c["owned_by"]) for c in cards] == [
+        ("a-model", "ns/a"), ("assistant", "ns/assistant"),
+    ]  # fmt: skip
+    async with gateway.session.get(gateway.url + "/v1/models/assistant") as response:
+        assert (await response.json())["owned_by"] == "ns/assistant"
