@@ -34,7 +34,12 @@ from llm_operator.local import LocalRunError, local_server_args, run_local, run_
 from llm_operator.render import RenderSettings, UnresolvedSpecError, desired_objects, dump_objects
 from llm_operator.render.policy import add_policy_arguments, policy_check, policy_from_args
 from llm_operator.resolve import resolve
-from llm_operator.validation import Problem, validate_manifest
+from llm_operator.validation import (
+    COMPANION_KINDS,
+    Problem,
+    validate_companion,
+    validate_manifest,
+)
 
 EXIT_INVALID = 2
 
@@ -82,28 +87,45 @@ def _load(
 
 def cmd_validate(args: argparse.Namespace) -> int:
     catalog, docs = _catalog(args.catalog), _documents(args.file)
+    policy = RenderSettings(pod_policy=policy_from_args(args))
     invalid = 0
-    for name, resource, problems in _load(docs):
-        if resource is None:
-            invalid += 1
-            print(f"{name}: invalid")
-            for problem in problems:
-                print(f"  {problem}")
-            continue
-        policy = RenderSettings(pod_policy=policy_from_args(args))
-        violations = policy_check(resource, catalog, policy)
-        if violations:  # the operator's boundary (render/policy.py), under these flags
-            invalid += 1
-            print(f"{name}: invalid")
-            for violation in violations:
-                print(f"  PolicyViolation: {violation}")
-            continue
-        print(f"{name}: valid ({resource.metadata.name})")
-        for warning in budget_warnings(resource.spec, catalog):
-            print(f"  warning: {warning}")
+    for name, doc in docs:  # in file order
+        if isinstance(doc, dict) and doc.get("kind") in COMPANION_KINDS:
+            invalid += not _report_companion(name, doc)
+        else:
+            invalid += not _report_deployment(name, doc, catalog, policy)
     if args.server:
         invalid += _validate_on_server(docs)
     return EXIT_INVALID if invalid else 0
+
+
+def _report_companion(name: str, doc: dict[str, Any]) -> bool:
+    """An LLMRoute or LLMTenant: printed valid or with its problems; whether valid."""
+    resource_name, problems = validate_companion(as_served(doc))
+    print(f"{name}: valid ({doc['kind']} {resource_name})" if resource_name else f"{name}: invalid")
+    for problem in problems:
+        print(f"  {problem}")
+    return resource_name is not None
+
+
+def _report_deployment(name: str, doc: Any, catalog: Catalog, policy: RenderSettings) -> bool:
+    """An LLMDeployment: printed valid (with budget warnings) or with its problems."""
+    for _, resource, problems in _load([(name, doc)]):
+        if resource is None:
+            print(f"{name}: invalid")
+            for problem in problems:
+                print(f"  {problem}")
+            return False
+        violations = policy_check(resource, catalog, policy)
+        if violations:  # the operator's boundary (render/policy.py), under these flags
+            print(f"{name}: invalid")
+            for violation in violations:
+                print(f"  PolicyViolation: {violation}")
+            return False
+        print(f"{name}: valid ({resource.metadata.name})")
+        for warning in budget_warnings(resource.spec, catalog):
+            print(f"  warning: {warning}")
+    return True
 
 
 def _validate_on_server(docs: list[tuple[str, Any]]) -> int:

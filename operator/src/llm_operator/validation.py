@@ -1,4 +1,4 @@
-"""Validate LLMDeployment manifests the way the operator reads them, with a fix for every problem.
+"""Validate our manifests the way the operator and gateway read them, with a fix for every problem.
 
 The operator and `llmops validate` share this: pydantic parses the manifest (types, bounds,
 enums, cross-field rules), and each error becomes a `Problem` naming the field by its path in
@@ -16,6 +16,19 @@ from pydantic import ValidationError
 from llm_operator.api.base import RuleViolation
 from llm_operator.api.crd import openapi_schema
 from llm_operator.api.resource import LLMDeployment
+from llm_operator.api.route import KIND as ROUTE_KIND
+from llm_operator.api.route import LLMRoute
+from llm_operator.api.route_crd import route_openapi_schema
+from llm_operator.api.tenant import KIND as TENANT_KIND
+from llm_operator.api.tenant import LLMTenant
+from llm_operator.api.tenant_crd import tenant_openapi_schema
+
+# The kinds that travel beside LLMDeployments (examples/routes, examples/tenants): each checked
+# by its own model; no pod is rendered from them, so no render policy applies.
+COMPANION_KINDS: dict[str, tuple[type[LLMRoute] | type[LLMTenant], Any]] = {
+    ROUTE_KIND: (LLMRoute, route_openapi_schema),
+    TENANT_KIND: (LLMTenant, tenant_openapi_schema),
+}
 
 _PATTERN_HINTS = {
     "servedName": "use letters, digits and . _ / : - (at most 128), e.g. llama-3-8b-instruct",
@@ -43,8 +56,8 @@ def _join(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _schema_at(loc: tuple[Any, ...]) -> dict[str, Any]:
-    node: dict[str, Any] = {"properties": {"spec": openapi_schema()["properties"]["spec"]}}
+def _schema_at(loc: tuple[Any, ...], root: dict[str, Any]) -> dict[str, Any]:
+    node: dict[str, Any] = {"properties": {"spec": root["properties"]["spec"]}}
     for part in loc:
         if isinstance(part, int):
             node = node.get("items", {})
@@ -57,7 +70,7 @@ def _schema_at(loc: tuple[Any, ...]) -> dict[str, Any]:
     return node
 
 
-def _problem(error: Any) -> Problem:
+def _problem(error: Any, root: dict[str, Any]) -> Problem:
     loc: tuple[Any, ...] = tuple(error["loc"])
     kind = error["type"]
     cause = (error.get("ctx") or {}).get("error")
@@ -74,14 +87,14 @@ def _problem(error: Any) -> Problem:
     if kind == "missing":
         return Problem(_join(loc), "required field is missing", f"add {field}")
     if kind == "extra_forbidden":
-        known = list(_schema_at(loc[:-1]).get("properties", {}))
+        known = list(_schema_at(loc[:-1], root).get("properties", {}))
         close = difflib.get_close_matches(field, known, n=1)
         hint = f"did you mean {close[0]}?" if close else f"known fields: {', '.join(known)}"
         return Problem(_join(loc), "unknown field", hint)
     if kind == "literal_error":
         return Problem(_join(loc), message, "use one of the listed values")
     if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
-        node = _schema_at(loc)
+        node = _schema_at(loc, root)
         low, high = node.get("minimum"), node.get("maximum")
         return Problem(_join(loc), message, f"use a value between {low} and {high}")
     if kind in {"too_long", "too_short", "string_too_long", "string_too_short"}:
@@ -104,4 +117,13 @@ def validate_manifest(manifest: Any) -> tuple[LLMDeployment | None, list[Problem
     try:
         return LLMDeployment.model_validate(manifest), []
     except ValidationError as exc:
-        return None, [_problem(e) for e in exc.errors()]
+        return None, [_problem(e, openapi_schema()) for e in exc.errors()]
+
+
+def validate_companion(manifest: dict[str, Any]) -> tuple[str | None, list[Problem]]:
+    """An LLMRoute or LLMTenant (kind in COMPANION_KINDS): its name when valid, else problems."""
+    model, schema = COMPANION_KINDS[manifest["kind"]]
+    try:
+        return model.model_validate(manifest).metadata.name, []
+    except ValidationError as exc:
+        return None, [_problem(e, schema()) for e in exc.errors()]

@@ -255,3 +255,26 @@ def test_reader_bounds(
     path = tmp_path / "bounded.yaml"
     path.write_text(text)
     _refused(capsys, ["validate", "-f", str(path)], f"llmops validate: {path}: {message}")
+
+
+def test_validate_checks_routes_and_tenants_by_their_own_kind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    examples = [
+        *sorted(Path("examples/routes").glob("*.yaml")),
+        Path("examples/tenants/support-bot.yaml"),
+    ]
+    args = [a for p in examples for a in ("-f", str(p))]
+    assert main(["validate", "--allowed-host-paths", "/models", *args]) == 0
+    out = capsys.readouterr().out
+    assert "valid (LLMRoute smollm2-auto)" in out and "valid (LLMTenant support-bot)" in out
+    route = {
+        "apiVersion": "inference.llmops.dev/v1alpha1",
+        "kind": "LLMRoute",
+        "metadata": {"name": "r", "namespace": "chat"},
+        "spec": {"model": "m", "targets": [{"deployment": "a"}], "fallbak": ["b"]},
+    }
+    assert main(["validate", "-f", _write(tmp_path, route)]) == 2
+    out = capsys.readouterr().out
+    assert ": invalid" in out
+    assert "spec.fallbak: unknown field (fix: did you mean fallback?)" in out
