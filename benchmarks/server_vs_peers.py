@@ -208,6 +208,9 @@ def parse_args() -> argparse.Namespace:
     add("--profile-clients", type=int, default=16, help="profile ours at this many clients")
     add("--profile-seconds", type=int, default=20, help="0: no profile")
     add("--output-dir", type=Path, default=None)
+    add("--report-only", type=Path, default=None, help="rewrite the markdown of this JSON")
+    add("--from-log-dir", type=Path, default=None,
+        help="report a stopped run from its PEERS_LOG_DIR (same flags as that run)")  # fmt: skip
     args = parser.parse_args()
     args.prompt_range, args.out_range = PROMPT_RANGE, OUTPUT_RANGE
     if args.quick:
@@ -217,23 +220,33 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def main() -> None:
-    args = parse_args()
-    out_dir = args.output_dir or (
-        Path(tempfile.gettempdir()) / "bench"
-        if args.quick
-        else Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
-    )
-    load_start, started = os.getloadavg()[0], time.monotonic()
-    args.llama_threads = llama_threads(args.llama_threads)
-    binary = args.llama_server or servers.build_llama_server()
-    with tempfile.TemporaryDirectory() as scratch:
-        log_dir = Path(os.environ.get("PEERS_LOG_DIR", scratch))
-        runs, notes, profile_result = measure(args, binary, log_dir)
+def notes_for(args: argparse.Namespace, binary: Path) -> dict[str, dict[str, str]]:
+    """Each scenario's server flags, as measure() starts them."""
+    f32 = servers.f32_gguf(binary, MODEL)
+    ctx = args.prompt_range[1] + args.out_range[1] + 64
+    most = max([1, *args.clients])
+    ours_specs = [
+        servers.ours(MODEL, q, most, ctx, args.ours_token_budget, args.ours_threads)
+        for q in args.ours
+    ]
+    return {
+        scenario: {s.name: s.notes for s in ours_specs + llama_specs(args, binary, f32, c, ctx)}
+        for scenario, c, _ in scenarios(args)
+    }
+
+
+def build_report(
+    args: argparse.Namespace,
+    binary: Path,
+    runs: list[dict[str, Any]],
+    profile_result: dict[str, Any] | None,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
     table = medians(runs)
-    report = {
+    planned = [name for name, _, _ in scenarios(args)]
+    return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        "commit": meta["commit"],
         "machine": bench_common.torch_machine()
         | {
             "llama_cpp": servers.llama_version(binary),
@@ -251,13 +264,58 @@ def main() -> None:
         "reference": REFERENCE,
         "goals": goals(table, REFERENCE),
         "medians": table,
-        "notes": notes,
+        "not_measured": [name for name in planned if name not in table],
+        "stopped_because": meta.get("stopped_because", ""),
+        "notes": notes_for(args, binary),
         "runs": runs,
         "profile": profile_result,
-        "load_average_1m": {"start": load_start, "end": os.getloadavg()[0]},
-        "elapsed_min": (time.monotonic() - started) / 60,
+        "load_average_1m": {"start": meta["load_start"], "end": os.getloadavg()[0]},
+        "elapsed_min": (time.time() - meta["started_at"]) / 60,
     }
-    print(write_report(out_dir, report).read_text())
+
+
+def main() -> None:
+    args = parse_args()
+    if args.report_only:  # the markdown again, from a run's JSON (after a change of layout)
+        report = json.loads(args.report_only.read_text())
+        print(write_report(args.report_only.parent, report).read_text())
+        return
+    out_dir = args.output_dir or (
+        Path(tempfile.gettempdir()) / "bench"
+        if args.quick
+        else Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
+    )
+    binary = args.llama_server or servers.build_llama_server()
+    if args.from_log_dir:  # the report of a stopped run: the runs it finished, its profile
+        log_dir = args.from_log_dir
+        meta = json.loads((log_dir / "meta.json").read_text())
+        args.llama_threads = meta["llama_threads"]
+        runs = json.loads((log_dir / "runs.json").read_text())
+        raw = log_dir / "ours_profile.txt"
+        profile_result = None
+        if raw.exists():
+            top = profile.top_functions(raw.read_text())
+            profile_result = {"scenario": f"{args.profile_clients} clients",
+                              "seconds": args.profile_seconds, "top": top}  # fmt: skip
+        print(
+            write_report(
+                out_dir, build_report(args, binary, runs, profile_result, meta)
+            ).read_text()
+        )
+        return
+    args.llama_threads = llama_threads(args.llama_threads)
+    meta = {
+        "load_start": os.getloadavg()[0],
+        "started_at": time.time(),
+        "commit": git_commit(),
+        "llama_threads": args.llama_threads,
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        log_dir = Path(os.environ.get("PEERS_LOG_DIR", scratch))
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / "meta.json").write_text(json.dumps(meta))
+        runs, _, profile_result = measure(args, binary, log_dir)
+    print(write_report(out_dir, build_report(args, binary, runs, profile_result, meta)).read_text())
 
 
 if __name__ == "__main__":

@@ -35,7 +35,10 @@ def top_functions(collapsed: str, count: int = 15) -> dict[str, list[tuple[str, 
         if not stack or not samples.isdigit():
             continue
         n = int(samples)
-        frames = [frame_name(f) for f in stack.split(";") if f.strip()]
+        # --subprocesses puts a "process PID:command" frame at each stack's root.
+        frames = [
+            frame_name(f) for f in stack.split(";") if f.strip() and not f.startswith("process ")
+        ]
         if not frames:
             continue
         total += n

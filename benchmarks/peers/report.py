@@ -102,6 +102,13 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {r['itl_p50_s'] * 1e3:.1f} | {r['itl_p99_s'] * 1e3:.1f} | {r['reps']} "
                 f"| {r['errors']} | {r['prompt_tokens_mean']:.0f} | {notes[name]} |"
             )
+    if report.get("not_measured"):
+        lines += [
+            "",
+            f"**Not measured in this run: {', '.join(report['not_measured'])}.** "
+            + report.get("stopped_because", ""),
+        ]
+    lines += ["", *about(report)]
     lines += [
         "",
         f"1-minute load average at start / end: {load['start']:.2f} / {load['end']:.2f} "
@@ -112,6 +119,13 @@ def markdown(report: dict[str, Any]) -> str:
     if profile:
         lines += [
             f"## Where our time goes ({profile['scenario']}, py-spy, {profile['seconds']} s)",
+            "",
+            f"py-spy sampled ours over the first {profile['seconds']} s of one more "
+            f"{profile['scenario']} run (not in the figures above), so prompt processing weighs "
+            "more than over a whole run. Python frames; native time (torch's kernels) is "
+            "counted in the Python function that called it: `OpOverloadPacket.__call__` is "
+            "the oneDNN linear (`cpu_gemm.dense_linear`), `_prefill` holds the prefill "
+            "attention.",
             "",
             "| self % | function | | inclusive % | function |",
             "|---:|---|---|---:|---|",
@@ -124,6 +138,39 @@ def markdown(report: dict[str, Any]) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def about(report: dict[str, Any]) -> list[str]:
+    """How the peer was built and run, and what this report leaves out."""
+    m = report["machine"]
+    return [
+        "## The peer, and how each server ran",
+        "",
+        f"- **llama.cpp** `llama-server` {m['llama_cpp']}: the llama.cpp that PyPI's "
+        "llama-cpp-python sdist vendors, built by `scripts/build_llama_server.sh` (`make "
+        "llama-server`; Release, `GGML_NATIVE=ON`, static, no curl; cached in "
+        "`~/.cache/llm-operator/llama.cpp`; about 30 minutes on the shared 2 cores). Flags: "
+        "`--parallel` = clients, `--cont-batching`, `-c` = clients × (1,024 + 256 + 64), its "
+        "defaults otherwise (f16 KV per slot, flash attention auto, micro-batch 512).",
+        "- **F32 file**: the Q4_1 file dequantized by `llama-quantize --allow-requantize … F32`, "
+        "so llama.cpp computes with the very fp32 values ours loads (our GGUF loader "
+        "dequantizes Q4_1 to fp32).",
+        "- **Threads**: each server at its best count on this machine. Ours: torch's default "
+        "(the cores). llama.cpp: the cores, or 1 when the load average exceeds the cores: its "
+        "thread pool spins at barriers, and with 2 threads on the shared 2 cores (load 13) one "
+        "request decoded at 620-820 ms per token against 34-41 ms with 1 thread. Ours with 1 "
+        "torch thread was slower than with 2 (148 and 300 ms against 84 and 181 ms per token, "
+        "load 18-20).",
+        "- **Ours**: `llm-server --device cpu` (fp32), `--max-num-seqs` and KV blocks for the "
+        "most clients × 1,344 tokens, token budget 512, prefix caching on (each repetition "
+        "sends new prompts, so no cache answers). int8 and int4 are not in the table: on this "
+        "CPU they are not faster than fp32 (docs/benchmarks/quant_cpu_decode.md: int8 1.08×, "
+        "int4 1.37× fp32's time for a 64-token forward); `--ours int8` adds a row.",
+        "- **HF generate** is not a peer here: it has no HTTP server; docs/benchmarks/"
+        "server_throughput.md compares ours with it in-process.",
+        "- Ours stays up through all scenarios (it takes minutes to load on a busy machine); "
+        "llama-server starts per scenario. Every server answers a short warm-up first.",
+    ]
 
 
 def write_report(out_dir: Path, report: dict[str, Any]) -> Path:

@@ -88,7 +88,8 @@ def test_medians_and_goals_against_the_peer() -> None:
 
 def test_profile_sums_self_and_inclusive_time_per_function() -> None:
     collapsed = "\n".join([
-        "run (engine.py:10);step (engine.py:20);forward (attention.py:5) 6",
+        'process 7:"llm-server --model m";run (engine.py:10);step (engine.py:20);'
+        "forward (attention.py:5) 6",
         "run (engine.py:10);step (engine.py:21);sample (sampler.py:9) 3",
         "run (engine.py:11) 1",
         "garbage line",
@@ -97,4 +98,5 @@ def test_profile_sums_self_and_inclusive_time_per_function() -> None:
     assert top["self"][0] == ("attention.py:forward", 0.6)
     assert dict(top["inclusive"])["engine.py:step"] == pytest.approx(0.9)
     assert dict(top["inclusive"])["engine.py:run"] == pytest.approx(1.0)
+    assert not [name for name, _ in top["inclusive"] if name.startswith("process")]
     assert frame_name("forward (/a/b/llm_server/layers/attention.py:88)") == "attention.py:forward"
