@@ -237,6 +237,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"aiohttp {m['aiohttp']}, torch {m['torch']}; load average at start "
         f"{result['load_average_start']}, at end {result['load_average_end']}. "
         "`python benchmarks/gateway.py`; method in its docstring.", "",
+        f"The machine was shared (load average {result['load_average_start'][0]} on "
+        f"{m['cores']} cores at the start): every figure below includes waiting for a CPU, "
+        "the latencies most of all; the ratios come from blocks run back to back.", "",
         "## Prefix-aware routing vs round-robin", "",
         f"{result['routing_config']['replicas']} llm-server replicas of "
         f"{result['routing_config']['model']}, {result['routing_config']['system_prompts']} "
@@ -288,17 +291,20 @@ def main() -> None:
         "load_average_start": [round(x, 2) for x in load_start],
         "routing_config": {**routing.__dict__, "model": Path(routing.model_path).name},
     }
-    result["routing"] = {} if "routing" in args.skip else run_routing(routing, workdir)
-    result["overhead"] = (
-        {} if "overhead" in args.skip else gateway_overhead.run(args.quick, workdir)
-    )
-    result["cold"] = (
-        {} if "cold" in args.skip else gateway_cold.run(args.quick, workdir, routing.model_path)
-    )
-    result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    parts = {
+        "routing": lambda: run_routing(routing, workdir),
+        "overhead": lambda: gateway_overhead.run(args.quick, workdir),
+        "cold": lambda: gateway_cold.run(args.quick, workdir, routing.model_path),
+    }
+    result.update({part: {} for part in parts})
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gateway.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "gateway.md").write_text(markdown(result))
+    for part, run in parts.items():
+        if part not in args.skip:
+            result[part] = run()
+        # Written after each part: a later part that fails does not lose the earlier ones.
+        result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        (out / "gateway.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "gateway.md").write_text(markdown(result))
     print(f"wrote {out / 'gateway.md'}")
 
 
