@@ -23,9 +23,13 @@ arithmetic on these answers (benchmarks/cascade_frontier.py runs the gateway's o
   memory-bound: large as measured-cpu, cheap = large × int4 weight bytes / fp32 weight bytes
                 (quant_fidelity.json): the price a GPU deployment gets when batch decode is
                 bound by reading weights and the cheaper model fits a smaller GPU share.
+Then the real `llm-gateway` with a static cascade route over the same two servers answers the
+first TEST questions at the threshold picked for memory-bound prices (benchmarks/
+cascade_gateway.py): its answers, escalations and route dollars against the arithmetic.
 
     python benchmarks/cascade.py            # ~400 questions, answer collection bounded
     python benchmarks/cascade.py --quick    # a smoke run (8 per category), to /tmp
+    python benchmarks/cascade.py --render   # cascade.md again from cascade.json
 """
 
 from __future__ import annotations
@@ -179,7 +183,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run (8 per category), to /tmp")
     parser.add_argument("--per-category", type=int, default=Config.per_category)
     parser.add_argument("--max-collect-seconds", type=float, default=Config.max_collect_seconds)
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite cascade.md from cascade.json"
+    )
     args = parser.parse_args()
+    if args.render:
+        rendered = json.loads((OUT / "cascade.json").read_text())
+        (OUT / "cascade.md").write_text(cascade_report.markdown(rendered))
+        return
     config = Config(
         per_category=8 if args.quick else args.per_category,
         gateway_questions=10 if args.quick else Config.gateway_questions,

@@ -172,10 +172,11 @@ def markdown(check: dict[str, Any]) -> str:
     if not check:
         return "Not run."
     e, d, dd = check["escalations"], check["dollars"], check["direct_dollars"]
+    threshold = "none" if check["threshold"] is None else f"{check['threshold']:.3f}"
     return "\n".join([
         f"The first {check['questions']} TEST questions sent to the real `llm-gateway` "
         f"(static route `{ROUTE}`: cascade [cheap, large], memory-bound prices, threshold "
-        f"{check['threshold']}) in {check['seconds']} s:", "",
+        f"{threshold}) in {check['seconds']} s:", "",
         "| | gateway (its /metrics) | computed from the collected answers |", "|---|---:|---:|",
         f"| answers equal | {check['answers_equal_simulated']} of {check['questions']} | – |",
         f"| escalations | {e['gateway']:.0f} | {e['simulated']} |",

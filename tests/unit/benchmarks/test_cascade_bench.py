@@ -33,6 +33,7 @@ from cascade_questions import (
     normalize,
     split,
 )
+from cascade_report import oracle, separation
 from llm_gateway.static_models import parse_static_config
 
 
@@ -145,6 +146,13 @@ def test_cascade_arithmetic_follows_the_gate() -> None:
     gated = cascade(PAIRS, gate_for(-1.0), cheap_price, large_price)
     assert (gated.accuracy, gated.escalation_rate) == (1.0, 0.5)
     assert gated.dollars_per_1k == pytest.approx((4 * 10 + 2 * 20 * 3) / 4 / 1e6 * 1000)
+
+
+def test_the_oracle_gate_escalates_exactly_the_wrong_cheap_answers() -> None:
+    ceiling = oracle(PAIRS, 1.0, 3.0)
+    assert (ceiling.accuracy, ceiling.escalation_rate) == (1.0, 0.25)
+    assert ceiling.dollars_per_1k == pytest.approx((4 * 10 + 20 * 3) / 4 / 1e6 * 1000)
+    assert separation(PAIRS)["only_large_right"] == 0.25
 
 
 def test_threshold_picked_is_the_cheapest_within_a_point() -> None:
