@@ -96,7 +96,13 @@ def test_requests_at_zero_replicas_are_held_until_a_pod_serves_and_idle_returns_
         assert len(answered) == CLIENTS  # none lost
         assert gateway.sample("llm_gateway_holds_total", model=MODEL, outcome="served") == CLIENTS
         assert gateway.sample("llm_gateway_held_requests", model=MODEL) == 0
-        assert gateway.sample("llm_gateway_responses_total", model=MODEL, code="200") == CLIENTS
+        wait_until(  # counted as each handler returns, a moment after the client's answer
+            lambda: (
+                gateway.sample("llm_gateway_responses_total", model=MODEL, code="200") == CLIENTS
+            ),
+            10,
+            "the answers counted",
+        )
         print(f"scale from zero: first request -> answered in {min(answered):.1f} s")
 
         # Idle: after the demand stamp's window and the 2 s scale-down window, back to zero.
