@@ -233,7 +233,10 @@ class Proxy:
             if request.transport is not None:
                 request.transport.close()
             return response
-        if observer is not None and (tail := observer.finish()):
-            await response.write(tail)
-        await response.write_eof()
+        try:
+            if observer is not None and (tail := observer.finish()):
+                await response.write(tail)
+            await response.write_eof()
+        except ConnectionResetError:  # the client left as the answer ended: nothing to send
+            logger.info("client of replica %s left before the end of the answer", replica.pod)
         return response
