@@ -29,7 +29,7 @@ cascade_gateway.py): its answers, escalations and route dollars against the arit
 
     python benchmarks/cascade.py            # ~400 questions, answer collection bounded
     python benchmarks/cascade.py --quick    # a smoke run (8 per category), to /tmp
-    python benchmarks/cascade.py --render   # cascade.md again from cascade.json
+    python benchmarks/cascade.py --render   # figures and cascade.md again from cascade.json
 """
 
 from __future__ import annotations
@@ -178,18 +178,32 @@ def prices(tokens_per_s: dict[str, float], group_size: int) -> dict[str, dict[st
     return {"measured-cpu": measured, "memory-bound": memory}
 
 
+def render_again(out: Path) -> None:
+    """The figures and the markdown again from cascade.json's answers and measured prices
+    (pure: after a change to the report, without running the servers again)."""
+    result = json.loads((out / "cascade.json").read_text())
+
+    def answer(fields: dict[str, Any]) -> Answer:
+        return Answer(**{**fields, "token_logprobs": tuple(fields["token_logprobs"])})
+
+    pairs = [Pair(a["category"], answer(a["cheap"]), answer(a["large"])) for a in result["answers"]]
+    tuning, test = split(pairs, result["config"]["tuning_fraction"])
+    result.update(cascade_report.analyse(tuning, test, result["prices_per_million"]))
+    (out / "cascade.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "cascade.md").write_text(cascade_report.markdown(result))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run (8 per category), to /tmp")
     parser.add_argument("--per-category", type=int, default=Config.per_category)
     parser.add_argument("--max-collect-seconds", type=float, default=Config.max_collect_seconds)
     parser.add_argument(
-        "--render", action="store_true", help="only rewrite cascade.md from cascade.json"
+        "--render", action="store_true", help="figures and cascade.md again from cascade.json"
     )
     args = parser.parse_args()
     if args.render:
-        rendered = json.loads((OUT / "cascade.json").read_text())
-        (OUT / "cascade.md").write_text(cascade_report.markdown(rendered))
+        render_again(OUT)
         return
     config = Config(
         per_category=8 if args.quick else args.per_category,

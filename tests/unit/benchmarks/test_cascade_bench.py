@@ -27,6 +27,7 @@ from cascade_questions import (
     CAPITALS,
     CATEGORIES,
     FEW_SHOT,
+    Kind,
     Question,
     build_questions,
     is_correct,
@@ -95,7 +96,7 @@ def test_every_answer_is_what_the_question_asks() -> None:
         ("", "word", None),
     ],
 )
-def test_normalize(text: str, kind: str, normalized: str | None) -> None:
+def test_normalize(text: str, kind: Kind, normalized: str | None) -> None:
     assert normalize(text, kind) == normalized
 
 
@@ -148,7 +149,7 @@ def test_cascade_arithmetic_follows_the_gate() -> None:
     assert gated.dollars_per_1k == pytest.approx((4 * 10 + 2 * 20 * 3) / 4 / 1e6 * 1000)
 
 
-def test_the_oracle_gate_escalates_exactly_the_wrong_cheap_answers() -> None:
+def test_the_oracle_gate_escalates_exactly_what_the_large_one_fixes() -> None:
     ceiling = oracle(PAIRS, 1.0, 3.0)
     assert (ceiling.accuracy, ceiling.escalation_rate) == (1.0, 0.25)
     assert ceiling.dollars_per_1k == pytest.approx((4 * 10 + 20 * 3) / 4 / 1e6 * 1000)
