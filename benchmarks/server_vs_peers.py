@@ -20,8 +20,8 @@ medians over the repetitions, ratios to llama.cpp, load averages, and a py-spy p
 at 16 clients. Writes docs/benchmarks/server_vs_peers.{json,md}. HF generate is not a peer
 here: docs/benchmarks/server_throughput.md compares ours with it in-process.
 
-    python benchmarks/server_vs_peers.py            # the full run (about 20 minutes on 2 cores)
-    python benchmarks/server_vs_peers.py --quick    # a smoke run, written to /tmp/bench
+    python benchmarks/server_vs_peers.py          # the full run (about 45 minutes, 2 busy cores)
+    python benchmarks/server_vs_peers.py --quick  # a smoke run, written to /tmp/bench
 """
 
 from __future__ import annotations
@@ -188,10 +188,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add = parser.add_argument
     add("--quick", action="store_true", help="short requests, 1 rep, 16 clients, to /tmp/bench")
-    add("--reps", type=int, default=3)
+    add("--reps", type=int, default=2)
     add("--clients", type=int, nargs="*", default=[16, 64])
-    add("--requests-per-client", type=int, default=2)
-    add("--batch1-requests", type=int, default=4)
+    add("--requests-per-client", type=int, default=1)
+    add("--batch1-requests", type=int, default=2)
     add("--ours", nargs="+", default=["none"], help="our quantizations: none (fp32), int8, int4")
     # Chosen by measurement on the 2-core CPU (docs/benchmarks/server_throughput.md): long
     # prefill steps stall the decodes; llama.cpp's own micro-batch is 512 tokens too.
@@ -203,8 +203,8 @@ def parse_args() -> argparse.Namespace:
     add("--ours-threads", type=int, default=os.cpu_count() or 1, help="torch threads of ours")
     add("--llama-threads", type=int, default=None, help="default: the cores, or 1 when busy")
     add("--f32-max-clients", type=int, default=16, help="llama.cpp F32 up to this many clients")
-    add("--max-minutes", type=float, default=30, help="no new repetition after this")
-    add("--run-timeout", type=float, default=600, help="one run's bound, seconds")
+    add("--max-minutes", type=float, default=8, help="no new repetition after this")
+    add("--run-timeout", type=float, default=1200, help="one run's bound, seconds")
     add("--profile-clients", type=int, default=16, help="profile ours at this many clients")
     add("--profile-seconds", type=int, default=20, help="0: no profile")
     add("--output-dir", type=Path, default=None)

@@ -169,7 +169,11 @@ def about(report: dict[str, Any]) -> list[str]:
         "- **HF generate** is not a peer here: it has no HTTP server; docs/benchmarks/"
         "server_throughput.md compares ours with it in-process.",
         "- Ours stays up through all scenarios (it takes minutes to load on a busy machine); "
-        "llama-server starts per scenario. Every server answers a short warm-up first.",
+        "llama-server starts per scenario. Every server answers a short warm-up first. Both "
+        "servers report the same prompt token counts (the table's column): the same work.",
+        f"- Run: `python benchmarks/server_vs_peers.py` with {report['workload']['reps']} "
+        "repetitions at most, no new repetition after `--max-minutes`; a scenario with fewer "
+        "reps in the table ran out of that time.",
     ]
 
 
