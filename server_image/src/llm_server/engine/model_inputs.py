@@ -85,7 +85,7 @@ class ModelInputs:
     def split(self, packed: Array) -> InputParts[Array]:
         """The parts of `packed` (this step's array, or its copy on a device) as views."""
         t, d, w = self.num_tokens, self.num_decode_tokens, self.decode_width
-        ends = np.cumsum([t, t, t if self.writes_cache else 0, d * w, d, self.num_sample_rows])
+        ends = np.cumsum(_part_sizes(t, self.writes_cache, d, w, self.num_sample_rows))
         slots = packed[ends[1] : ends[2]] if self.writes_cache else None
         return InputParts(
             token_ids=packed[:t],
@@ -119,6 +119,14 @@ class ModelInputs:
         return StepTensors(parts.token_ids, parts.positions, meta, parts.sample_rows)
 
 
+def _part_sizes(
+    num_tokens: int, writes_cache: bool, decodes: int, width: int, samples: int
+) -> list[int]:
+    """Sizes of the parts before the prefill tables, in the module docstring's order."""
+    slots = num_tokens if writes_cache else 0
+    return [num_tokens, num_tokens, slots, decodes * width, decodes, samples]
+
+
 def inputs_without_cache(token_ids: list[int]) -> ModelInputs:
     """One sequence from position 0, attending only to itself; the KV cache is not touched."""
     n = len(token_ids)
@@ -149,8 +157,8 @@ def build_inputs(
     ]
     sampling_chunks = [c for c in decodes if c.samples] + [c for c in prefills if c.samples]
     num_tokens = num_decodes + int(lengths.sum())
-    # token ids, positions, slots; decode tables and lengths; sample rows; prefill tables
-    size = 3 * num_tokens + num_decodes * (width + 1) + len(rows) + int(prefill_blocks.sum())
+    parts_before_tables = _part_sizes(num_tokens, True, num_decodes, width, len(rows))
+    size = sum(parts_before_tables) + int(prefill_blocks.sum())
     inputs = ModelInputs(
         packed=alloc(size),
         num_tokens=num_tokens,
