@@ -158,7 +158,8 @@ def about(report: dict[str, Any]) -> list[str]:
         "- **Threads**: each server at its best count on this machine. Ours: torch's default "
         "(the cores). llama.cpp: the cores, or 1 when the load average exceeds the cores: its "
         "thread pool spins at barriers, and with 2 threads on the shared 2 cores (load 13) one "
-        "request decoded at 620-820 ms per token against 34-41 ms with 1 thread. Ours with 1 "
+        "request decoded at 620-820 ms per token against 34-41 ms with 1 thread (321 ms at "
+        "load 7 with 2 threads). Ours with 1 "
         "torch thread was slower than with 2 (148 and 300 ms against 84 and 181 ms per token, "
         "load 18-20).",
         "- **Ours**: `llm-server --device cpu` (fp32), `--max-num-seqs` and KV blocks for the "
