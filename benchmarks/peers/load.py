@@ -62,6 +62,15 @@ def request_body(model: str, request: Request) -> dict[str, Any]:
 
 
 async def stream_one(client: httpx.AsyncClient, model: str, request: Request) -> RequestRecord:
+    """One request; sent again once if the connection dropped before any answer (a kept-alive
+    connection the server had just closed: llama-server did so once in a 2-request run)."""
+    record = await _stream_once(client, model, request)
+    if record.error.startswith("RemoteProtocolError") and not record.chunk_times:
+        record = await _stream_once(client, model, request)
+    return record
+
+
+async def _stream_once(client: httpx.AsyncClient, model: str, request: Request) -> RequestRecord:
     record = RequestRecord(sent=time.perf_counter())
     try:
         async with client.stream(

@@ -3,13 +3,15 @@ the medians and goals of the report, and py-spy's collapsed stacks. No server, n
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
-from peers.load import RequestRecord, request_body, summarize
+from peers.load import RequestRecord, request_body, stream_one, summarize
 from peers.profile import frame_name, top_functions
 from peers.report import goals, medians
 from peers.workload import WORDS, make_requests
@@ -100,3 +102,28 @@ def test_profile_sums_self_and_inclusive_time_per_function() -> None:
     assert dict(top["inclusive"])["engine.py:run"] == pytest.approx(1.0)
     assert not [name for name, _ in top["inclusive"] if name.startswith("process")]
     assert frame_name("forward (/a/b/llm_server/layers/attention.py:88)") == "attention.py:forward"
+
+
+def test_a_dropped_connection_before_any_answer_is_sent_once_more() -> None:
+    calls = []
+    sse = (
+        'data: {"choices": [{"text": " a"}]}\n\ndata: {"choices": [{"text": " b"}]}\n\n'
+        'data: {"choices": [], "usage": {"prompt_tokens": 8, "completion_tokens": 2}}\n\n'
+        "data: [DONE]\n\n"
+    )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(200, text=sse, headers={"content-type": "text/event-stream"})
+
+    async def go() -> RequestRecord:
+        transport = httpx.MockTransport(answer)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await stream_one(client, "m", make_requests(1, (8, 8), (2, 2), seed=0)[0])
+
+    record = asyncio.run(go())
+    assert len(calls) == 2
+    assert (record.error, record.text, record.completion_tokens) == ("", " a b", 2)
+    assert len(record.chunk_times) == 2
