@@ -160,7 +160,7 @@ def wait_ready(process: subprocess.Popen[bytes], ready_url: str, log_path: Path)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{process.args[0]} exited ({process.returncode}):\n{tail}")
+            raise RuntimeError(f"{log_path.stem} exited ({process.returncode}):\n{tail}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(ready_url, timeout=2).status_code == 200:
                 return
