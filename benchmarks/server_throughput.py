@@ -260,6 +260,10 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> None:
         f"1-minute load average before / after the run: {load['before']:.2f} / "
         f"{load['after']:.2f} (other jobs on a shared machine make timings noisy).",
         "",
+        "Before/after figures of the hot-path changes (issue 20: sampler, event-loop delivery, "
+        "step inputs, prefill attention) are in [server_hot_path.md](server_hot_path.md), which "
+        "this benchmark does not rewrite.",
+        "",
     ]
     (out_dir / "server_throughput.md").write_text("\n".join(lines))
 
