@@ -142,48 +142,53 @@ def model_schema(model: type[BaseModel]) -> Schema:
     return structural(raw, raw.get("$defs", {}))
 
 
-def openapi_schema() -> Schema:
-    """The openAPIV3Schema of the served version."""
-    spec = model_schema(LLMDeploymentSpec)
-    status = model_schema(LLMDeploymentStatus)
+def resource_schema(
+    description: str, spec: Schema, status: Schema, rules: list[Schema], spec_required: bool
+) -> Schema:
+    """The openAPIV3Schema of one of our kinds: apiVersion, kind, metadata, spec, status."""
     status.pop("default", None)
-    schema: Schema = strip_markers(
-        {
-            "type": "object",
-            "description": "A served LLM and its optimization policy.",
-            "required": ["spec"],
-            "x-kubernetes-validations": [NAME_FITS_LABEL.schema_entry()],
-            "properties": {
-                "apiVersion": {"type": "string"},
-                "kind": {"type": "string"},
-                # Declared so the name rule's fieldPath resolves (the API server allows only
-                # name and generateName here).
-                "metadata": {"type": "object", "properties": {"name": {"type": "string"}}},
-                "spec": spec,
-                "status": status,
-            },
-        }
-    )
-    return schema
+    schema: Schema = {"type": "object", "description": description}
+    if spec_required:
+        schema["required"] = ["spec"]
+    if rules:
+        schema["x-kubernetes-validations"] = rules
+    schema["properties"] = {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        # Declared so a name rule's fieldPath resolves (the API server allows only name and
+        # generateName here).
+        "metadata": {"type": "object", "properties": {"name": {"type": "string"}}},
+        "spec": spec,
+        "status": status,
+    }
+    out: Schema = strip_markers(schema)
+    return out
 
 
-def crd() -> Schema:
-    """The whole CustomResourceDefinition object."""
+def definition(
+    names: tuple[str, str, str, tuple[str, ...]],
+    schema: Schema,
+    subresources: Schema,
+    printer_columns: list[dict[str, Any]],
+) -> Schema:
+    """A namespaced CustomResourceDefinition of our group; names = kind, plural, singular,
+    short names."""
+    kind, plural, singular, short_names = names
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"{PLURAL}.{GROUP}",
+            "name": f"{plural}.{GROUP}",
             "annotations": {"llmops.dev/generated-from": "llm_operator.api (make crds)"},
         },
         "spec": {
             "group": GROUP,
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": list(SHORT_NAMES),
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": list(short_names),
                 "categories": list(CATEGORIES),
             },
             "scope": "Namespaced",
@@ -192,24 +197,48 @@ def crd() -> Schema:
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "schema": {"openAPIV3Schema": openapi_schema()},
-                    "subresources": {
-                        "status": {},
-                        "scale": {
-                            "specReplicasPath": ".spec.replicas.desired",
-                            "statusReplicasPath": ".status.replicas",
-                            "labelSelectorPath": ".status.selector",
-                        },
-                    },
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {"openAPIV3Schema": schema},
+                    "subresources": subresources,
+                    "additionalPrinterColumns": printer_columns,
                 }
             ],
         },
     }
 
 
-def crd_yaml() -> str:
+def generated_yaml(definition: Schema) -> str:
+    kind = definition["spec"]["names"]["kind"]
     header = (
-        f"# Generated from llm_operator.api by `make crds`; do not edit.\n# {API_VERSION} {KIND}\n"
+        f"# Generated from llm_operator.api by `make crds`; do not edit.\n# {API_VERSION} {kind}\n"
     )
-    return header + yaml.safe_dump(crd(), sort_keys=False, width=100)
+    return header + yaml.safe_dump(definition, sort_keys=False, width=100)
+
+
+def openapi_schema() -> Schema:
+    """The LLMDeployment's openAPIV3Schema."""
+    return resource_schema(
+        "A served LLM and its optimization policy.",
+        model_schema(LLMDeploymentSpec),
+        model_schema(LLMDeploymentStatus),
+        [NAME_FITS_LABEL.schema_entry()],
+        spec_required=True,
+    )
+
+
+def crd() -> Schema:
+    """The LLMDeployment CustomResourceDefinition."""
+    scale = {
+        "specReplicasPath": ".spec.replicas.desired",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
+    return definition(
+        (KIND, PLURAL, SINGULAR, SHORT_NAMES),
+        openapi_schema(),
+        {"status": {}, "scale": scale},
+        PRINTER_COLUMNS,
+    )
+
+
+def crd_yaml() -> str:
+    return generated_yaml(crd())

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
-from llm_operator.api.crd import Schema, model_schema, strip_markers
-from llm_operator.api.resource import CATEGORIES, GROUP, VERSION
+from llm_operator.api.crd import Schema, definition, generated_yaml, model_schema, resource_schema
 from llm_operator.api.route import (
-    API_VERSION,
     KIND,
     PLURAL,
     SHORT_NAMES,
@@ -34,62 +30,24 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
 
 
 def route_openapi_schema() -> Schema:
-    spec = model_schema(LLMRouteSpec)
-    status = model_schema(LLMRouteStatus)
-    status.pop("default", None)
-    schema: Schema = strip_markers(
-        {
-            "type": "object",
-            "description": "A public model name served by LLMDeployments of its namespace: a "
-            "weighted split or a quality-gated cascade, with ordered fallbacks.",
-            "required": ["spec"],
-            "properties": {
-                "apiVersion": {"type": "string"},
-                "kind": {"type": "string"},
-                "metadata": {"type": "object"},
-                "spec": spec,
-                "status": status,
-            },
-        }
+    return resource_schema(
+        "A public model name served by LLMDeployments of its namespace: a "
+        "weighted split or a quality-gated cascade, with ordered fallbacks.",
+        model_schema(LLMRouteSpec),
+        model_schema(LLMRouteStatus),
+        [],
+        spec_required=True,
     )
-    return schema
 
 
 def route_crd() -> Schema:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": f"{PLURAL}.{GROUP}",
-            "annotations": {"llmops.dev/generated-from": "llm_operator.api (make crds)"},
-        },
-        "spec": {
-            "group": GROUP,
-            "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": list(SHORT_NAMES),
-                "categories": list(CATEGORIES),
-            },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": route_openapi_schema()},
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                }
-            ],
-        },
-    }
+    return definition(
+        (KIND, PLURAL, SINGULAR, SHORT_NAMES),
+        route_openapi_schema(),
+        {"status": {}},
+        PRINTER_COLUMNS,
+    )
 
 
 def route_crd_yaml() -> str:
-    header = (
-        f"# Generated from llm_operator.api by `make crds`; do not edit.\n# {API_VERSION} {KIND}\n"
-    )
-    return header + yaml.safe_dump(route_crd(), sort_keys=False, width=100)
+    return generated_yaml(route_crd())
