@@ -17,6 +17,9 @@ from typing import Any
 import aiohttp
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
+from kubernetes.config import ConfigException
+
+from llm_gateway.settings import SettingsError
 
 MERGE_PATCH = "application/merge-patch+json"
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -158,3 +161,12 @@ async def _json_or_raise(response: aiohttp.ClientResponse) -> dict[str, Any]:
         raise KubeApiError(response.status, message[:500])
     body: dict[str, Any] = json.loads(text)
     return body
+
+
+def api_from_environment() -> KubeApi:
+    """`llm-gateway --kube`'s client: in-cluster or $KUBECONFIG credentials; without any, a
+    SettingsError (one line, exit 2)."""
+    try:
+        return KubeApi.from_environment()
+    except (ConfigException, OSError) as exc:
+        raise SettingsError(f"--kube: no Kubernetes credentials: {exc}") from None

@@ -20,23 +20,28 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import aiohttp
-from kubernetes.config import ConfigException
 
 from llm_gateway.directory import ChangeNotifier, ModelTarget
-from llm_gateway.kube_api import KubeApi, KubeApiError
+from llm_gateway.kube_api import KubeApi, KubeApiError, api_from_environment
 from llm_gateway.kube_targets import (
     Deployment,
     SliceEndpoints,
     build_targets,
-    object_key,
     parse_deployment,
     slice_endpoints,
 )
-from llm_gateway.kube_watch import list_and_watch
-from llm_gateway.settings import GatewaySettings, SettingsError
+from llm_gateway.kube_watch import (
+    RESYNC_SECONDS,
+    Key,
+    SkipLog,
+    Store,
+    Watches,
+    collection_path,
+    list_and_watch,
+)
+from llm_gateway.settings import GatewaySettings
 from llm_operator.api import GROUP, PLURAL, VERSION
 from llm_operator.api.demand import (
     DEMAND_ANNOTATION,
@@ -47,41 +52,8 @@ from llm_operator.api.demand import (
 from llm_operator.render.objects import DEPLOYMENT_LABEL
 
 log = logging.getLogger(__name__)
-RESYNC_SECONDS = 300.0
 LLMD_PATH = f"/apis/{GROUP}/{VERSION}"
 SLICE_PATH = "/apis/discovery.k8s.io/v1"
-Key = tuple[str, str]  # (namespace, name)
-
-
-def _collection(base: str, plural: str, namespace: str) -> str:
-    return f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
-
-
-class _Store:
-    """The parsed objects of one watch (one kind, one namespace or all)."""
-
-    def __init__(self, parse: Callable[[dict[str, Any]], Any], changed: Callable[[], None]):
-        self.items: dict[Key, Any] = {}
-        self.synced = False
-        self._parse, self._changed = parse, changed
-
-    def replace(self, objects: list[dict[str, Any]]) -> None:
-        parsed = ((object_key(o), self._parse(o)) for o in objects)
-        self.items = {key: value for key, value in parsed if value is not None}
-        self.synced = True
-        self._changed()
-
-    def upsert(self, obj: dict[str, Any]) -> None:
-        value = self._parse(obj)
-        if value is None:
-            self.items.pop(object_key(obj), None)
-        else:
-            self.items[object_key(obj)] = value
-        self._changed()
-
-    def remove(self, obj: dict[str, Any]) -> None:
-        if self.items.pop(object_key(obj), None) is not None:
-            self._changed()
 
 
 class KubeDirectory:
@@ -100,14 +72,14 @@ class KubeDirectory:
     ) -> None:
         self._api, self._clock, self._resync = api, clock, resync_seconds
         scopes = tuple(namespaces) or ("",)  # "" = all namespaces
-        self._deployments = {ns: _Store(self._parse_deployment, self._changed) for ns in scopes}
-        self._slices = {ns: _Store(slice_endpoints, self._changed) for ns in scopes}
+        parse = SkipLog("LLMDeployment", parse_deployment)
+        self._deployments = {ns: Store(parse, self._changed) for ns in scopes}
+        self._slices = {ns: Store(slice_endpoints, self._changed) for ns in scopes}
         self._rebuild_scheduled = False
         self._targets: dict[str, ModelTarget] = {}
         self._changes = ChangeNotifier()
         self._synced = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._rejected: set[tuple[str, str, object]] = set()  # logged (ns, name, generation)
+        self._watches = Watches()
         self._collisions_logged: set[object] = set()
         self._demand_sent: dict[Key, float] = {}  # deployment -> monotonic time of the patch
 
@@ -125,22 +97,14 @@ class KubeDirectory:
     def start(self) -> None:
         selector = {"labelSelector": DEPLOYMENT_LABEL}
         for namespace, store in self._deployments.items():
-            path = _collection(LLMD_PATH, PLURAL, namespace)
-            self._spawn(list_and_watch(self._api, path, {}, store, self._resync))
+            path = collection_path(LLMD_PATH, PLURAL, namespace)
+            self._watches.start(list_and_watch(self._api, path, {}, store, self._resync))
         for namespace, store in self._slices.items():
-            path = _collection(SLICE_PATH, "endpointslices", namespace)
-            self._spawn(list_and_watch(self._api, path, selector, store, self._resync))
-
-    def _spawn(self, coroutine: Any) -> None:
-        self._tasks.append(asyncio.get_running_loop().create_task(coroutine))
+            path = collection_path(SLICE_PATH, "endpointslices", namespace)
+            self._watches.start(list_and_watch(self._api, path, selector, store, self._resync))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await self._watches.stop()
 
     def synced(self) -> bool:
         return self._synced.is_set()
@@ -170,7 +134,7 @@ class KubeDirectory:
         if self._fresh_stamp_present(key):
             return
         self._demand_sent[key] = now  # before the await: concurrent holders patch once
-        path = f"{_collection(LLMD_PATH, PLURAL, target.namespace)}/{target.deployment}"
+        path = f"{collection_path(LLMD_PATH, PLURAL, target.namespace)}/{target.deployment}"
         body = {"metadata": {"annotations": {DEMAND_ANNOTATION: demand_stamp(self._clock())}}}
         try:
             await self._api.merge_patch(path, body)
@@ -190,18 +154,6 @@ class KubeDirectory:
         return False
 
     # --- keeping the targets ----------------------------------------------------------------
-
-    def _parse_deployment(self, obj: dict[str, Any]) -> Deployment | None:
-        try:
-            return parse_deployment(obj)
-        except ValueError as exc:
-            namespace, name = object_key(obj)
-            generation = (obj.get("metadata") or {}).get("generation")
-            if (namespace, name, generation) not in self._rejected:
-                self._rejected.add((namespace, name, generation))
-                first = str(exc).splitlines()[:3]
-                log.warning("LLMDeployment %s/%s skipped: %s", namespace, name, " ".join(first))
-            return None
 
     def _changed(self) -> None:
         # A burst of events (a list, a rollout) costs one rebuild, on the next loop turn.
@@ -238,8 +190,4 @@ class KubeDirectory:
 
 def from_settings(settings: GatewaySettings) -> KubeDirectory:
     """The directory `llm-gateway --kube` runs with: in-cluster or $KUBECONFIG credentials."""
-    try:
-        api = KubeApi.from_environment()
-    except (ConfigException, OSError) as exc:
-        raise SettingsError(f"--kube: no Kubernetes credentials: {exc}") from None
-    return KubeDirectory(api, settings.namespaces)
+    return KubeDirectory(api_from_environment(), settings.namespaces)

@@ -10,25 +10,26 @@ models (the watch logs and retries); a route name may answer 404 for the first m
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
 
-from kubernetes.config import ConfigException
-
-from llm_gateway.kube_api import KubeApi
-from llm_gateway.kube_directory import _Store  # one store of parsed watched objects
+from llm_gateway.kube_api import KubeApi, api_from_environment
 from llm_gateway.kube_targets import object_key
-from llm_gateway.kube_watch import list_and_watch
+from llm_gateway.kube_watch import (
+    RESYNC_SECONDS,
+    SkipLog,
+    Store,
+    Watches,
+    collection_path,
+    list_and_watch,
+)
 from llm_gateway.routes import Route, RouteTable
-from llm_gateway.settings import GatewaySettings, SettingsError
+from llm_gateway.settings import GatewaySettings
 from llm_operator.api import GROUP, VERSION
 from llm_operator.api.route import PLURAL, LLMRoute
 
 log = logging.getLogger(__name__)
-RESYNC_SECONDS = 300.0
 ROUTE_PATH = f"/apis/{GROUP}/{VERSION}"
 
 
@@ -52,33 +53,21 @@ class KubeRoutes:
     ) -> None:
         self._api, self._resync = api, resync_seconds
         scopes = tuple(namespaces) or ("",)  # "" = all namespaces
-        self._stores = {ns: _Store(self._parse, self._rebuild) for ns in scopes}
+        parse = SkipLog("LLMRoute", parse_route)
+        self._stores = {ns: Store(parse, self._rebuild) for ns in scopes}
         self._table = RouteTable()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._rejected: set[tuple[str, str, object]] = set()  # logged (ns, name, generation)
+        self._watches = Watches()
         self._collisions_logged: set[tuple[tuple[str, str], tuple[str, str]]] = set()
 
     async def __aenter__(self) -> KubeRoutes:
         await self._api.__aenter__()
-        loop = asyncio.get_running_loop()
         for namespace, store in self._stores.items():
-            path = (
-                f"{ROUTE_PATH}/namespaces/{namespace}/{PLURAL}"
-                if namespace
-                else f"{ROUTE_PATH}/{PLURAL}"
-            )
-            self._tasks.append(
-                loop.create_task(list_and_watch(self._api, path, {}, store, self._resync))
-            )
+            path = collection_path(ROUTE_PATH, PLURAL, namespace)
+            self._watches.start(list_and_watch(self._api, path, {}, store, self._resync))
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await self._watches.stop()
         await self._api.__aexit__(None, None, None)
 
     def synced(self) -> bool:
@@ -92,18 +81,6 @@ class KubeRoutes:
 
     def table(self) -> RouteTable:
         return self._table
-
-    def _parse(self, obj: dict[str, Any]) -> Route | None:
-        try:
-            return parse_route(obj)
-        except ValueError as exc:
-            namespace, name = object_key(obj)
-            generation = (obj.get("metadata") or {}).get("generation")
-            if (namespace, name, generation) not in self._rejected:
-                self._rejected.add((namespace, name, generation))
-                first = " ".join(str(exc).splitlines()[:3])
-                log.warning("LLMRoute %s/%s skipped: %s", namespace, name, first)
-            return None
 
     def _rebuild(self) -> None:
         routes: list[Route] = [r for s in self._stores.values() for r in s.items.values()]
@@ -119,8 +96,4 @@ class KubeRoutes:
 
 def from_settings(settings: GatewaySettings) -> KubeRoutes:
     """The routes `llm-gateway --kube` runs with: in-cluster or $KUBECONFIG credentials."""
-    try:
-        api = KubeApi.from_environment()
-    except (ConfigException, OSError) as exc:
-        raise SettingsError(f"--kube: no Kubernetes credentials: {exc}") from None
-    return KubeRoutes(api, settings.namespaces)
+    return KubeRoutes(api_from_environment(), settings.namespaces)

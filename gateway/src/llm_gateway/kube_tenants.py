@@ -9,32 +9,26 @@ latency, and a full relist every RESYNC_SECONDS repairs a lost event.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Any
 
-from kubernetes.config import ConfigException
-
-from llm_gateway.kube_api import KubeApi
-from llm_gateway.kube_directory import _Store  # one store of parsed watched objects
-from llm_gateway.kube_targets import object_key
-from llm_gateway.kube_watch import list_and_watch
-from llm_gateway.settings import GatewaySettings, SettingsError
+from llm_gateway.kube_api import KubeApi, api_from_environment
+from llm_gateway.kube_watch import (
+    RESYNC_SECONDS,
+    SkipLog,
+    Store,
+    Watches,
+    collection_path,
+    list_and_watch,
+)
+from llm_gateway.settings import GatewaySettings
 from llm_gateway.tenants import KeySecret, Tenant, TenantTable, parse_key_secret, parse_tenant
 from llm_operator.api import GROUP, VERSION
 from llm_operator.api.tenant import PLURAL, TENANT_LABEL
 
 log = logging.getLogger(__name__)
-RESYNC_SECONDS = 300.0
 TENANT_PATH = f"/apis/{GROUP}/{VERSION}"
 SECRET_PATH = "/api/v1"
-Key = tuple[str, str]  # (namespace, name)
-
-
-def _collection(base: str, plural: str, namespace: str) -> str:
-    return f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
 
 
 class KubeTenants:
@@ -49,36 +43,26 @@ class KubeTenants:
     ) -> None:
         self._api, self._resync = api, resync_seconds
         scopes = tuple(namespaces) or ("",)  # "" = all namespaces
-        self._tenants = {ns: _Store(self._parse_tenant, self._rebuild) for ns in scopes}
-        self._secrets = {ns: _Store(parse_key_secret, self._rebuild) for ns in scopes}
+        parse = SkipLog("LLMTenant", parse_tenant, note=" (its keys are refused)")
+        self._tenants = {ns: Store(parse, self._rebuild) for ns in scopes}
+        self._secrets = {ns: Store(parse_key_secret, self._rebuild) for ns in scopes}
         self._table = TenantTable()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._rejected: set[tuple[str, str, object]] = set()  # logged (ns, name, generation)
+        self._watches = Watches()
         self._shared_logged: set[tuple[str, str]] = set()
 
     async def __aenter__(self) -> KubeTenants:
         await self._api.__aenter__()
-        loop = asyncio.get_running_loop()
         for namespace, store in self._tenants.items():
-            path = _collection(TENANT_PATH, PLURAL, namespace)
-            self._tasks.append(
-                loop.create_task(list_and_watch(self._api, path, {}, store, self._resync))
-            )
+            path = collection_path(TENANT_PATH, PLURAL, namespace)
+            self._watches.start(list_and_watch(self._api, path, {}, store, self._resync))
         selector = {"labelSelector": TENANT_LABEL}  # the label exists: key Secrets only
         for namespace, store in self._secrets.items():
-            path = _collection(SECRET_PATH, "secrets", namespace)
-            self._tasks.append(
-                loop.create_task(list_and_watch(self._api, path, selector, store, self._resync))
-            )
+            path = collection_path(SECRET_PATH, "secrets", namespace)
+            self._watches.start(list_and_watch(self._api, path, selector, store, self._resync))
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await self._watches.stop()
         await self._api.__aexit__(None, None, None)
 
     def synced(self) -> bool:
@@ -89,20 +73,6 @@ class KubeTenants:
 
     def table(self) -> TenantTable:
         return self._table
-
-    def _parse_tenant(self, obj: dict[str, Any]) -> Tenant | None:
-        try:
-            return parse_tenant(obj)
-        except ValueError as exc:
-            namespace, name = object_key(obj)
-            generation = (obj.get("metadata") or {}).get("generation")
-            if (namespace, name, generation) not in self._rejected:
-                self._rejected.add((namespace, name, generation))
-                first = " ".join(str(exc).splitlines()[:3])
-                log.warning(
-                    "LLMTenant %s/%s skipped (its keys are refused): %s", namespace, name, first
-                )
-            return None
 
     def _rebuild(self) -> None:
         tenants: list[Tenant] = [t for s in self._tenants.values() for t in s.items.values()]
@@ -120,8 +90,4 @@ class KubeTenants:
 
 def from_settings(settings: GatewaySettings) -> KubeTenants:
     """The tenants `llm-gateway --kube` runs with: in-cluster or $KUBECONFIG credentials."""
-    try:
-        api = KubeApi.from_environment()
-    except (ConfigException, OSError) as exc:
-        raise SettingsError(f"--kube: no Kubernetes credentials: {exc}") from None
-    return KubeTenants(api, settings.namespaces)
+    return KubeTenants(api_from_environment(), settings.namespaces)

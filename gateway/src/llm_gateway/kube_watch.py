@@ -9,18 +9,27 @@ exponentially with jitter, bounded, and reset after a good list; 410 Gone lists 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 
 from llm_gateway.kube_api import KubeApi, KubeApiError
+from llm_gateway.kube_targets import object_key
 
 log = logging.getLogger(__name__)
 MIN_ROUND_SECONDS = 1.0
+RESYNC_SECONDS = 300.0
+Key = tuple[str, str]  # (namespace, name)
+
+
+def collection_path(base: str, plural: str, namespace: str) -> str:
+    """The list/watch path of a kind in one namespace ("" = all namespaces)."""
+    return f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
 
 
 class WatchStore(Protocol):
@@ -81,3 +90,71 @@ async def list_and_watch(
             log.warning("watch %s: %r; again in %.1f s", path, exc, delay)
         await asyncio.sleep(backoff.sleep_for(delay))
         delay = backoff.after(delay)
+
+
+class Store:
+    """The parsed objects of one watch (one kind, one namespace or all); `parse` returns None
+    for an object to leave out. `changed` is called after every change."""
+
+    def __init__(self, parse: Callable[[dict[str, Any]], Any], changed: Callable[[], None]):
+        self.items: dict[Key, Any] = {}
+        self.synced = False
+        self._parse, self._changed = parse, changed
+
+    def replace(self, objects: list[dict[str, Any]]) -> None:
+        parsed = ((object_key(o), self._parse(o)) for o in objects)
+        self.items = {key: value for key, value in parsed if value is not None}
+        self.synced = True
+        self._changed()
+
+    def upsert(self, obj: dict[str, Any]) -> None:
+        value = self._parse(obj)
+        if value is None:
+            self.items.pop(object_key(obj), None)
+        else:
+            self.items[object_key(obj)] = value
+        self._changed()
+
+    def remove(self, obj: dict[str, Any]) -> None:
+        if self.items.pop(object_key(obj), None) is not None:
+            self._changed()
+
+
+class SkipLog:
+    """Wraps a parser that raises ValueError on an invalid object: the object is left out and
+    logged once per generation (an invalid object is re-sent on every resync)."""
+
+    def __init__(self, kind: str, parse: Callable[[dict[str, Any]], Any], note: str = ""):
+        self._kind, self._parse, self._note = kind, parse, note
+        self._logged: set[tuple[str, str, object]] = set()
+
+    def __call__(self, obj: dict[str, Any]) -> Any:
+        try:
+            return self._parse(obj)
+        except ValueError as exc:
+            namespace, name = object_key(obj)
+            generation = (obj.get("metadata") or {}).get("generation")
+            if (namespace, name, generation) not in self._logged:
+                self._logged.add((namespace, name, generation))
+                first = " ".join(str(exc).splitlines()[:3])
+                log.warning("%s %s/%s skipped%s: %s", self._kind, namespace, name, self._note,
+                            first)  # fmt: skip
+            return None
+
+
+class Watches:
+    """The list-and-watch tasks of one watcher, started and stopped together."""
+
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coroutine))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
