@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 
 from llm_gateway.kube_api import KubeApiError
-from llm_gateway.kube_watch import Backoff, list_and_watch
+from llm_gateway.kube_watch import Backoff, SkipLog, list_and_watch
+from llm_gateway.kube_watch import Store as ParsedStore
 
 
 def pod(name: str, version: str) -> dict[str, Any]:
@@ -123,3 +124,30 @@ async def test_gone_lists_again_at_once_and_errors_back_off_bounded() -> None:
     assert len(backoffs) == len(caps), sleeps
     for slept, cap in zip(backoffs, caps, strict=True):
         assert cap * 0.5 <= slept <= cap
+
+
+def test_skip_log_leaves_invalid_objects_out_and_logs_once_per_generation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def parse(obj: dict[str, Any]) -> str:
+        if obj["spec"].get("bad"):
+            raise ValueError("spec.bad: not allowed\nmore detail")
+        return str(obj["metadata"]["name"])
+
+    skip = SkipLog("LLMRoute", parse)
+    changes: list[int] = []
+    store = ParsedStore(skip, lambda: changes.append(1))
+
+    def obj(name: str, generation: int, bad: bool) -> dict[str, Any]:
+        meta = {"namespace": "ns", "name": name, "generation": generation}
+        return {"metadata": meta, "spec": {"bad": bad}}
+
+    store.replace([obj("good", 1, False), obj("broken", 1, True)])
+    store.replace([obj("good", 1, False), obj("broken", 1, True)])  # a resync re-sends it
+    assert store.items == {("ns", "good"): "good"}
+    warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert warnings == ["LLMRoute ns/broken skipped: spec.bad: not allowed more detail"]
+    store.upsert(obj("broken", 2, True))  # edited, still invalid: said again
+    assert len([r for r in caplog.records if "skipped" in r.getMessage()]) == 2
+    store.upsert(obj("broken", 3, False))  # fixed: served
+    assert store.items[("ns", "broken")] == "broken" and len(changes) == 4
