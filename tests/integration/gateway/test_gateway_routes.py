@@ -175,8 +175,11 @@ def test_cascade_gates_and_fallback_on_real_servers(
             assert [(labels["step"], labels["gate"], value) for labels, value in escalations
                     if labels["route"] == model] == [("cheap", gate, 1.0)]  # fmt: skip
             for target, outcome in (("cheap", "escalated"), ("good", "served")):
-                assert gateway.sample("llm_gateway_route_requests_total", **route,
-                                      target=target, outcome=outcome) == 1  # fmt: skip
+                wait_until(
+                    lambda r=route, t=target, o=outcome: gateway.sample(
+                        "llm_gateway_route_requests_total", **r, target=t, outcome=o) == 1,
+                    10, f"{model} {target} counted as {outcome}",
+                )  # fmt: skip
             # Both attempts paid, as the pods counted their tokens; direct: the good one only.
             used = {name: pod_tokens(pod.url) - before[name] for name, pod in pods.items()}
             assert used["good"] == answer.usage.total_tokens
@@ -204,7 +207,11 @@ def test_cascade_gates_and_fallback_on_real_servers(
         answer = client.completions.create(model="ask-split", prompt=PROMPT, max_tokens=4)
         assert answer.model == SERVED["good"]
         split = {"namespace": namespace, "route": "ask-split"}
-        assert gateway.sample("llm_gateway_route_requests_total", **split, target="cheap",
-                              outcome="fallback") == 1  # fmt: skip
-        assert gateway.sample("llm_gateway_route_requests_total", **split, target="good",
-                              outcome="served") == 1  # fmt: skip
+        # The gateway counts an attempt once its relay has ended, which can be just after the
+        # client has read the whole answer: wait for the counters, do not race them.
+        for target, outcome in (("cheap", "fallback"), ("good", "served")):
+            wait_until(
+                lambda t=target, o=outcome: gateway.sample(
+                    "llm_gateway_route_requests_total", **split, target=t, outcome=o) == 1,
+                10, f"ask-split {target} counted as {outcome}",
+            )  # fmt: skip

@@ -126,11 +126,16 @@ def test_tenant_keys_limits_budgets_and_chargeback(
         prompt = pod_metric(pod.url, "vllm:prompt_tokens_total") - prompt_before
         generated = pod_metric(pod.url, "vllm:generation_tokens_total") - generated_before
         web = {"namespace": namespace, "tenant": "web", "model": MODEL}
+        # A request is settled once its relay has ended, which can be just after the client
+        # has read the last byte: wait for all four, do not race them.
+        wait_until(
+            lambda: gateway.sample("llm_gateway_tenant_requests_total", **web, code="200") == 4,
+            10, "four requests settled",
+        )  # fmt: skip
         counted_prompt = gateway.sample("llm_gateway_tenant_tokens_total", **web, kind="prompt")
         counted = gateway.sample("llm_gateway_tenant_tokens_total", **web, kind="completion")
         assert (counted_prompt, counted) == (prompt, generated) and generated == 4 * 6
         assert sum(u.prompt_tokens for u in reported) < counted_prompt  # + the quiet stream's
-        assert gateway.sample("llm_gateway_tenant_requests_total", **web, code="200") == 4
 
         # --- requests per minute -------------------------------------------------------------
         for i in range(2):
@@ -157,11 +162,15 @@ def test_tenant_keys_limits_budgets_and_chargeback(
         )  # fmt: skip
         first = ask(gateway, KEYS["capped"], "Spend it all").usage  # > 10 tokens: > $0.01
         assert first is not None and first.total_tokens > 10
+        capped = {"namespace": namespace, "tenant": "capped", "model": MODEL}
+        wait_until(  # its spend counts once it is settled (see above)
+            lambda: gateway.sample("llm_gateway_tenant_requests_total", **capped, code="200") == 1,
+            10, "the first request settled",
+        )  # fmt: skip
         with pytest.raises(openai.RateLimitError) as broke:
             ask(gateway, KEYS["capped"], "And more")
         assert broke.value.code == "budget_day"
         assert 1 <= int(broke.value.response.headers["Retry-After"]) <= 86400
-        capped = {"namespace": namespace, "tenant": "capped", "model": MODEL}
         dollars = gateway.sample("llm_gateway_tenant_dollars_total", **capped)
         assert dollars == pytest.approx(first.total_tokens * PRICE / 1e6)
 
