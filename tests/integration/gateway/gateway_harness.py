@@ -9,8 +9,9 @@ the official `openai` package.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -26,6 +27,8 @@ from llm_gateway.directory import ModelTarget
 from llm_gateway.kube_api import KubeApi, load_configuration
 from llm_gateway.kube_directory import KubeDirectory
 from llm_gateway.settings import GatewaySettings
+
+RuntimeT = TypeVar("RuntimeT", bound=LlmServerRuntime)
 
 
 def cpu_llmd(
@@ -56,7 +59,15 @@ def pod_servers(
 ) -> Iterator[LlmServerRuntime]:
     """Real llm-server processes for the pods of this test's namespace, and their endpoints
     (loopback_endpoints.py: the API server refuses the controller's slices for loopback IPs)."""
-    runtime = LlmServerRuntime(tmp_path)
+    with serving_pods(control_plane, kubelet, namespace, LlmServerRuntime(tmp_path)) as runtime:
+        yield runtime
+
+
+@contextmanager
+def serving_pods(
+    control_plane: ControlPlane, kubelet: Any, namespace: str, runtime: RuntimeT
+) -> Iterator[RuntimeT]:
+    """`runtime` runs the namespace's pods, and their EndpointSlices are published."""
     kubelet.runtimes[namespace] = runtime
     publisher = admin_client(control_plane)
     try:

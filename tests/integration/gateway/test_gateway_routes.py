@@ -24,12 +24,10 @@ from typing import Any
 import openai
 import pytest
 from control_plane import ControlPlane
-from gateway_harness import cpu_llmd, pod_metric, serving_target
+from gateway_harness import cpu_llmd, pod_metric, serving_pods, serving_target
 from gateway_thread import RunningGateway, running_gateway
 from kube_client import Kube, wait_until
-from kube_fixtures import admin_client
 from llm_server_runtime import LlmServerRuntime
-from loopback_endpoints import LoopbackEndpoints
 from operator_thread import operator_config, running_operator
 
 from llm_gateway.kube_api import KubeApi, load_configuration
@@ -87,15 +85,8 @@ def two_model_servers(
     control_plane: ControlPlane, kubelet: Any, namespace: str, tmp_path: Path
 ) -> Iterator[TwoModelRuntime]:
     runtime = TwoModelRuntime(tmp_path, {"cheap": "tiny-random", "good": str(smollm2_gguf())})
-    kubelet.runtimes[namespace] = runtime
-    publisher = admin_client(control_plane)
-    try:
-        with LoopbackEndpoints(publisher, namespace):
-            yield runtime
-    finally:
-        del kubelet.runtimes[namespace]
-        runtime.close()
-        publisher.close()
+    with serving_pods(control_plane, kubelet, namespace, runtime):
+        yield runtime
 
 
 @pytest.fixture
