@@ -13,6 +13,7 @@ from aiohttp import web
 
 from llm_gateway.directory import Directory, ModelTarget
 from llm_gateway.errors import error_response, model_not_found
+from llm_gateway.fair_queue import FairQueue
 from llm_gateway.holding import Holder, HoldRejected, HoldTimedOut, ModelGone
 from llm_gateway.load import LoadScraper, LoadTracker, replica_states
 from llm_gateway.metrics import CONTENT_TYPE, GatewayMetrics
@@ -54,6 +55,9 @@ class Gateway:
             tenants, metrics, settings.require_tenant_key, settings.replicas_hint
         )
         self.tracker = LoadTracker(settings.failing_seconds)
+        self.queue = FairQueue(
+            metrics, settings.max_queued_per_model, settings.queue_timeout_seconds
+        )
         self.holder = Holder(
             directory, metrics, settings.max_held_per_model, settings.hold_timeout_seconds
         )
@@ -125,8 +129,9 @@ class Gateway:
         assert self.proxy is not None
         key = request_key(fields.model, fields.prefix)
         return await self.proxy.forward(
-            request, ticket.upstream_body, target, key, parse_seconds, ticket.observer
-        )
+            request, ticket.upstream_body, target, key, parse_seconds, ticket.observer,
+            share=ticket.share,
+        )  # fmt: skip
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -226,7 +231,8 @@ def build_app(
                 aiohttp.ClientSession(connector=connector, auto_decompress=False)
             )
             gateway.proxy = Proxy(
-                session, gateway.tracker, gateway.metrics, settings.load_factor,
+                session, directory, gateway.tracker, gateway.queue, gateway.metrics,
+                settings.load_factor,
                 settings.connect_timeout_seconds, settings.upstream_timeout_seconds,
             )  # fmt: skip
             gateway.route_path = RoutePath(

@@ -30,6 +30,9 @@ class ModelTarget:
     replicas: tuple[Replica, ...]
     dollars_per_million_tokens: float | None = None  # status.cost: prices tenants' tokens
     budget_limited: bool = False  # its BudgetLimited condition is True: routes skip it
+    # Requests one replica runs at once (batching.maxConcurrentSequences); beyond it the
+    # model is saturated and requests wait in the gateway's fair queue. None: no limit.
+    capacity_per_replica: int | None = None
 
     def serving(self) -> tuple[Replica, ...]:
         """Replicas a request may be sent to: ready and not draining."""

@@ -35,6 +35,7 @@ class Deployment:
     demand_stamp: str | None  # the DEMAND_ANNOTATION value, if any
     dollars_per_million_tokens: float | None = None  # status.cost, the operator's figure
     budget_limited: bool = False  # status condition BudgetLimited is True (routes skip it)
+    capacity_per_replica: int | None = None  # spec.optimization.batching.maxConcurrentSequences
 
     @property
     def age_key(self) -> tuple[str, str, str]:
@@ -80,6 +81,7 @@ def parse_deployment(obj: Mapping[str, Any]) -> Deployment:
         demand_stamp=(meta.get("annotations") or {}).get(DEMAND_ANNOTATION),
         dollars_per_million_tokens=_price(obj),
         budget_limited=_budget_limited(obj),
+        capacity_per_replica=resource.spec.optimization.batching.max_concurrent_sequences,
     )
 
 
@@ -169,6 +171,6 @@ def build_targets(
         replicas = _merge(by_service.get((winner.namespace, winner.service), []))
         targets[model] = ModelTarget(
             model, winner.namespace, winner.name, replicas, winner.dollars_per_million_tokens,
-            winner.budget_limited,
+            winner.budget_limited, winner.capacity_per_replica,
         )  # fmt: skip
     return targets, collisions

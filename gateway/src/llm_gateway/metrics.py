@@ -17,6 +17,7 @@ HoldOutcome = Literal["served", "timeout", "rejected"]
 REPLICA_STATES = ("ready", "not_ready", "terminating")
 TenantLabels = tuple[str, str, str]  # (namespace, tenant, model)
 RouteOutcome = Literal["served", "fallback", "escalated", "failed"]
+QueueRejection = Literal["queue_full", "shed", "queue_timeout"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # The gateway adds well under a millisecond: the buckets resolve 50 µs to 50 ms.
@@ -25,6 +26,8 @@ ADDED_LATENCY_BUCKETS = (
 )  # fmt: skip
 # Holds last as long as a cold start: seconds to minutes.
 HOLD_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 300, 600)
+# A saturated model's queue: as long as a few generations, up to the queue timeout.
+QUEUE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
 
 class GatewayMetrics:
@@ -54,6 +57,19 @@ class GatewayMetrics:
         self.hold_seconds = Histogram(
             "llm_gateway_hold_seconds", "Time a request was held", ["model"],
             buckets=HOLD_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.queued = Gauge(
+            "llm_gateway_queued_requests",
+            "Requests waiting now in a saturated model's fair queue", ["model"], registry=r,
+        )  # fmt: skip
+        self.queue_seconds = Histogram(
+            "llm_gateway_queue_seconds", "Time a dispatched request waited in the fair queue",
+            ["model"], buckets=QUEUE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.queue_rejections = Counter(
+            "llm_gateway_queue_rejections",
+            "Requests a saturated model refused (429), by tenant and why",
+            ["model", "namespace", "tenant", "reason"], registry=r,
         )  # fmt: skip
         self.retries = Counter(
             "llm_gateway_retries", "Requests retried after a connection error, by failed pod",
@@ -128,6 +144,15 @@ class GatewayMetrics:
         self.holds.labels(model, outcome).inc()
         if seconds is not None:
             self.hold_seconds.labels(model).observe(seconds)
+
+    def queued_changed(self, model: str, delta: int) -> None:
+        self.queued.labels(model).inc(delta)
+
+    def queue_waited(self, model: str, seconds: float) -> None:
+        self.queue_seconds.labels(model).observe(seconds)
+
+    def queue_rejected(self, model: str, tenant: tuple[str, str], reason: QueueRejection) -> None:
+        self.queue_rejections.labels(model, *tenant, reason).inc()
 
     def retried(self, model: str, failed_pod: str) -> None:
         self.retries.labels(model, failed_pod).inc()

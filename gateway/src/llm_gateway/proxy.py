@@ -6,7 +6,10 @@ retried once on another replica, and so is llm-server's 503 `draining`/`loading`
 refused before doing any work: it is as good as gone, as when a pod starts draining before its
 EndpointSlice says so). Other 429s and 503s are the replica's answer, relayed as they are.
 Once streaming has started, an upstream failure ends the client's stream (it sees a truncated
-response, never a spliced one).
+response, never a spliced one). A model with a capacity per replica is saturated when every
+serving replica has that many requests on it: the request then waits its turn in the fair
+queue (fair_queue.py), or, for a route that has another target to try, is answered 429
+`model_saturated` at once (held back: the route falls back).
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from llm_gateway.directory import ModelTarget, Replica
+from llm_gateway.directory import Directory, ModelTarget, Replica
 from llm_gateway.errors import error_response
+from llm_gateway.fair_queue import FairQueue, QueueRefused
+from llm_gateway.fair_share import Share
 from llm_gateway.load import LoadTracker
 from llm_gateway.metrics import GatewayMetrics
 from llm_gateway.picker import pick
@@ -41,6 +46,12 @@ HOP_BY_HOP = frozenset(
 ATTEMPTS = 2  # the first try and one retry on another replica
 NOT_SERVING_CODES = frozenset(("draining", "loading"))  # llm-server's 503s before any work
 MAX_INSPECTED_BYTES = 64 * 1024  # a 503 body larger than this is relayed, not read
+SATURATED_RETRY_AFTER_SECONDS = 1  # a saturated model frees a slot within a generation
+REFUSED_MESSAGES = {
+    "queue_full": "is saturated and its queue is full",
+    "shed": "is saturated: this request was shed for one of a higher priority",
+    "queue_timeout": "stayed saturated for the whole queue timeout",
+}
 
 
 def _upstream_headers(request: web.Request) -> CIMultiDict[str]:
@@ -71,18 +82,30 @@ async def _small_503_body(upstream: aiohttp.ClientResponse) -> bytes | None:
     return await upstream.read()
 
 
+def _refused(model: str, reason: str) -> web.Response:
+    return error_response(
+        429, f"Model `{model}` {REFUSED_MESSAGES.get(reason, 'is saturated')}; retry shortly.",
+        type="rate_limit_error", code=reason if reason in REFUSED_MESSAGES else "model_saturated",
+        retry_after_seconds=SATURATED_RETRY_AFTER_SECONDS,
+    )  # fmt: skip
+
+
 class Proxy:
     def __init__(
         self,
         session: aiohttp.ClientSession,
+        directory: Directory,
         tracker: LoadTracker,
+        queue: FairQueue,
         metrics: GatewayMetrics,
         load_factor: float,
         connect_timeout_seconds: float,
         upstream_timeout_seconds: float,
     ) -> None:
         self._session = session
+        self._directory = directory
         self._tracker = tracker
+        self._queue = queue
         self._metrics = metrics
         self._load_factor = load_factor
         # No total limit: a long generation is fine as long as bytes keep coming.
@@ -99,16 +122,70 @@ class Proxy:
         parse_seconds: float,
         observer: BodyUsage | StreamUsage | None = None,
         hold_back: Callable[[int], bool] | None = None,
+        share: Share | None = None,
+        saturated_fallback: bool = False,
     ) -> web.StreamResponse:
         """`observer` sees the relayed answer's bytes (it may take out some: tenancy's usage).
         An answer whose status `hold_back` accepts is read whole and returned unsent (a route
-        falls back on it, or a cascade gates it); so is every error made here."""
+        falls back on it, or a cascade gates it); so is every error made here. `share` is the
+        caller's place in a saturated model's queue (None: anonymous); `saturated_fallback`
+        answers 429 at once instead of queueing."""
         model = target.model
         pick_started = time.perf_counter()
+        if target.capacity_per_replica is not None:
+            if saturated_fallback and not self._has_room(target):
+                return _refused(model, "saturated")
+            try:
+                waited = await self._queue.wait_turn(
+                    model, share or Share((target.namespace, "")), lambda: self._has_room(target)
+                )
+            except QueueRefused as exc:
+                return _refused(model, exc.reason)
+            pick_started += waited  # queueing is not the gateway's added latency
+            target = self._current(target)
+        try:
+            return await self._forward(
+                request, body, target, key, parse_seconds, pick_started, observer, hold_back
+            )
+        finally:
+            if target.capacity_per_replica is not None:
+                self._queue.slot_freed(model)
+
+    def _current(self, target: ModelTarget) -> ModelTarget:
+        """The target as the directory has it now (replicas come and go while one waits)."""
+        current = self._directory.get(target.model)
+        same = current is not None and current.deployment == target.deployment
+        return current if same and current is not None else target
+
+    def _full_pods(self, target: ModelTarget) -> set[str]:
+        capacity = target.capacity_per_replica
+        if capacity is None:
+            return set()
+        loads = self._tracker.loads(target.replicas)
+        return {pod for pod, load in loads.items() if load >= capacity}
+
+    def _has_room(self, target: ModelTarget) -> bool:
+        target = self._current(target)
+        closed = self._full_pods(target) | self._tracker.failing_pods(target.replicas)
+        return any(r.pod not in closed for r in target.serving())
+
+    async def _forward(
+        self,
+        request: web.Request,
+        body: bytes,
+        target: ModelTarget,
+        key: int,
+        parse_seconds: float,
+        pick_started: float,
+        observer: BodyUsage | StreamUsage | None,
+        hold_back: Callable[[int], bool] | None,
+    ) -> web.StreamResponse:
+        model = target.model
         tried: list[str] = []  # pods that failed to connect, in order
         headers = _upstream_headers(request)
         for attempt in range(ATTEMPTS):
             avoid = self._tracker.failing_pods(target.replicas) | set(tried)
+            avoid |= self._full_pods(target)  # taken unless nothing else is left
             loads = self._tracker.loads(target.replicas)
             chosen = pick(target.replicas, key, loads, self._load_factor, avoid)
             if chosen is None or chosen.replica.pod in tried:

@@ -169,7 +169,8 @@ class RoutePath:
             response = await self._proxy.forward(
                 request, with_model(parsed, c.target.model), c.target,
                 request_key(c.target.model, fields.prefix), parse_seconds, ticket.observer,
-                hold_back=None if last else falls_back,
+                hold_back=None if last else falls_back, share=ticket.share,
+                saturated_fallback=not last,
             )  # fmt: skip
             if not response.prepared and not last and falls_back(response.status):
                 self._metrics.route_attempt(route.namespace, route.name, c.deployment, "fallback")
@@ -211,7 +212,7 @@ class RoutePath:
             response = await self._proxy.forward(
                 request, step_body(parsed, c.target.model, asked, gate.needs_logprobs), c.target,
                 request_key(c.target.model, fields.prefix), parse_seconds, None,
-                hold_back=lambda _status: True,
+                hold_back=lambda _status: True, share=ticket.share,
             )  # fmt: skip
             answer = _json(response) if response.status == 200 else None
             price = c.target.dollars_per_million_tokens

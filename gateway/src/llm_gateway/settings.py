@@ -28,6 +28,8 @@ class GatewaySettings:
     load_factor: float = 1.25  # bounded load c: a replica takes ≤ ceil(c × mean load)
     max_held_per_model: int = 100
     hold_timeout_seconds: float = 300.0
+    max_queued_per_model: int = 1000  # a saturated model's fair queue; beyond it: shed or 429
+    queue_timeout_seconds: float = 60.0  # longest wait in that queue (then 429)
     upstream_timeout_seconds: float = 600.0  # longest silence from a replica mid-response
     connect_timeout_seconds: float = 5.0
     scrape_interval_seconds: float = 2.0  # pods' /metrics (queue and running counts)
@@ -44,11 +46,15 @@ class GatewaySettings:
             raise SettingsError(f"port must be 1-65535, got {self.port}")
         if self.load_factor < 1:
             raise SettingsError(f"load_factor must be ≥ 1, got {self.load_factor}")
-        for name in ("prefix_chars", "max_held_per_model", "max_body_bytes", "replicas_hint"):
+        for name in (
+            "prefix_chars", "max_held_per_model", "max_queued_per_model", "max_body_bytes",
+            "replicas_hint",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         for name in (
-            "hold_timeout_seconds", "upstream_timeout_seconds", "connect_timeout_seconds",
+            "hold_timeout_seconds", "queue_timeout_seconds", "upstream_timeout_seconds",
+            "connect_timeout_seconds",
             "scrape_interval_seconds", "failing_seconds",
         ):  # fmt: skip
             if not getattr(self, name) > 0:
@@ -81,7 +87,8 @@ def _convert(name: str, kind: Any, raw: str) -> Any:
 
 _KINDS: dict[str, Any] = {
     "host": str, "port": int, "namespaces": tuple, "prefix_chars": int, "load_factor": float,
-    "max_held_per_model": int, "hold_timeout_seconds": float,
+    "max_held_per_model": int, "hold_timeout_seconds": float, "max_queued_per_model": int,
+    "queue_timeout_seconds": float,
     "upstream_timeout_seconds": float, "connect_timeout_seconds": float,
     "scrape_interval_seconds": float, "failing_seconds": float, "max_body_bytes": int,
     "static_models": Path, "kube": bool, "log_level": str, "require_tenant_key": bool,

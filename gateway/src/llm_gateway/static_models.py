@@ -13,6 +13,7 @@ the same model; a static model's name is its deployment name):
       cheap:
         replicas: [http://127.0.0.1:8001]
         dollarsPerMillionTokens: 0.05
+        capacityPerReplica: 8     # requests one replica runs at once; more wait (fair queue)
       large: [http://127.0.0.1:8002]
     routes:
       - model: assistant
@@ -36,6 +37,7 @@ from llm_operator.api.route import LLMRouteSpec
 
 STATIC_NAMESPACE = "static"
 PRICE_KEY = "dollarsPerMillionTokens"
+CAPACITY_KEY = "capacityPerReplica"
 
 
 class StaticModelsError(ValueError):
@@ -66,19 +68,31 @@ def _price(model: str, entry: dict[object, object]) -> float | None:
     return float(price)
 
 
+def _capacity(model: str, entry: dict[object, object]) -> int | None:
+    capacity = entry.get(CAPACITY_KEY)
+    if capacity is None:
+        return None
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        raise StaticModelsError(f"model {model!r}: {CAPACITY_KEY} must be an integer ≥ 1")
+    return capacity
+
+
 def _target(model: object, entry: object) -> ModelTarget:
     if not isinstance(model, str) or not model:
         raise StaticModelsError(f"model names must be non-empty strings, got {model!r}")
-    price = None
+    price = capacity = None
     if isinstance(entry, dict):
-        unknown = set(entry) - {"replicas", PRICE_KEY}
+        unknown = set(entry) - {"replicas", PRICE_KEY, CAPACITY_KEY}
         if unknown:
             raise StaticModelsError(f"model {model!r}: unknown keys {sorted(map(str, unknown))}")
-        price, entry = _price(model, entry), entry.get("replicas")
+        price, capacity = _price(model, entry), _capacity(model, entry)
+        entry = entry.get("replicas")
     if not isinstance(entry, list):
         raise StaticModelsError(f"model {model!r}: expected a list of URLs, got {entry!r}")
     replicas = tuple(_replica(model, url) for url in entry)
-    return ModelTarget(model, STATIC_NAMESPACE, model, replicas, price)
+    return ModelTarget(
+        model, STATIC_NAMESPACE, model, replicas, price, capacity_per_replica=capacity
+    )
 
 
 def _route(entry: object, models: set[str]) -> Route:

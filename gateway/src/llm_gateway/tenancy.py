@@ -16,6 +16,7 @@ from aiohttp import web
 
 from llm_gateway.directory import ModelTarget
 from llm_gateway.errors import error_response
+from llm_gateway.fair_share import Share
 from llm_gateway.limits import Limiter
 from llm_gateway.metrics import GatewayMetrics, TenantLabels
 from llm_gateway.tenants import Tenant, TenantLookup, bearer_key
@@ -35,6 +36,7 @@ class Ticket:
     estimated_tokens: int
     upstream_body: bytes  # the body to send (a stream asks for usage)
     observer: BodyUsage | StreamUsage  # sees the relayed bytes; finds the usage
+    share: Share  # its tenant's weight and priority in a saturated model's queue
 
 
 TICKET = web.RequestKey("tenant_ticket", Ticket)
@@ -102,7 +104,8 @@ class Tenancy:
         else:
             observer = BodyUsage()
         price = target.dollars_per_million_tokens
-        return Ticket(tenant, labels, price, estimate, body, observer)
+        share = Share(labels[:2]) if tenant is None else tenant.share
+        return Ticket(tenant, labels, price, estimate, body, observer, share)
 
     def settle(self, ticket: Ticket, code: int) -> None:
         """The response ended with `code`: count it, its tokens and dollars, and charge the

@@ -17,7 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from llm_operator.api.tenant import API_KEY_DATA_KEY, TENANT_LABEL, LLMTenant
+from llm_gateway.fair_share import Share
+from llm_operator.api.tenant import API_KEY_DATA_KEY, TENANT_LABEL, LLMTenant, Priority
 
 BEARER = "bearer "
 BUCKET_BYTES = 4  # of the digest: the lookup's index
@@ -34,10 +35,16 @@ class Tenant:
     tokens_per_minute: int | None
     budget_dollars: float | None  # per period, over all gateway replicas
     budget_period: str  # "day" | "month" (UTC)
+    weight: int = 1  # its share of a saturated model
+    priority: Priority = "normal"  # who is shed first from a full queue: low, then normal
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.name)
+
+    @property
+    def share(self) -> Share:
+        return Share(self.key, self.weight, self.priority)
 
     def allows(self, model: str) -> bool:
         return not self.models or model in self.models
@@ -66,6 +73,8 @@ def parse_tenant(obj: Mapping[str, Any]) -> Tenant:
         tokens_per_minute=spec.limits.tokens_per_minute,
         budget_dollars=None if spec.budget is None else float(spec.budget.amount),
         budget_period="day" if spec.budget is None else spec.budget.period,
+        weight=spec.weight,
+        priority=spec.priority,
     )
 
 

@@ -62,13 +62,18 @@ def eslice(
 def test_a_deployment_is_parsed_with_the_operators_model() -> None:
     parsed = parse_deployment(llmd("chat.v1", servedName="chat"))
     assert parsed == Deployment("ns", "chat.v1", "chat", "2026-01-01T00:00:00Z",
-                                child_name("chat.v1"), None)  # fmt: skip
+                                child_name("chat.v1"), None,
+                                capacity_per_replica=64)  # the batching default  # fmt: skip
     assert parsed.service != "chat.v1"  # a dotted name's Service has no dots
     # Without servedName, the URI's last segment, as the operator tells the server.
     assert parse_deployment(llmd("plain")).model == "tiny"
     stamped = llmd("plain")
     stamped["metadata"]["annotations"] = {DEMAND_ANNOTATION: "2026-01-01T00:00:05Z"}
     assert parse_deployment(stamped).demand_stamp == "2026-01-01T00:00:05Z"
+    # The fair queue's capacity: what one replica batches at once.
+    batched = llmd("plain")
+    batched["spec"]["optimization"] = {"batching": {"maxConcurrentSequences": 3}}
+    assert parse_deployment(batched).capacity_per_replica == 3
 
 
 @pytest.mark.parametrize(
@@ -136,8 +141,10 @@ def test_targets_join_deployments_to_their_services_slices() -> None:
         "chat", "ns", "chat",
         (Replica("chat-1", "http://10.0.0.1:8000", True, False),
          Replica("chat-2", "http://10.0.0.2:8000", True, False)),
+        capacity_per_replica=64,
     )  # fmt: skip
-    assert targets["code"] == ModelTarget("code", "ns", "code", ())  # known, at zero replicas
+    # Known, at zero replicas.
+    assert targets["code"] == ModelTarget("code", "ns", "code", (), capacity_per_replica=64)
 
 
 def test_two_deployments_serving_one_model_route_to_the_oldest() -> None:

@@ -17,7 +17,8 @@ from llm_gateway.static_models import StaticModelsError, parse_static_config
 
 LONG = {
     "models": {
-        "cheap": {"replicas": ["http://127.0.0.1:8001"], "dollarsPerMillionTokens": 0.05},
+        "cheap": {"replicas": ["http://127.0.0.1:8001"], "dollarsPerMillionTokens": 0.05,
+                  "capacityPerReplica": 4},
         "large": ["http://127.0.0.1:8002"],
     },
     "routes": [
@@ -32,6 +33,8 @@ def test_the_long_form_has_prices_and_routes() -> None:
     config = parse_static_config(LONG)
     prices = {t.model: t.dollars_per_million_tokens for t in config.targets}
     assert prices == {"cheap": 0.05, "large": None}
+    capacities = {t.model: t.capacity_per_replica for t in config.targets}
+    assert capacities == {"cheap": 4, "large": None}  # none given: no fair queue
     route = config.routes.get_route("assistant")
     assert route is not None and route.is_cascade and route.namespace == "static"
     assert route.gate is not None and route.gate.min_mean_token_logprob == -1.2
@@ -50,6 +53,8 @@ def test_the_long_form_has_prices_and_routes() -> None:
         ({**LONG, "extra": 1}, "long form"),
         ({"models": {"m": {"replicas": [], "dollarsPerMillionTokens": -1}}}, "≥ 0"),
         ({"models": {"m": {"urls": []}}}, "unknown keys"),
+        ({"models": {"m": {"replicas": [], "capacityPerReplica": 0}}}, "integer ≥ 1"),
+        ({"models": {"m": {"replicas": [], "capacityPerReplica": True}}}, "integer ≥ 1"),
         ({"routes": []}, "long form"),
     ],
 )

@@ -15,6 +15,7 @@ def test_defaults_match_the_contract() -> None:
     settings = parse_settings(["--kube"], environ={})
     assert (settings.port, settings.prefix_chars, settings.load_factor) == (8080, 256, 1.25)
     assert (settings.max_held_per_model, settings.hold_timeout_seconds) == (100, 300.0)
+    assert (settings.max_queued_per_model, settings.queue_timeout_seconds) == (1000, 60.0)
     assert settings.scrape_interval_seconds == 2.0 and settings.namespaces == ()
 
 
@@ -31,6 +32,7 @@ def test_flags_win_over_environment() -> None:
     "argv",
     [["--kube", "--port", "0"], ["--kube", "--load-factor", "0.5"], ["--kube", "--port", "x"],
      ["--kube", "--hold-timeout-seconds", "0"], ["--kube", "--bogus"], [],
+     ["--kube", "--max-queued-per-model", "0"], ["--kube", "--queue-timeout-seconds", "-1"],
      ["--kube", "--static-models", "m.yaml"]],
 )  # fmt: skip
 def test_bad_settings_are_rejected(argv: list[str]) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from llm_gateway.fair_share import Share
 from llm_gateway.kube_targets import build_targets, parse_deployment
 from llm_gateway.settings import SettingsError, parse_settings
 from llm_gateway.tenants import (
@@ -46,8 +47,9 @@ def test_parse_tenant_with_every_limit() -> None:
     assert tenant == Tenant(
         namespace="team", name="web", models=frozenset({"chat", "embed"}),
         requests_per_minute=600, tokens_per_minute=200000, budget_dollars=25.5,
-        budget_period="month",
+        budget_period="month", weight=3, priority="high",
     )  # fmt: skip
+    assert tenant.share == Share(("team", "web"), 3, "high")
     assert tenant.allows("chat") and not tenant.allows("other")
 
 
