@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from gateway_harness import kube_gateway, operator_env, pod_servers
+from gateway_harness import kube_gateway, operator_env, pod_servers, tenant_gateway
 
-__all__ = ["kube_gateway", "operator_env", "pod_servers"]
+__all__ = ["kube_gateway", "operator_env", "pod_servers", "tenant_gateway"]

@@ -8,6 +8,7 @@ the official `openai` package.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,9 +27,12 @@ from loopback_endpoints import LoopbackEndpoints
 from llm_gateway.directory import ModelTarget
 from llm_gateway.kube_api import KubeApi, load_configuration
 from llm_gateway.kube_directory import KubeDirectory
+from llm_gateway.kube_tenants import KubeTenants
 from llm_gateway.settings import GatewaySettings
+from llm_operator.api.tenant import API_KEY_DATA_KEY, TENANT_LABEL
 
 RuntimeT = TypeVar("RuntimeT", bound=LlmServerRuntime)
+API = "inference.llmops.dev/v1alpha1"
 
 
 def cpu_llmd(
@@ -88,6 +92,40 @@ def kube_gateway(control_plane: ControlPlane, namespace: str) -> Callable[..., A
         directory = KubeDirectory(api, (namespace,), resync_seconds=30)
         values = {"kube": True, "namespaces": (namespace,), **settings}
         return running_gateway(directory, GatewaySettings(**values))
+
+    return start
+
+
+def tenant(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
+    """An LLMTenant manifest."""
+    meta = {"name": name, "namespace": namespace}
+    return {"apiVersion": API, "kind": "LLMTenant", "metadata": meta, "spec": spec}
+
+
+def key_secret(namespace: str, tenant_name: str, key: str) -> dict[str, Any]:
+    """The Secret holding one of `tenant_name`'s API keys."""
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": f"{tenant_name}-key", "namespace": namespace,
+                     "labels": {TENANT_LABEL: tenant_name}},
+        "data": {API_KEY_DATA_KEY: base64.b64encode(key.encode()).decode()},
+    }  # fmt: skip
+
+
+@pytest.fixture
+def tenant_gateway(control_plane: ControlPlane, namespace: str) -> Callable[..., Any]:
+    """tenant_gateway(**settings): the gateway with its directory and tenants watched."""
+
+    @contextmanager
+    def start(**settings: Any) -> Iterator[tuple[RunningGateway, KubeTenants]]:
+        def api() -> KubeApi:
+            return KubeApi(load_configuration(str(control_plane.kubeconfig)))
+
+        directory = KubeDirectory(api(), (namespace,), resync_seconds=30)
+        tenants = KubeTenants(api(), (namespace,), resync_seconds=30)
+        values = {"kube": True, "namespaces": (namespace,), **settings}
+        with running_gateway(directory, GatewaySettings(**values), tenants) as gateway:
+            yield gateway, tenants
 
     return start
 

@@ -11,46 +11,22 @@ itself counted for the requests sent (its vllm:*_tokens_total), streamed or not.
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import openai
 import pytest
-from control_plane import ControlPlane
-from gateway_harness import cpu_llmd, pod_metric, serving_target
-from gateway_thread import RunningGateway, running_gateway
+from gateway_harness import cpu_llmd, key_secret, pod_metric, serving_target, tenant
+from gateway_thread import RunningGateway
 from kube_client import Kube, wait_until
 from llm_server_runtime import LlmServerRuntime
 from operator_thread import operator_config, running_operator
-
-from llm_gateway.kube_api import KubeApi, load_configuration
-from llm_gateway.kube_directory import KubeDirectory
-from llm_gateway.kube_tenants import KubeTenants
-from llm_gateway.settings import GatewaySettings
-from llm_operator.api.tenant import API_KEY_DATA_KEY, TENANT_LABEL
 
 API = "inference.llmops.dev/v1alpha1"
 MODEL = "ledger-chat"
 PRICE = 1000.0  # $ per 1M tokens: a tenth of a cent a token, so a budget runs out quickly
 KEYS = {"web": "sk-web-0123456789", "metered": "sk-metered-abc", "capped": "sk-capped-xyz",
         "elsewhere": "sk-elsewhere-42"}  # fmt: skip
-
-
-def tenant(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
-    meta = {"name": name, "namespace": namespace}
-    return {"apiVersion": API, "kind": "LLMTenant", "metadata": meta, "spec": spec}
-
-
-def key_secret(namespace: str, tenant_name: str) -> dict[str, Any]:
-    encoded = base64.b64encode(KEYS[tenant_name].encode()).decode()
-    return {
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": f"{tenant_name}-key", "namespace": namespace,
-                     "labels": {TENANT_LABEL: tenant_name}},
-        "data": {API_KEY_DATA_KEY: encoded},
-    }  # fmt: skip
 
 
 def client(gateway: RunningGateway, key: str) -> openai.OpenAI:
@@ -61,24 +37,6 @@ def ask(gateway: RunningGateway, key: str, prompt: str, **extra: Any) -> Any:
     return client(gateway, key).completions.create(
         model=MODEL, prompt=prompt, max_tokens=6, **extra
     )
-
-
-@pytest.fixture
-def tenant_gateway(control_plane: ControlPlane, namespace: str) -> Callable[..., Any]:
-    """tenant_gateway(**settings): the gateway with its directory and tenants watched."""
-
-    @contextmanager
-    def start(**settings: Any) -> Iterator[tuple[RunningGateway, KubeTenants]]:
-        def api() -> KubeApi:
-            return KubeApi(load_configuration(str(control_plane.kubeconfig)))
-
-        directory = KubeDirectory(api(), (namespace,), resync_seconds=30)
-        tenants = KubeTenants(api(), (namespace,), resync_seconds=30)
-        values = {"kube": True, "namespaces": (namespace,), **settings}
-        with running_gateway(directory, GatewaySettings(**values), tenants) as gateway:
-            yield gateway, tenants
-
-    return start
 
 
 def test_tenant_keys_limits_budgets_and_chargeback(
@@ -94,8 +52,8 @@ def test_tenant_keys_limits_budgets_and_chargeback(
     kube.create(tenant(namespace, "metered", limits={"requestsPerMinute": 2}))
     kube.create(tenant(namespace, "capped", budget={"dollars": "0.01", "period": "day"}))
     kube.create(tenant(namespace, "elsewhere", models=["another-model"]))
-    for name in KEYS:
-        kube.create(key_secret(namespace, name))
+    for name, key in KEYS.items():
+        kube.create(key_secret(namespace, name, key))
 
     with tenant_gateway(require_tenant_key=True) as (gateway, tenants):
         with running_operator(operator_config(namespace)):
