@@ -43,6 +43,8 @@ LIVE_COUNTERS = [
     (f"llm_gateway_tenant_dollars_total{{{TENANT}}}", 0.001),
     (f'llm_gateway_tenant_rejections_total{{{TENANT},limit="requests_per_minute"}}', 0.5),
     ('llm_gateway_unpriced_tokens_total{model="chat"}', 10.0),
+    ('llm_gateway_queued_requests{model="chat"}', 0.2),  # a gauge, but any value will do
+    (f'llm_gateway_queue_rejections_total{{{TENANT},reason="shed"}}', 0.5),
 ]
 
 

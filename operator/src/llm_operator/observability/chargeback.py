@@ -18,7 +18,10 @@ TENANT_TOKENS = "llmops:tenant_tokens:rate5m"
 NAMESPACE_DOLLARS = "llmops:namespace_dollars:increase1h"
 RECORDED = (TENANT_DOLLARS, TENANT_TOKENS, NAMESPACE_DOLLARS)
 # Every series the Tenants row reads (tests/observability feeds them to a real Prometheus).
-SERIES = (*RECORDED, q.TENANT_REQUESTS, q.TENANT_REJECTIONS, q.UNPRICED_TOKENS)
+SERIES = (
+    *RECORDED, q.TENANT_REQUESTS, q.TENANT_REJECTIONS, q.UNPRICED_TOKENS, q.QUEUED,
+    q.QUEUE_REJECTIONS,
+)  # fmt: skip
 
 BY_TENANT = "namespace, tenant, model"
 TENANT_LEGEND = "{{namespace}}/{{tenant}}"
@@ -102,6 +105,26 @@ def tenants_row() -> Row:
                         f"sum by (namespace, tenant, limit) "
                         f"(increase({_of_tenants(q.TENANT_REJECTIONS)}[{q.RATE_INTERVAL}]))",
                         TENANT_LEGEND + " {{limit}}",
+                    ),
+                ),
+                width=8,
+            ),
+            Panel(
+                "Waiting in the fair queue",
+                "Requests waiting now because their model is saturated (every replica runs "
+                "its maxConcurrentSequences): they leave by tenant weight.",
+                (Query(f"sum by (model) ({q.selector(q.QUEUED, q.of_model())})", "{{model}}"),),
+                width=8,
+            ),
+            Panel(
+                "Shed by the fair queue",
+                "Requests a saturated model refused (429) per interval, by tenant and why: "
+                "queue_full, shed (for a higher priority) or queue_timeout.",
+                (
+                    Query(
+                        f"sum by (namespace, tenant, reason) "
+                        f"(increase({_of_tenants(q.QUEUE_REJECTIONS)}[{q.RATE_INTERVAL}]))",
+                        TENANT_LEGEND + " {{reason}}",
                     ),
                 ),
                 width=8,

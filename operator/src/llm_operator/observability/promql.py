@@ -37,6 +37,10 @@ TENANT_REQUESTS = "llm_gateway_tenant_requests_total"  # code: the HTTP status
 TENANT_TOKENS = "llm_gateway_tenant_tokens_total"  # kind: prompt, completion
 TENANT_DOLLARS = "llm_gateway_tenant_dollars_total"
 TENANT_REJECTIONS = "llm_gateway_tenant_rejections_total"  # limit: the limit that refused
+# A saturated model's fair queue (tenants share it by weight): waiting now, and refused (429)
+# by tenant and reason (queue_full, shed, queue_timeout).
+QUEUED = "llm_gateway_queued_requests"
+QUEUE_REJECTIONS = "llm_gateway_queue_rejections_total"
 TENANT_METRICS = (TENANT_REQUESTS, TENANT_TOKENS, TENANT_DOLLARS, TENANT_REJECTIONS)
 UNPRICED_TOKENS = "llm_gateway_unpriced_tokens_total"  # model only: no $/1M tokens known
 
