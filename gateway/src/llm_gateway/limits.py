@@ -118,9 +118,12 @@ class TenantLimits:
         t, n = self.tenant, self.replicas
         return f"tenant `{t.namespace}/{t.name}`", f" (split over {n} gateway replicas)" * (n > 1)
 
-    def check(self, estimated_tokens: int, now: float) -> Rejection | None:
+    def check(self, estimated_tokens: int, now: float, budget: bool = True) -> Rejection | None:
+        """Why the request may not pass now, or None; `budget=False` skips the budget (the
+        request goes to a deployment that costs nothing)."""
         t = self.tenant
-        if t.budget_dollars is not None and self._spent(now) >= t.budget_dollars / self.replicas:
+        spent = budget and t.budget_dollars is not None
+        if spent and self._spent(now) >= (t.budget_dollars or 0) / self.replicas:
             where, split = self._whose()
             return Rejection(
                 f"budget_{t.budget_period}",
@@ -179,10 +182,12 @@ class Limiter:
             found.update(tenant, now)
         return found
 
-    def admit(self, tenant: Tenant, estimated_tokens: int, now: float) -> Rejection | None:
+    def admit(
+        self, tenant: Tenant, estimated_tokens: int, now: float, budget: bool = True
+    ) -> Rejection | None:
         """Take one request and the estimate from the tenant's buckets, or say why not."""
         limits = self.limits(tenant, now)
-        rejection = limits.check(estimated_tokens, now)
+        rejection = limits.check(estimated_tokens, now, budget)
         if rejection is None:
             limits.admit(estimated_tokens, now)
         return rejection

@@ -7,7 +7,9 @@ to the next step when it fails the gate. When no deployment can serve at all, th
 held for the first one that exists (scale from zero), as a plain model's request is.
 
 Tenants are admitted once per request under the route's public model name; what the request
-used (every attempt's tokens, each at its target's price) settles on the ticket.
+used (every attempt's tokens, each at its target's price) settles on the ticket. A tenant whose
+budget is spent is served by the route's $0 deployments, if it has any (`tenant_budget`
+passes over the others), instead of 429.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from llm_gateway.metrics import GatewayMetrics, RouteOutcome
 from llm_gateway.picker import request_key
 from llm_gateway.proxy import Proxy
 from llm_gateway.request_key import RoutingFields
-from llm_gateway.routes import Candidate, Route, body_seed, deployment_index, plan
+from llm_gateway.routes import Candidate, Route, body_seed, deployment_index, free_only, plan
 from llm_gateway.tenancy import TICKET, Tenancy, Ticket
 from llm_gateway.tenants import Tenant
 from llm_gateway.usage import BodyUsage, Usage, usage_of
@@ -99,10 +101,16 @@ class RoutePath:
         candidates = plan(route, body_seed(body), lambda ns, name: index.get((ns, name)))
         # Admitted once, under the name the client called; priced per attempt below.
         public = ModelTarget(route.model, route.namespace, route.name, ())
-        ticket = self._tenancy.admit(tenant, public, body, fields.stream and not route.is_cascade)
+        free = free_only(candidates)
+        ticket = self._tenancy.admit(
+            tenant, public, body, fields.stream and not route.is_cascade,
+            free_fallback=any(c.skip in (None, "no_ready_replica") for c in free),
+        )  # fmt: skip
         if isinstance(ticket, web.Response):
             return ticket  # 403, 429
         request[TICKET] = ticket
+        if ticket.over_budget:
+            candidates = free
         usable = [c for c in candidates if c.skip is None]
         if not usable:
             held, answer = await self._hold(route, candidates)
@@ -134,7 +142,12 @@ class RoutePath:
         """Waits for the first existing, not BudgetLimited deployment to serve: that
         deployment, and None or the error that ends the request."""
         waiting = next(
-            (c for c in candidates if c.target is not None and c.skip != "budget_limited"), None
+            (
+                c
+                for c in candidates
+                if c.target is not None and c.skip not in ("budget_limited", "tenant_budget")
+            ),
+            None,
         )
         if waiting is None or waiting.target is None:
             why = ", ".join(f"{c.deployment}: {c.skip}" for c in candidates)

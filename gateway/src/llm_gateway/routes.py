@@ -5,12 +5,14 @@ retry of the same request lands on the same target while different requests spre
 weight (the affinity key would not do: requests sharing a system prompt share it). A cascade
 tries its steps cheapest first. The route's fallback list follows either. Which of these are
 usable right now (present, serving, not BudgetLimited) is decided per request from the
-directory (`plan`).
+directory (`plan`); a tenant whose budget is spent may still use the route's free deployments
+(`free_only`).
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Sequence
@@ -21,7 +23,7 @@ from llm_gateway.directory import ModelTarget
 from llm_gateway.gates import CompiledGate
 from llm_operator.api.route import LLMRouteSpec, Target
 
-SkipReason = Literal["missing", "no_ready_replica", "budget_limited"]
+SkipReason = Literal["missing", "no_ready_replica", "budget_limited", "tenant_budget"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,19 @@ def plan(route: Route, seed: int, find: TargetFinder) -> list[Candidate]:
     """The route's deployments in attempt order, each with its target now and whether to skip
     it."""
     return [candidate(d, find(route.namespace, d)) for d in attempt_order(route.spec, seed)]
+
+
+def free_only(candidates: list[Candidate]) -> list[Candidate]:
+    """For a tenant whose budget is spent: only deployments priced at $0 stay usable (a
+    self-hosted CPU pool, say); the priced ones are passed over as `tenant_budget`. Unpriced
+    ones too: their price is not known yet, not known to be zero."""
+    return [
+        c
+        if c.skip in ("missing", "budget_limited")
+        or (c.target is not None and c.target.dollars_per_million_tokens == 0)
+        else dataclasses.replace(c, skip="tenant_budget")
+        for c in candidates
+    ]
 
 
 def deployment_index(targets: Iterable[ModelTarget]) -> dict[tuple[str, str], ModelTarget]:

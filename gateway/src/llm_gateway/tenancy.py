@@ -37,6 +37,7 @@ class Ticket:
     upstream_body: bytes  # the body to send (a stream asks for usage)
     observer: BodyUsage | StreamUsage  # sees the relayed bytes; finds the usage
     share: Share  # its tenant's weight and priority in a saturated model's queue
+    over_budget: bool = False  # admitted past a spent budget: only $0 deployments may serve
 
 
 TICKET = web.RequestKey("tenant_ticket", Ticket)
@@ -71,9 +72,16 @@ class Tenancy:
         return tenant
 
     def admit(
-        self, tenant: Tenant | None, target: ModelTarget, body: bytes, stream: bool
+        self,
+        tenant: Tenant | None,
+        target: ModelTarget,
+        body: bytes,
+        stream: bool,
+        free_fallback: bool = False,
     ) -> Ticket | web.Response:
-        """A ticket for the request, or the 403/429 to answer (counted here)."""
+        """A ticket for the request, or the 403/429 to answer (counted here). With
+        `free_fallback` (a route with a $0 deployment), a spent budget admits the request
+        anyway, marked `over_budget`."""
         model = target.model
         if tenant is None:
             labels: TenantLabels = (target.namespace, "", model)
@@ -86,8 +94,13 @@ class Tenancy:
                 FORBIDDEN, f"The tenant `{tenant.namespace}/{tenant.name}` may not call model "
                 f"`{model}`.", type="permission_error", code="model_not_allowed", param="model",
             )  # fmt: skip
+        over_budget = False
         if tenant is not None:
-            rejection = self._limiter.admit(tenant, estimate, self._clock())
+            now = self._clock()
+            rejection = self._limiter.admit(tenant, estimate, now)
+            if rejection is not None and rejection.limit.startswith("budget") and free_fallback:
+                rejection = self._limiter.admit(tenant, estimate, now, budget=False)
+                over_budget = rejection is None
             if rejection is not None:
                 self._metrics.tenant_rejected(labels, rejection.limit)
                 self._metrics.tenant_request(labels, OVER_LIMIT)
@@ -105,7 +118,7 @@ class Tenancy:
             observer = BodyUsage()
         price = target.dollars_per_million_tokens
         share = Share(labels[:2]) if tenant is None else tenant.share
-        return Ticket(tenant, labels, price, estimate, body, observer, share)
+        return Ticket(tenant, labels, price, estimate, body, observer, share, over_budget)
 
     def settle(self, ticket: Ticket, code: int) -> None:
         """The response ended with `code`: count it, its tokens and dollars, and charge the

@@ -242,3 +242,41 @@ async def test_models_list_the_route_and_its_name_wins(make_stubs, make_routed) 
     ]  # fmt: skip
     async with gateway.session.get(gateway.url + "/v1/models/assistant") as response:
         assert (await response.json())["owned_by"] == "ns/assistant"
+
+
+async def test_a_tenant_over_its_budget_is_served_by_the_routes_free_deployment(
+    make_stubs, make_routed
+) -> None:
+    # $0.00001 a day: the first answer (15 tokens at $4/1M = $0.00006) spends it all.
+    thrifty = Tenant("team", "thrifty", frozenset(), None, None, 0.00001, "day")
+    keys = [KeySecret("team", "thrifty-key", "thrifty", key_digest("sk-thrifty"))]
+    large = await make_stubs("large", text="from large")
+    free = await make_stubs("free", text="from free")
+    priced_only = await make_stubs("priced", text="from priced")
+    gateway = await make_routed(
+        [target_of(large, LARGE), target_of(free, 0.0), target_of(priced_only, CHEAP)],
+        split(("large", 1), fallback=["priced", "free"]), TenantTable({thrifty}, keys),
+    )  # fmt: skip
+    headers = {"Authorization": "Bearer sk-thrifty"}
+
+    async def ask() -> tuple[int, Any]:
+        url = gateway.url + "/v1/chat/completions"
+        async with gateway.session.post(url, json=CHAT, headers=headers) as response:
+            return response.status, await response.json()
+
+    status, answer = await ask()  # within budget: the picked target
+    assert status == 200 and answer["choices"][0]["message"]["content"] == "from large"
+    status, answer = await ask()  # spent: the priced ones are passed over, the free one serves
+    assert status == 200 and answer["choices"][0]["message"]["content"] == "from free"
+    assert (len(large.received), len(priced_only.received)) == (1, 0)
+    for target in ("large", "priced"):
+        assert gateway.sample("llm_gateway_route_requests_total", **ROUTE, target=target,
+                              outcome="fallback") == 1  # fmt: skip
+    labels = {"namespace": "team", "tenant": "thrifty", "model": "assistant"}
+    assert gateway.sample("llm_gateway_tenant_dollars_total", **labels) == pytest.approx(
+        TOKENS * LARGE / 1e6
+    )  # the free answer cost nothing
+    # Without a free deployment, a spent budget is a 429 as for a plain model.
+    gateway.directory.remove("free-model")
+    status, answer = await ask()
+    assert status == 429 and answer["error"]["code"] == "budget_day"
