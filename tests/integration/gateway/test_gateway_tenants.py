@@ -4,8 +4,8 @@ Deployment, the fake kubelet), the official `openai` client.
 
 With --require-tenant-key: a tenant's key is served (200) and counted; a wrong key is refused
 (401); deleting the key's Secret revokes it; a model outside the tenant's list is refused
-(403); a tenant over its requests per minute gets 429 with Retry-After; a tenant over its
-daily budget gets 429 `budget_day`; and the chargeback counters equal the tokens the pod
+(403); a tenant over its requests or tokens per minute gets 429 with Retry-After; a tenant over
+its daily budget gets 429 `budget_day`; and the chargeback counters equal the tokens the pod
 itself counted for the requests sent (its vllm:*_tokens_total), streamed or not.
 """
 
@@ -26,7 +26,7 @@ API = "inference.llmops.dev/v1alpha1"
 MODEL = "ledger-chat"
 PRICE = 1000.0  # $ per 1M tokens: a tenth of a cent a token, so a budget runs out quickly
 KEYS = {"web": "sk-web-0123456789", "metered": "sk-metered-abc", "capped": "sk-capped-xyz",
-        "elsewhere": "sk-elsewhere-42"}  # fmt: skip
+        "elsewhere": "sk-elsewhere-42", "wordy": "sk-wordy-777"}  # fmt: skip
 
 
 def client(gateway: RunningGateway, key: str) -> openai.OpenAI:
@@ -52,6 +52,8 @@ def test_tenant_keys_limits_budgets_and_chargeback(
     kube.create(tenant(namespace, "metered", limits={"requestsPerMinute": 2}))
     kube.create(tenant(namespace, "capped", budget={"dollars": "0.01", "period": "day"}))
     kube.create(tenant(namespace, "elsewhere", models=["another-model"]))
+    # Ten tokens a minute: one request (more than ten tokens) empties the bucket for a minute.
+    kube.create(tenant(namespace, "wordy", limits={"tokensPerMinute": 10}))
     for name, key in KEYS.items():
         kube.create(key_secret(namespace, name, key))
 
@@ -109,6 +111,17 @@ def test_tenant_keys_limits_budgets_and_chargeback(
             )
             == 1
         )
+
+        # --- tokens per minute: charged with the answer's real usage --------------------------
+        used = ask(gateway, KEYS["wordy"], "A long enough question").usage
+        assert used is not None and used.total_tokens > 10
+        with pytest.raises(openai.RateLimitError) as wordy:
+            ask(gateway, KEYS["wordy"], "Again")
+        assert wordy.value.code == "tokens_per_minute"
+        # The answer's real tokens left the bucket at 10 - used; the next request needs it full
+        # again: `used` tokens at ten a minute (less what refilled since).
+        retry_after = int(wordy.value.response.headers["Retry-After"])
+        assert used.total_tokens * 6 - 10 <= retry_after <= used.total_tokens * 6 + 1
 
         # --- budget: priced by the deployment's status.cost ----------------------------------
         kube.patch(API, "LLMDeployment", "ledger",
