@@ -43,8 +43,9 @@ GATEWAY_RULES = [
     {
         "apiGroups": ["inference.llmops.dev"],
         "resources": ["llmtenants"],
-        "verbs": ["list", "watch"],
+        "verbs": ["list", "watch", "get"],
     },
+    {"apiGroups": ["inference.llmops.dev"], "resources": ["llmtenants/status"], "verbs": ["patch"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]},
     {"apiGroups": ["inference.llmops.dev"], "resources": ["llmroutes"], "verbs": ["list", "watch"]},
 ]

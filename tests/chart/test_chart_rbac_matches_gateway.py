@@ -3,10 +3,10 @@
 The gateway's KubeDirectory, KubeTenants and KubeRoutes (what `llm-gateway --kube` runs)
 authenticate as the chart's gateway ServiceAccount, with only the chart's Role or ClusterRole
 bound, list and watch LLMDeployments, EndpointSlices, LLMTenants, key Secrets and LLMRoutes,
-find the model and stamp the demand
-annotation (as the gateway does while holding a request at zero replicas). The API server's
-audit log records each request of that ServiceAccount: none may be forbidden, and each granted
-right must have been used.
+find the model and stamp the demand annotation (as the gateway does while holding a request at
+zero replicas), and add a tenant's spend to its status.spend (as the spend ledger does). The
+API server's audit log records each request of that ServiceAccount: none may be forbidden, and
+each granted right must have been used.
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ from llm_gateway.kube_api import KubeApi
 from llm_gateway.kube_directory import KubeDirectory
 from llm_gateway.kube_routes import KubeRoutes
 from llm_gateway.kube_tenants import KubeTenants
+from llm_gateway.tenants import Tenant
 from llm_operator.api.demand import DEMAND_ANNOTATION
 
 NAMESPACED, CLUSTER = "gw-rbac-namespaced", "gw-rbac-cluster"
-Triple = tuple[str, str, str]  # (apiGroup, resource, verb)
+Triple = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
+SPEND_PERIOD = 1_764_460_800.0  # 2025-11-30T00:00:00Z
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +100,11 @@ def as_gateway(plane: ControlPlane, kube: Kube, objects: list[dict[str, Any]], n
     return plane.token_kubeconfig(token, f"{ns}-gateway")
 
 
-async def run_gateway_directory(kubeconfig: Path, namespaces: tuple[str, ...], model: str) -> None:
+async def run_gateway_directory(
+    kubeconfig: Path, namespaces: tuple[str, ...], model: str, tenant: Tenant
+) -> None:
     """What the gateway does on a cluster: sync (deployments and tenants), find the model,
-    signal demand once."""
+    signal demand once, write a tenant's spend."""
     directory = KubeDirectory(KubeApi.from_environment(str(kubeconfig)), namespaces)
     tenants = KubeTenants(KubeApi.from_environment(str(kubeconfig)), namespaces)
     routes = KubeRoutes(KubeApi.from_environment(str(kubeconfig)), namespaces)
@@ -123,6 +127,7 @@ async def run_gateway_directory(kubeconfig: Path, namespaces: tuple[str, ...], m
             await asyncio.sleep(0.1)
         assert target is not None, "the LLMDeployment never reached the gateway"
         await directory.signal_demand(target)
+        await tenants.record_spend(tenant, SPEND_PERIOD, 0.5)
 
 
 def recorded(log: Path, namespace: str) -> list[tuple[Triple, str | None, int]]:
@@ -134,7 +139,8 @@ def recorded(log: Path, namespace: str) -> list[tuple[Triple, str | None, int]]:
         if not event["user"]["username"].startswith(user) or "resource" not in ref:
             continue
         code = int((event.get("responseStatus") or {}).get("code", 0))
-        triple = (ref.get("apiGroup", ""), ref["resource"], event["verb"])
+        resource = "/".join(filter(None, (ref["resource"], ref.get("subresource"))))
+        triple = (ref.get("apiGroup", ""), resource, event["verb"])
         out.append((triple, ref.get("namespace"), code))
     return out
 
@@ -167,10 +173,15 @@ def test_gateway_rbac_grants_exactly_what_the_gateway_calls(
             "uri": "hf://meta-llama/Llama-3.1-8B-Instruct", "parameterCount": "8B",
             "servedName": model,
         }))  # fmt: skip
+        kube.create({"apiVersion": "inference.llmops.dev/v1alpha1", "kind": "LLMTenant",
+                     "metadata": {"name": "web", "namespace": namespace}})  # fmt: skip
+        tenant = Tenant(namespace, "web", frozenset(), None, None, None, "day")
         watched = (namespace,) if role_kind == "Role" else ()
-        asyncio.run(run_gateway_directory(kubeconfig, watched, model))
+        asyncio.run(run_gateway_directory(kubeconfig, watched, model, tenant))
         stamped = kube.get("inference.llmops.dev/v1alpha1", "LLMDeployment", "chat", namespace)
         assert stamped is not None and DEMAND_ANNOTATION in stamped["metadata"]["annotations"]
+        spent = kube.get("inference.llmops.dev/v1alpha1", "LLMTenant", "web", namespace)
+        assert spent is not None and spent["status"]["spend"]["dollars"] == 0.5
     finally:
         kube.close()
     calls = recorded(log, namespace)

@@ -23,6 +23,7 @@ from llm_gateway.request_key import BadRequest, routing_fields
 from llm_gateway.route_path import RoutePath
 from llm_gateway.routes import Route, RouteLookup
 from llm_gateway.settings import GatewaySettings
+from llm_gateway.spend_ledger import SpendLedger, SpendRecorder
 from llm_gateway.tenancy import TICKET, Tenancy
 from llm_gateway.tenants import TenantLookup
 
@@ -241,11 +242,18 @@ def build_app(
             gateway.scraper = LoadScraper(
                 directory, gateway.tracker, session, settings.scrape_interval_seconds
             )
-            scraping = asyncio.create_task(gateway.scraper.run(), name="llm-gateway-scraper")
+            tasks = [asyncio.create_task(gateway.scraper.run(), name="llm-gateway-scraper")]
+            ledger = None
+            if isinstance(tenants, SpendRecorder):  # KubeTenants: budgets live in status.spend
+                ledger = SpendLedger(gateway.tenancy.limiter, tenants)
+                tasks.append(asyncio.create_task(ledger.run(), name="llm-gateway-ledger"))
             yield
-            scraping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await scraping
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if ledger is not None:
+                await ledger.flush_once()  # what was spent since the last write
 
     app.cleanup_ctx.append(client_session)
     app.router.add_get("/v1/models", list_models)

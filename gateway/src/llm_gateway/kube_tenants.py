@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from llm_gateway.kube_api import KubeApi, api_from_environment
+from llm_gateway.kube_api import KubeApi, KubeApiError, api_from_environment
 from llm_gateway.kube_watch import (
     RESYNC_SECONDS,
     SkipLog,
@@ -22,13 +22,22 @@ from llm_gateway.kube_watch import (
     list_and_watch,
 )
 from llm_gateway.settings import GatewaySettings
-from llm_gateway.tenants import KeySecret, Tenant, TenantTable, parse_key_secret, parse_tenant
+from llm_gateway.tenants import (
+    KeySecret,
+    RecordedSpend,
+    Tenant,
+    TenantTable,
+    parse_key_secret,
+    parse_tenant,
+    recorded_spend,
+)
 from llm_operator.api import GROUP, VERSION
 from llm_operator.api.tenant import PLURAL, TENANT_LABEL
 
 log = logging.getLogger(__name__)
 TENANT_PATH = f"/apis/{GROUP}/{VERSION}"
 SECRET_PATH = "/api/v1"
+CONFLICT_ATTEMPTS = 5  # other gateway replicas writing the same tenant's spend at once
 
 
 class KubeTenants:
@@ -73,6 +82,34 @@ class KubeTenants:
 
     def table(self) -> TenantTable:
         return self._table
+
+    async def record_spend(
+        self, tenant: Tenant, period_start: float, dollars: float
+    ) -> RecordedSpend:
+        """Add `dollars` to the tenant's status.spend for the period starting at
+        `period_start` (a new period starts from them): read, then write on the condition that
+        nobody wrote in between (resourceVersion), retried on a conflict."""
+        path = f"{TENANT_PATH}/namespaces/{tenant.namespace}/{PLURAL}/{tenant.name}"
+        for _ in range(CONFLICT_ATTEMPTS):
+            current = await self._api.get(path)
+            known = recorded_spend(current)
+            if known is not None and known.period_start > period_start:
+                return known  # another replica is in the next period already: this one is over
+            same = known is not None and known.period_start == period_start
+            total = RecordedSpend(period_start, (known.dollars if same and known else 0) + dollars)
+            version = current["metadata"]["resourceVersion"]
+            body = {
+                "metadata": {"resourceVersion": version},
+                "status": {"spend": total.as_status()},
+            }
+            try:
+                await self._api.merge_patch(path + "/status", body)
+            except KubeApiError as exc:
+                if exc.status == 409:
+                    continue  # written in between: read again
+                raise
+            return total
+        raise KubeApiError(409, f"status.spend of {tenant.namespace}/{tenant.name} kept changing")
 
     def _rebuild(self) -> None:
         tenants: list[Tenant] = [t for s in self._tenants.values() for t in s.items.values()]

@@ -1,12 +1,16 @@
 """Tenants' limits on one gateway replica: token buckets and period budgets. Pure.
 
-Each replica enforces its share: every limit divided by `replicas` (the --replicas-hint), a
-stateless, approximate split like Envoy's local rate limit; a client whose requests all land
-on one replica gets that replica's share. Requests per minute and tokens per minute are token
-buckets that hold a minute's worth and refill continuously. Tokens are charged up front with
-the prompt's estimate and corrected with the answer's `usage` when it ends, so a bucket may go
-into debt: the next requests wait until it is repaid. The budget compares this period's spend
-(on this replica, since it started) with its share; the period is the UTC day or month.
+Rates: each replica enforces its share, every per-minute limit divided by `replicas` (the
+--replicas-hint), a stateless, approximate split like Envoy's local rate limit; a client whose
+requests all land on one replica gets that replica's share. Requests per minute and tokens per
+minute are token buckets that hold a minute's worth and refill continuously. Tokens are charged
+up front with the prompt's estimate and corrected with the answer's `usage` when it ends, so a
+bucket may go into debt: the next requests wait until it is repaid.
+
+Budgets are shared and durable: the period's spend is the LLMTenant's status.spend (what every
+replica has written there, spend_ledger.py) plus what this replica spent since its last write;
+the period is the UTC day or month. Between writes, each replica sees the others' spend late,
+so a budget may be overshot by a few seconds of spend.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from llm_gateway.tenants import Tenant
+from llm_gateway.tenants import RecordedSpend, Tenant
 
 SECONDS_PER_MINUTE = 60.0
 
@@ -80,8 +84,12 @@ class TenantLimits:
         self.replicas = replicas
         self.requests = self._bucket(tenant.requests_per_minute, None, now)
         self.tokens = self._bucket(tenant.tokens_per_minute, None, now)
-        self.spent_dollars = 0.0  # in the period [_period_from, _period_until) (epoch seconds)
+        # This replica's spend in the period [_period_from, _period_until) (epoch seconds) not
+        # yet in status.spend: `unflushed`, and what a write under way is adding (`flushing`).
+        self.unflushed = self.flushing = 0.0
+        self._recorded: RecordedSpend | None = None
         self._period_from = self._period_until = 0.0
+        self._merge(tenant.recorded)
 
     def _bucket(
         self, limit: int | None, bucket: TokenBucket | None, now: float
@@ -94,8 +102,19 @@ class TenantLimits:
         bucket.resize(share, now)
         return bucket
 
+    def _merge(self, recorded: RecordedSpend | None) -> None:
+        """Keep the latest status.spend: a later period, or more of the same one (spend only
+        grows within a period; a watch may bring an older one than this replica wrote)."""
+        old = self._recorded
+        if recorded is not None and (
+            old is None
+            or (recorded.period_start, recorded.dollars) > (old.period_start, old.dollars)
+        ):
+            self._recorded = recorded
+
     def update(self, tenant: Tenant, now: float) -> None:
         """The LLMTenant changed: keep what was used, apply the new limits."""
+        self._merge(tenant.recorded)
         if tenant is not self.tenant and tenant != self.tenant:
             if tenant.budget_period != self.tenant.budget_period:
                 self._period_until = 0.0  # find the period again
@@ -104,15 +123,35 @@ class TenantLimits:
             self.tokens = self._bucket(tenant.tokens_per_minute, self.tokens, now)
 
     def _spent(self, now: float) -> float:
-        """This period's spend; a new period starts from zero."""
+        """This period's spend over every replica, as far as this one knows; a new period
+        starts from zero."""
         if not self._period_from <= now < self._period_until:
             period = self.tenant.budget_period
             start = period_start(datetime.fromtimestamp(now, UTC), period)
             if start.timestamp() != self._period_from:
-                self.spent_dollars = 0.0
+                self.unflushed = 0.0  # the last period's: over, and never enforced again
             self._period_from = start.timestamp()
             self._period_until = next_period_start(start, period).timestamp()
-        return self.spent_dollars
+        recorded = self._recorded
+        shared = recorded.dollars if recorded and recorded.period_start == self._period_from else 0
+        return shared + self.unflushed + self.flushing
+
+    def take_unflushed(self, now: float) -> tuple[float, float] | None:
+        """(period start, dollars) for the ledger to add to status.spend, or None."""
+        self._spent(now)
+        if self.unflushed <= 0 or self.flushing:
+            return None
+        self.flushing, self.unflushed = self.unflushed, 0.0
+        return self._period_from, self.flushing
+
+    def flushed(self, period_start: float, recorded: RecordedSpend | None) -> None:
+        """The write for `period_start` ended: `recorded` is status.spend now (it holds what
+        was written), or None when the write failed (the dollars wait for the next one, if
+        their period is still on)."""
+        if recorded is None and period_start == self._period_from:
+            self.unflushed += self.flushing
+        self.flushing = 0.0
+        self._merge(recorded)
 
     def _whose(self) -> tuple[str, str]:
         t, n = self.tenant, self.replicas
@@ -122,15 +161,13 @@ class TenantLimits:
         """Why the request may not pass now, or None; `budget=False` skips the budget (the
         request goes to a deployment that costs nothing)."""
         t = self.tenant
-        spent = budget and t.budget_dollars is not None
-        if spent and self._spent(now) >= (t.budget_dollars or 0) / self.replicas:
-            where, split = self._whose()
+        if budget and t.budget_dollars is not None and self._spent(now) >= t.budget_dollars:
             return Rejection(
                 f"budget_{t.budget_period}",
                 _retry_after(self._period_until - now),
-                f"The {where} has spent its budget of ${t.budget_dollars:g} per "
-                f"{t.budget_period}{split}; it renews at the start of the next UTC "
-                f"{t.budget_period}.",
+                f"The tenant `{t.namespace}/{t.name}` has spent its budget of "
+                f"${t.budget_dollars:g} per {t.budget_period}; it renews at the start of the "
+                f"next UTC {t.budget_period}.",
             )
         if self.requests is not None:
             wait = self.requests.wait_seconds(1, now)
@@ -164,7 +201,7 @@ class TenantLimits:
             self.tokens.take(tokens - estimated_tokens, now)
         if dollars:
             self._spent(now)
-            self.spent_dollars += dollars
+            self.unflushed += dollars
 
 
 class Limiter:
@@ -196,3 +233,7 @@ class Limiter:
         self, tenant: Tenant, estimated_tokens: int, tokens: int, dollars: float, now: float
     ) -> None:
         self.limits(tenant, now).settle(estimated_tokens, tokens, dollars, now)
+
+    def all(self) -> list[TenantLimits]:
+        """Every tenant seen so far (the ledger writes their spend)."""
+        return list(self._tenants.values())

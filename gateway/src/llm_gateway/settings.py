@@ -38,7 +38,7 @@ class GatewaySettings:
     static_models: Path | None = None  # YAML: model -> list of replica URLs
     kube: bool = False  # discover LLMDeployments and EndpointSlices through the API server
     require_tenant_key: bool = False  # refuse (401) requests without an LLMTenant's key
-    replicas_hint: int = 1  # gateway replicas: each enforces 1/N of every tenant limit
+    replicas_hint: int = 1  # gateway replicas: each enforces 1/N of every per-minute limit
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:

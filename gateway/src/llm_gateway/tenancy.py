@@ -55,7 +55,7 @@ class Tenancy:
         self._lookup = lookup
         self._metrics = metrics
         self._require_key = require_key
-        self._limiter = Limiter(replicas)
+        self.limiter = Limiter(replicas)
         self._clock = clock
 
     def identify(self, authorization: str | None) -> Tenant | web.Response | None:
@@ -97,9 +97,9 @@ class Tenancy:
         over_budget = False
         if tenant is not None:
             now = self._clock()
-            rejection = self._limiter.admit(tenant, estimate, now)
+            rejection = self.limiter.admit(tenant, estimate, now)
             if rejection is not None and rejection.limit.startswith("budget") and free_fallback:
-                rejection = self._limiter.admit(tenant, estimate, now, budget=False)
+                rejection = self.limiter.admit(tenant, estimate, now, budget=False)
                 over_budget = rejection is None
             if rejection is not None:
                 self._metrics.tenant_rejected(labels, rejection.limit)
@@ -135,6 +135,6 @@ class Tenancy:
             )
             dollars = priced or 0.0
         if ticket.tenant is not None:
-            self._limiter.settle(
+            self.limiter.settle(
                 ticket.tenant, ticket.estimated_tokens, tokens, dollars, self._clock()
             )

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from llm_gateway.fair_share import Share
@@ -22,6 +23,39 @@ from llm_operator.api.tenant import API_KEY_DATA_KEY, TENANT_LABEL, LLMTenant, P
 
 BEARER = "bearer "
 BUCKET_BYTES = 4  # of the digest: the lookup's index
+
+
+@dataclass(frozen=True)
+class RecordedSpend:
+    """status.spend: what every gateway replica together has spent in a budget period."""
+
+    period_start: float  # epoch seconds of the UTC day or month it belongs to
+    dollars: float
+
+    @property
+    def key(self) -> tuple[float, float]:
+        """Later periods, then more spend, are newer (spend only grows within a period)."""
+        return (self.period_start, self.dollars)
+
+    def as_status(self) -> dict[str, object]:
+        start = datetime.fromtimestamp(self.period_start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"periodStart": start, "dollars": self.dollars}
+
+
+def recorded_spend(obj: Mapping[str, Any]) -> RecordedSpend | None:
+    """An LLMTenant's status.spend, read alone (a status the model cannot parse must not hide
+    the tenant); None when absent or malformed."""
+    spend = (obj.get("status") or {}).get("spend")
+    if not isinstance(spend, dict):
+        return None
+    try:
+        start = datetime.fromisoformat(str(spend["periodStart"]).replace("Z", "+00:00"))
+        dollars = float(spend["dollars"])
+    except (KeyError, ValueError, TypeError):
+        return None
+    if start.tzinfo is None or not dollars >= 0:
+        return None
+    return RecordedSpend(start.timestamp(), dollars)
 
 
 @dataclass(frozen=True)
@@ -37,6 +71,7 @@ class Tenant:
     budget_period: str  # "day" | "month" (UTC)
     weight: int = 1  # its share of a saturated model
     priority: Priority = "normal"  # who is shed first from a full queue: low, then normal
+    recorded: RecordedSpend | None = None  # status.spend, as last seen
 
     @property
     def key(self) -> tuple[str, str]:
@@ -75,6 +110,7 @@ def parse_tenant(obj: Mapping[str, Any]) -> Tenant:
         budget_period="day" if spec.budget is None else spec.budget.period,
         weight=spec.weight,
         priority=spec.priority,
+        recorded=recorded_spend(obj),
     )
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from llm_gateway.limits import Limiter, TokenBucket, next_period_start, period_start
-from llm_gateway.tenants import Tenant
+from llm_gateway.tenants import RecordedSpend, Tenant
 
 NOON = datetime(2026, 11, 30, 12, 0, tzinfo=UTC).timestamp()
 
@@ -87,10 +87,11 @@ def test_a_request_larger_than_the_bucket_waits_for_a_full_bucket() -> None:
 def test_budget_per_period_with_retry_after_until_the_next_one(
     period: str, now: datetime, reopens: int
 ) -> None:
+    # Two replicas: the budget is not split (status.spend shares it, see the ledger tests).
     limiter, web = Limiter(replicas=2), tenant(budget_dollars=10.0, budget_period=period)
     t = now.timestamp()
     assert limiter.admit(web, 1, t) is None
-    limiter.settle(web, 1, tokens=1, dollars=4.99, now=t)  # the share here is $5
+    limiter.settle(web, 1, tokens=1, dollars=9.99, now=t)
     assert limiter.admit(web, 1, t) is None
     limiter.settle(web, 1, tokens=1, dollars=0.01, now=t)
     rejection = limiter.admit(web, 1, t)
@@ -152,3 +153,34 @@ def test_an_edited_tenant_keeps_this_periods_spend() -> None:
     assert rejection is not None and rejection.limit == "budget_day"
     monthly = replace(web, budget_period="month")  # another period: it is counted afresh
     assert limiter.admit(monthly, 1, NOON + 2) is None
+
+
+def test_recorded_spend_counts_with_this_replicas_own_in_its_period_only() -> None:
+    start = datetime(2026, 11, 30, tzinfo=UTC).timestamp()  # NOON's day
+    spent_elsewhere = RecordedSpend(start, 0.75)  # by the other replicas, before a restart
+    web = tenant(budget_dollars=1.0, budget_period="day", recorded=spent_elsewhere)
+    limiter = Limiter(replicas=1)
+    assert limiter.admit(web, 1, NOON) is None
+    limiter.settle(web, 1, tokens=1, dollars=0.25, now=NOON)  # 0.75 + 0.25: spent
+    assert limiter.admit(web, 1, NOON) is not None
+    # Yesterday's record does not count today; a newer record of today's replaces it.
+    yesterday = replace(web, recorded=RecordedSpend(start - 86400, 5.0))
+    fresh = Limiter(replicas=1)
+    assert fresh.admit(yesterday, 1, NOON) is None
+    assert fresh.admit(replace(web, recorded=RecordedSpend(start, 1.0)), 1, NOON) is not None
+
+
+def test_the_ledger_moves_spend_to_the_record_and_keeps_it_when_a_write_fails() -> None:
+    limiter, web = Limiter(replicas=1), tenant(budget_dollars=1.0, budget_period="day")
+    limits = limiter.limits(web, NOON)
+    limiter.settle(web, 1, tokens=1, dollars=0.5, now=NOON)
+    taken = limits.take_unflushed(NOON)
+    assert taken is not None and taken[1] == 0.5 and limits.take_unflushed(NOON) is None
+    limiter.settle(web, 1, tokens=1, dollars=0.25, now=NOON)  # while the write is under way
+    assert limits.check(1, NOON) is None  # 0.5 being written + 0.25 counted: $0.75
+    limits.flushed(taken[0], None)  # failed: written with the next round
+    again = limits.take_unflushed(NOON)
+    assert again == (taken[0], 0.75)
+    limits.flushed(again[0], RecordedSpend(again[0], 1.0))  # another replica spent 0.25 too
+    rejection = limits.check(1, NOON)
+    assert rejection is not None and rejection.limit == "budget_day"

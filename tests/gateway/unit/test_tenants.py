@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from llm_gateway.kube_targets import build_targets, parse_deployment
 from llm_gateway.settings import SettingsError, parse_settings
 from llm_gateway.tenants import (
     KeySecret,
+    RecordedSpend,
     Tenant,
     TenantTable,
     bearer_key,
@@ -167,3 +169,16 @@ def test_tenant_settings_from_flags_and_environment() -> None:
         parse_settings(["--kube", "--replicas-hint", "0"], {})
     with pytest.raises(SettingsError, match="needs --kube"):
         parse_settings(["--static-models", "m.yaml", "--require-tenant-key"], {})
+
+
+def test_status_spend_is_read_alone_and_a_malformed_one_is_ignored() -> None:
+    obj = llmt("web")
+    obj["status"]["spend"] = {"periodStart": "2026-12-04T00:00:00Z", "dollars": 1.25}
+    recorded = parse_tenant(obj).recorded
+    assert recorded == RecordedSpend(datetime(2026, 12, 4, tzinfo=UTC).timestamp(), 1.25)
+    assert recorded.as_status() == obj["status"]["spend"]
+    for broken in ({"periodStart": "yesterday", "dollars": 1}, {"dollars": 1},
+                   {"periodStart": "2026-12-04T00:00:00", "dollars": 1},  # no time zone
+                   {"periodStart": "2026-12-04T00:00:00Z", "dollars": -1}, "spent"):  # fmt: skip
+        obj["status"]["spend"] = broken
+        assert parse_tenant(obj).recorded is None  # the tenant itself stays valid

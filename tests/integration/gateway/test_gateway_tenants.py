@@ -5,7 +5,8 @@ Deployment, the fake kubelet), the official `openai` client.
 With --require-tenant-key: a tenant's key is served (200) and counted; a wrong key is refused
 (401); deleting the key's Secret revokes it; a model outside the tenant's list is refused
 (403); a tenant over its requests or tokens per minute gets 429 with Retry-After; a tenant over
-its daily budget gets 429 `budget_day`; and the chargeback counters equal the tokens the pod
+its daily budget gets 429 `budget_day`, also from a restarted gateway (the spend is in the
+tenant's status.spend); and the chargeback counters equal the tokens the pod
 itself counted for the requests sent (its vllm:*_tokens_total), streamed or not.
 """
 
@@ -27,6 +28,11 @@ MODEL = "ledger-chat"
 PRICE = 1000.0  # $ per 1M tokens: a tenth of a cent a token, so a budget runs out quickly
 KEYS = {"web": "sk-web-0123456789", "metered": "sk-metered-abc", "capped": "sk-capped-xyz",
         "elsewhere": "sk-elsewhere-42", "wordy": "sk-wordy-777"}  # fmt: skip
+
+
+def spent_in_status(kube: Kube, namespace: str, name: str) -> float | None:
+    found = kube.get(API, "LLMTenant", name, namespace) or {}
+    return ((found.get("status") or {}).get("spend") or {}).get("dollars")
 
 
 def client(gateway: RunningGateway, key: str) -> openai.OpenAI:
@@ -144,9 +150,21 @@ def test_tenant_keys_limits_budgets_and_chargeback(
         assert 1 <= int(broke.value.response.headers["Retry-After"]) <= 86400
         dollars = gateway.sample("llm_gateway_tenant_dollars_total", **capped)
         assert dollars == pytest.approx(first.total_tokens * PRICE / 1e6)
+        # The spend is written to the tenant's status (the ledger's round), for every replica.
+        wait_until(lambda: spent_in_status(kube, namespace, "capped") == pytest.approx(dollars),
+                   30, "status.spend written")  # fmt: skip
 
         # --- revocation: the Secret deleted, the key refused soon after ----------------------
         kube.delete("v1", "Secret", "web-key", namespace)
         wait_until(lambda: tenants.lookup(KEYS["web"]) is None, 30, "the key revoked")
         with pytest.raises(openai.AuthenticationError):
             ask(gateway, KEYS["web"], "Still there?")
+
+    # --- a restarted gateway still knows the budget is spent (status.spend) -----------------
+    with tenant_gateway(require_tenant_key=True) as (restarted, tenants):
+        serving_target(restarted, MODEL, 1)
+        wait_until(lambda: tenants.lookup(KEYS["capped"]), 60, "the keys")
+        with pytest.raises(openai.RateLimitError) as still:
+            ask(restarted, KEYS["capped"], "A fresh start?")
+        assert still.value.code == "budget_day"
+        assert ask(restarted, KEYS["metered"], "Others are served").usage is not None

@@ -50,7 +50,8 @@ def test_crd_names_scope_and_columns() -> None:
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
     assert "scale" not in version["subresources"]
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
-    assert columns["Budget"] == ".spec.budget.dollars" and columns["Keys"] == ".status.keys"
+    assert columns["Budget"] == ".spec.budget.dollars"
+    assert columns["Spent"] == ".status.spend.dollars"
 
 
 def test_llmops_crd_kind_prints_the_tenant_crd(capsys: pytest.CaptureFixture[str]) -> None:

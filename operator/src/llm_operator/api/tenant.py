@@ -3,7 +3,8 @@
 A platform team keeps one LLMTenant per team or application in Git, in the namespace of the
 models it uses. Its API keys are Secrets in the same namespace labelled `TENANT_LABEL: <tenant
 name>`, the key in `data[API_KEY_DATA_KEY]`; the gateway keeps only their SHA-256 hashes.
-Limits and budgets are enforced by the gateway (docs/traffic.md); nothing reconciles a tenant.
+Limits and budgets are enforced by the gateway (docs/traffic.md), which also writes the budget
+period's spend to status.spend; nothing else reconciles a tenant.
 Like LLMDeployment, the CRD is generated from these models (`make crds`).
 """
 
@@ -145,7 +146,8 @@ class Spend(ApiModel):
 
 
 class LLMTenantStatus(ApiModel):
-    """Left for a controller to fill; nothing writes it yet."""
+    """`spend` is written by llm-gateway (every replica adds what it spent); the rest is left
+    for a controller to fill, and nothing writes it yet."""
 
     observed_generation: int | None = Field(default=None, ge=0)
     conditions: list[Condition] = Field(
@@ -153,7 +155,11 @@ class LLMTenantStatus(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     keys: int | None = Field(default=None, ge=0, description="Key Secrets found.")
-    spend: Spend | None = Field(default=None, description="Spend of the current budget period.")
+    spend: Spend | None = Field(
+        default=None,
+        description="Spend of the current budget period over every llm-gateway replica "
+        "(written by the gateway; the budget is checked against it).",
+    )
 
 
 class TenantMeta(ApiModel):

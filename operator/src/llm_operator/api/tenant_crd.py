@@ -22,7 +22,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "TPM", "type": "integer", "jsonPath": ".spec.limits.tokensPerMinute"},
     {"name": "Budget", "type": "string", "jsonPath": ".spec.budget.dollars"},
     {"name": "Per", "type": "string", "jsonPath": ".spec.budget.period"},
-    {"name": "Keys", "type": "integer", "jsonPath": ".status.keys"},
+    {"name": "Spent", "type": "number", "jsonPath": ".status.spend.dollars"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
