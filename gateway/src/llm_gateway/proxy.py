@@ -165,9 +165,11 @@ class Proxy:
         return {pod for pod, load in loads.items() if load >= capacity}
 
     def _has_room(self, target: ModelTarget) -> bool:
+        """A serving replica is below its capacity. (A failing one counts: that is not
+        saturation, and the pick and the retry deal with it as without a capacity.)"""
         target = self._current(target)
-        closed = self._full_pods(target) | self._tracker.failing_pods(target.replicas)
-        return any(r.pod not in closed for r in target.serving())
+        full = self._full_pods(target)
+        return any(r.pod not in full for r in target.serving())
 
     async def _forward(
         self,
