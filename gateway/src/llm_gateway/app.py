@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
+from llm_gateway.capacity import Capacity
 from llm_gateway.directory import Directory, ModelTarget
 from llm_gateway.errors import error_response, model_not_found
 from llm_gateway.fair_queue import FairQueue
@@ -231,8 +232,9 @@ def build_app(
             session = await stack.enter_async_context(
                 aiohttp.ClientSession(connector=connector, auto_decompress=False)
             )
+            capacity = Capacity(directory, gateway.tracker)
             gateway.proxy = Proxy(
-                session, directory, gateway.tracker, gateway.queue, gateway.metrics,
+                session, capacity, gateway.tracker, gateway.queue, gateway.metrics,
                 settings.load_factor,
                 settings.connect_timeout_seconds, settings.upstream_timeout_seconds,
             )  # fmt: skip

@@ -23,7 +23,8 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from llm_gateway.directory import Directory, ModelTarget, Replica
+from llm_gateway.capacity import Capacity
+from llm_gateway.directory import ModelTarget, Replica
 from llm_gateway.errors import error_response
 from llm_gateway.fair_queue import FairQueue, QueueRefused
 from llm_gateway.fair_share import Share
@@ -94,7 +95,7 @@ class Proxy:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        directory: Directory,
+        capacity: Capacity,
         tracker: LoadTracker,
         queue: FairQueue,
         metrics: GatewayMetrics,
@@ -103,7 +104,7 @@ class Proxy:
         upstream_timeout_seconds: float,
     ) -> None:
         self._session = session
-        self._directory = directory
+        self._capacity = capacity
         self._tracker = tracker
         self._queue = queue
         self._metrics = metrics
@@ -133,16 +134,18 @@ class Proxy:
         model = target.model
         pick_started = time.perf_counter()
         if target.capacity_per_replica is not None:
-            if saturated_fallback and not self._has_room(target):
+            if saturated_fallback and not self._capacity.has_room(target):
                 return _refused(model, "saturated")
             try:
                 waited = await self._queue.wait_turn(
-                    model, share or Share((target.namespace, "")), lambda: self._has_room(target)
+                    model,
+                    share or Share((target.namespace, "")),
+                    lambda: self._capacity.has_room(target),
                 )
             except QueueRefused as exc:
                 return _refused(model, exc.reason)
             pick_started += waited  # queueing is not the gateway's added latency
-            target = self._current(target)
+            target = self._capacity.current(target)
         try:
             return await self._forward(
                 request, body, target, key, parse_seconds, pick_started, observer, hold_back
@@ -150,26 +153,6 @@ class Proxy:
         finally:
             if target.capacity_per_replica is not None:
                 self._queue.slot_freed(model)
-
-    def _current(self, target: ModelTarget) -> ModelTarget:
-        """The target as the directory has it now (replicas come and go while one waits)."""
-        current = self._directory.get(target.model)
-        same = current is not None and current.deployment == target.deployment
-        return current if same and current is not None else target
-
-    def _full_pods(self, target: ModelTarget) -> set[str]:
-        capacity = target.capacity_per_replica
-        if capacity is None:
-            return set()
-        loads = self._tracker.loads(target.replicas)
-        return {pod for pod, load in loads.items() if load >= capacity}
-
-    def _has_room(self, target: ModelTarget) -> bool:
-        """A serving replica is below its capacity. (A failing one counts: that is not
-        saturation, and the pick and the retry deal with it as without a capacity.)"""
-        target = self._current(target)
-        full = self._full_pods(target)
-        return any(r.pod not in full for r in target.serving())
 
     async def _forward(
         self,
@@ -187,7 +170,7 @@ class Proxy:
         headers = _upstream_headers(request)
         for attempt in range(ATTEMPTS):
             avoid = self._tracker.failing_pods(target.replicas) | set(tried)
-            avoid |= self._full_pods(target)  # taken unless nothing else is left
+            avoid |= self._capacity.full_pods(target)  # taken unless nothing else is left
             loads = self._tracker.loads(target.replicas)
             chosen = pick(target.replicas, key, loads, self._load_factor, avoid)
             if chosen is None or chosen.replica.pod in tried:
