@@ -84,7 +84,11 @@ def test_the_directory_follows_deployments_slices_collisions_and_stamps_demand(
             kube.create(llmd(namespace, "first", "shared-model"))
             await eventually(lambda: directory.get("shared-model"), "the model")
             assert directory.get("shared-model") == ModelTarget(
-                "shared-model", namespace, "first", ()
+                "shared-model",
+                namespace,
+                "first",
+                (),
+                capacity_per_replica=64,  # the default
             )
 
             # A Service's slice: ready, not ready, terminating; and a slice not of ours.
