@@ -134,7 +134,8 @@ class Proxy:
         model = target.model
         pick_started = time.perf_counter()
         if target.capacity_per_replica is not None:
-            if saturated_fallback and not self._capacity.has_room(target):
+            saturated = self._queue.queued(model) or not self._capacity.has_room(target)
+            if saturated_fallback and saturated:  # others wait already, or no room now
                 return _refused(model, "saturated")
             try:
                 waited = await self._queue.wait_turn(
