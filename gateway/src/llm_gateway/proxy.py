@@ -123,14 +123,15 @@ class Proxy:
         parse_seconds: float,
         observer: BodyUsage | StreamUsage | None = None,
         hold_back: Callable[[int], bool] | None = None,
-        share: Share | None = None,
+        *,
+        share: Share,
         saturated_fallback: bool = False,
     ) -> web.StreamResponse:
         """`observer` sees the relayed answer's bytes (it may take out some: tenancy's usage).
         An answer whose status `hold_back` accepts is read whole and returned unsent (a route
         falls back on it, or a cascade gates it); so is every error made here. `share` is the
-        caller's place in a saturated model's queue (None: anonymous); `saturated_fallback`
-        answers 429 at once instead of queueing."""
+        caller's place in a saturated model's queue (the ticket's: tenancy owns who it is);
+        `saturated_fallback` answers 429 at once instead of queueing."""
         model = target.model
         pick_started = time.perf_counter()
         if target.capacity_per_replica is not None:
@@ -140,7 +141,7 @@ class Proxy:
             try:
                 waited = await self._queue.wait_turn(
                     model,
-                    share or Share((target.namespace, "")),
+                    share,
                     lambda: self._capacity.has_room(target),
                 )
             except QueueRefused as exc:
