@@ -208,6 +208,7 @@ def parse_args() -> argparse.Namespace:
     add("--profile-clients", type=int, default=16, help="profile ours at this many clients")
     add("--profile-seconds", type=int, default=20, help="0: no profile")
     add("--output-dir", type=Path, default=None)
+    add("--report-name", default="server_vs_peers", help="the report's file name, no suffix")
     add("--report-only", type=Path, default=None, help="rewrite the markdown of this JSON")
     add("--from-log-dir", type=Path, default=None,
         help="report a stopped run from its PEERS_LOG_DIR (same flags as that run)")  # fmt: skip
@@ -278,7 +279,7 @@ def main() -> None:
     args = parse_args()
     if args.report_only:  # the markdown again, from a run's JSON (after a change of layout)
         report = json.loads(args.report_only.read_text())
-        print(write_report(args.report_only.parent, report).read_text())
+        print(write_report(args.report_only.parent, report, args.report_only.stem).read_text())
         return
     out_dir = args.output_dir or (
         Path(tempfile.gettempdir()) / "bench"
@@ -299,7 +300,7 @@ def main() -> None:
                               "seconds": args.profile_seconds, "top": top}  # fmt: skip
         print(
             write_report(
-                out_dir, build_report(args, binary, runs, profile_result, meta)
+                out_dir, build_report(args, binary, runs, profile_result, meta), args.report_name
             ).read_text()
         )
         return
@@ -315,7 +316,8 @@ def main() -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         (log_dir / "meta.json").write_text(json.dumps(meta))
         runs, _, profile_result = measure(args, binary, log_dir)
-    print(write_report(out_dir, build_report(args, binary, runs, profile_result, meta)).read_text())
+    report = build_report(args, binary, runs, profile_result, meta)
+    print(write_report(out_dir, report, args.report_name).read_text())
 
 
 if __name__ == "__main__":

@@ -178,9 +178,9 @@ def about(report: dict[str, Any]) -> list[str]:
     ]
 
 
-def write_report(out_dir: Path, report: dict[str, Any]) -> Path:
+def write_report(out_dir: Path, report: dict[str, Any], name: str = "server_vs_peers") -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "server_vs_peers.json").write_text(json.dumps(report, indent=2) + "\n")
-    path = out_dir / "server_vs_peers.md"
+    (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    path = out_dir / f"{name}.md"
     path.write_text(markdown(report))
     return path

@@ -11,6 +11,7 @@ import pytest
 from llm_server.engine.config import EngineConfig
 from llm_server.engine.engine import LLMEngine
 from llm_server.engine_factory import build_engine
+from llm_server.layers import cpu_quantized_matmul
 from llm_server.tiny_model import build_tiny_model
 
 
@@ -51,3 +52,17 @@ def make_engine(tiny_model_dir: Path) -> Callable[..., LLMEngine]:
         return build_engine(EngineConfig(**settings))
 
     return make
+
+
+@pytest.fixture
+def cpu_reference_matmuls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quantized layers on CPU take the fp32 dequantize + matmul references, as on a CPU
+    without native bf16: exact to summation order (load models after requesting this)."""
+    monkeypatch.setattr(cpu_quantized_matmul, "NATIVE_BF16", False)
+
+
+@pytest.fixture
+def cpu_packed_matmuls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quantized layers on CPU take torch's packed bf16 kernels, as on a CPU with native bf16
+    (they run on any CPU, emulated where it has none)."""
+    monkeypatch.setattr(cpu_quantized_matmul, "NATIVE_BF16", True)

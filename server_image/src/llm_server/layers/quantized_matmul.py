@@ -1,11 +1,12 @@
-"""x @ W.T for a quantized W: the fused Triton kernels on CUDA, dequantize + matmul elsewhere.
+"""x @ W.T for a quantized W: the fused Triton kernels on CUDA; on CPUs with native bf16,
+torch's packed CPU kernels (cpu_quantized_matmul.py; int4 is repacked at load and called by
+its Linear); elsewhere dequantize + matmul.
 
-The CPU path dequantizes one layer's weight per call and runs the ordinary (oneDNN) matmul, so
-on CPU quantization saves memory, not time: int4 decode runs several times slower than fp32
-(docs/benchmarks/quant_cpu_decode.md), and `quantization: auto` never picks it on a CPU pod.
-torch's own CPU weight-only ops (`_weight_int8pack_mm`, `_weight_int4pack_mm_for_cpu`) were
-measured 7-60x slower than dequantize + matmul on an AVX2 AMD EPYC, and inconclusive on the
-AVX-512 one this was last measured on, so they are not used.
+The dequantize + matmul path reads the weight and writes and reads a full-precision copy of
+it per call, so there quantization saves memory, not time: int4 decode runs several times
+slower than fp32 (docs/benchmarks/quant_cpu_decode.md). torch's packed CPU kernels are fast
+only with bf16 activations; with fp32 ones, or on CPUs that emulate bf16 (AVX2), they were
+measured 7-60x slower than dequantize + matmul, so those CPUs keep this path.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import torch
 
 from llm_server.layers.cpu_gemm import dense_linear
+from llm_server.layers.cpu_quantized_matmul import int8_matmul_bf16, packed_kernels_on
 from llm_server.quantization.quantize import QuantizedTensor, dequantize
 from llm_server.quantization.scheme import QuantScheme
 
@@ -31,16 +33,19 @@ def reference_matmul(x: torch.Tensor, q: QuantizedTensor, scheme: QuantScheme) -
 def _warn_slow_on_cpu(method: str) -> None:
     """Once per process, at the warm-up forward: where the user reads the startup log."""
     logging.getLogger(__name__).warning(
-        "%s on CPU saves memory, not time: each projection is dequantized per step, so decode "
-        "runs slower than fp32 (docs/benchmarks/quant_cpu_decode.md); use --quantization "
-        "none or int8 for speed",
+        "%s on this CPU saves memory, not time: without native bf16 (AVX512-BF16 or AMX) for "
+        "the packed int4 kernel, each projection is dequantized per step, so decode runs "
+        "slower than fp32 (docs/benchmarks/quant_cpu_decode.md); use --quantization none or "
+        "int8 for speed",
         method,
     )
 
 
 def quantized_matmul(x: torch.Tensor, q: QuantizedTensor, scheme: QuantScheme) -> torch.Tensor:
     if not x.is_cuda:
-        if scheme.method == "int4":
+        if scheme.method == "int8" and packed_kernels_on(x.device):
+            return int8_matmul_bf16(x, q.data, q.scale)
+        if scheme.method == "int4":  # not repacked: no native bf16, or a shape it cannot take
             _warn_slow_on_cpu(scheme.label)
         return reference_matmul(x, q, scheme)
     from llm_server.kernels.channel_matmul import channel_matmul

@@ -23,6 +23,7 @@ import torch
 from safetensors import safe_open
 
 from llm_server.gguf_file import is_gguf
+from llm_server.layers.cpu_quantized_matmul import packed_kernels_on
 from llm_server.layers.linear import Linear, PackedLinear, RowParallelLinear, WeightSource
 from llm_server.models.gguf_checkpoint import gguf_config, gguf_tokenizer, gguf_weights
 from llm_server.models.llama import LlamaForCausalLM, MistralForCausalLM
@@ -170,6 +171,8 @@ def load_model(
     if model.spec.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight  # to_empty unties them
     model.load_weights(gguf_weights(path, hf_config) if gguf else _iter_safetensors(path, stored))
+    if scheme.method in ("int8", "int4") and packed_kernels_on(torch_device):
+        _use_packed_cpu_kernels(model, scheme)
     model.rotary.build(torch_device, torch_dtype)
     model.eval().requires_grad_(False)
     for attn in model.attention_layers():
@@ -186,6 +189,16 @@ def load_model(
         dtype=torch_dtype,
         quantization=scheme,
         kv_cache_dtype=kv_dtype,
+    )
+
+
+def _use_packed_cpu_kernels(model: LlamaForCausalLM, scheme: QuantScheme) -> None:
+    """int8 needs nothing (its kernel reads our storage); int4 is repacked layer by layer."""
+    layers = list(quantizable_linears(model).values())
+    repacked = sum(linear.repack_for_cpu() for linear in layers) if scheme.method == "int4" else 0
+    log.info(
+        "quantized projections: torch's packed bf16 CPU kernels (this CPU has native bf16)%s",
+        f"; {repacked} of {len(layers)} int4 layers repacked for them" if repacked else "",
     )
 
 
