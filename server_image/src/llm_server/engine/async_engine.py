@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import torch
+
 from llm_server.engine.engine import LLMEngine
 from llm_server.engine.errors import (
     EngineStoppingError,
@@ -28,6 +30,7 @@ from llm_server.engine.errors import (
     RequestTooLongError,
 )
 from llm_server.engine.request import EngineStats, TokenEvent
+from llm_server.engine.step_threads import StepThreads
 from llm_server.sampling_params import SamplingParams
 
 __all__ = [
@@ -89,6 +92,8 @@ class AsyncEngine:
         self._on_failure = lambda error: loop.call_soon_threadsafe(resolve, error)
         self.engine.watch_failures(self._fail)
         await asyncio.to_thread(self._warm_up)
+        if self.engine.device.type == "cpu":  # the event loop shares the cores with the steps
+            self.engine.step_threads = StepThreads(torch.get_num_threads())
         self._thread = threading.Thread(target=self._run, name="llm-engine", daemon=True)
         self._thread.start()
 

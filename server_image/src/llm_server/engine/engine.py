@@ -20,6 +20,7 @@ from llm_server.engine.model_runner import ModelRunner, RunnerOutput
 from llm_server.engine.request import EngineStats, FinishReason, TokenEvent
 from llm_server.engine.scheduler import Scheduler, SchedulerOutput
 from llm_server.engine.sequence import Sequence
+from llm_server.engine.step_threads import StepThreads
 from llm_server.layers.sampler import SampledToken
 from llm_server.models.loader import LoadedModel
 from llm_server.sampling_params import SamplingParams
@@ -49,6 +50,8 @@ class LLMEngine:
             loaded.model, num_blocks, config.block_size, loaded.device, loaded.dtype
         )
         self._sequences: dict[str, Sequence] = {}
+        # Set by a server running this engine on CPU beside its event loop (AsyncEngine).
+        self.step_threads: StepThreads | None = None
         self._seed_source = random.Random(config.seed)
         self._prompt_tokens_total = 0
         self._generation_tokens_total = 0
@@ -123,6 +126,8 @@ class LLMEngine:
         batch = self.scheduler.schedule()
         if batch.is_empty:
             return []
+        if self.step_threads is not None:
+            self.step_threads.before_step(batch.num_tokens)
         output = self.runner.execute(batch)
         return self._update(batch, output)
 
