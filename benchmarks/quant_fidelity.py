@@ -12,6 +12,9 @@ here is round-to-nearest from the weights alone.
 
 Per precision: perplexity of the text, and against the unquantized model at every position
 mean and p95 KL(unquantized || quantized) in nats and top-1 agreement; resident weight bytes.
+On CPU the quantized rows run the exact fp32 reference matmuls, and two more rows (int8 and
+int4-g32, "packed bf16 kernel") run torch's packed kernels that the server uses on CPUs with
+native bf16, so what computing the projections in bf16 costs shows beside them.
 A reference row re-creates the symmetric int4 format this project used before (absmax / 7, no
 zero point) by rounding the unquantized weights in place, so the change can be compared.
 
@@ -37,6 +40,7 @@ import torch.nn.functional as F
 import transformers
 
 import bench_common  # benchmarks/bench_common.py (run as scripts: the folder is on sys.path)
+from llm_server.layers import cpu_quantized_matmul
 from llm_server.layers.attention import AttentionMetadata, PrefillSegment
 from llm_server.models.loader import LoadedModel, load_model, quantizable_linears, weight_bytes
 from llm_server.quantization.scheme import INT4_GROUP_SIZES, QuantizationError, QuantScheme
@@ -125,6 +129,8 @@ def fidelity(model: Path, base: LoadedModel, windows: list[list[int]]) -> dict[s
         label = f"int4-g{size} symmetric (before)"
         rows.append(compare(label, base, windows, reference, simulated=True))
     del originals
+    native = cpu_quantized_matmul.NATIVE_BF16
+    cpu_quantized_matmul.NATIVE_BF16 = False  # these rows: the exact fp32 references on CPU
     for method, group in precisions:
         try:
             loaded = load_model(model, "fp32", device, quantization=method, quant_group_size=group)
@@ -132,6 +138,13 @@ def fidelity(model: Path, base: LoadedModel, windows: list[list[int]]) -> dict[s
             skipped.append({"precision": QuantScheme(method, group).label, "why": str(exc)})
             continue
         rows.append(compare(loaded.quantization.label, loaded, windows, reference))
+    if device == "cpu":  # what a CPU with native bf16 runs: torch's packed bf16 kernels
+        cpu_quantized_matmul.NATIVE_BF16 = True
+        for method in ("int8", "int4"):
+            loaded = load_model(model, "fp32", device, quantization=method)
+            label = f"{loaded.quantization.label}, packed bf16 kernel"
+            rows.append(compare(label, loaded, windows, reference))
+    cpu_quantized_matmul.NATIVE_BF16 = native
     return {"rows": rows, "skipped": skipped}
 
 

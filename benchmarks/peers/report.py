@@ -156,17 +156,18 @@ def about(report: dict[str, Any]) -> list[str]:
         "so llama.cpp computes with the very fp32 values ours loads (our GGUF loader "
         "dequantizes Q4_1 to fp32).",
         "- **Threads**: each server at its best count on this machine. Ours: torch's default "
-        "(the cores). llama.cpp: the cores, or 1 when the load average exceeds the cores: its "
-        "thread pool spins at barriers, and with 2 threads on the shared 2 cores (load 13) one "
-        "request decoded at 620-820 ms per token against 34-41 ms with 1 thread (321 ms at "
-        "load 7 with 2 threads). Ours with 1 "
-        "torch thread was slower than with 2 (148 and 300 ms against 84 and 181 ms per token, "
-        "load 18-20).",
-        "- **Ours**: `llm-server --device cpu` (fp32), `--max-num-seqs` and KV blocks for the "
-        "most clients × 1,344 tokens, token budget 512, prefix caching on (each repetition "
-        "sends new prompts, so no cache answers). int8 and int4 are not in the table: on this "
-        "CPU they are not faster than fp32 (docs/benchmarks/quant_cpu_decode.md: int8 1.08×, "
-        "int4 1.37× fp32's time for a 64-token forward); `--ours int8` adds a row.",
+        "(the cores), except that a step of at most 4 tokens leaves one core to the HTTP event "
+        "loop (server_image/src/llm_server/engine/step_threads.py: with every core in torch's "
+        "team, each wake-up of the loop stalled a barrier). llama.cpp: the cores, or 1 when "
+        "the load average exceeds the cores: its thread pool spins at barriers, and with 2 "
+        "threads on the shared 2 cores (load 13) one request decoded at 620-820 ms per token "
+        "against 34-41 ms with 1 thread (321 ms at load 7 with 2 threads).",
+        "- **Ours**: `llm-server --device cpu`, one row per `--ours` quantization: fp32 "
+        "(`none`), `int8` (per channel) and `int4` (groups of 32, which re-express the file's "
+        "Q4_1 blocks exactly: the same weights as fp32). On a CPU with native bf16 (AVX512-BF16 "
+        "or AMX) int8 and int4 run torch's packed bf16 kernels (docs/quantization.md); "
+        "`--max-num-seqs` and KV blocks for the most clients × 1,344 tokens, token budget 512, "
+        "prefix caching on (each repetition sends new prompts, so no cache answers).",
         "- **HF generate** is not a peer here: it has no HTTP server; docs/benchmarks/"
         "server_throughput.md compares ours with it in-process.",
         "- Ours stays up through all scenarios (it takes minutes to load on a busy machine); "

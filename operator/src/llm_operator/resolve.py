@@ -222,15 +222,18 @@ def resolve(
     return _with_args(resolution, spec)
 
 
-# Measured: docs/benchmarks/quant_cpu_decode.md (the CPU path dequantizes a layer per call).
+# Measured: docs/benchmarks/quant_cpu_decode.md. Which path a pod gets depends on its node's
+# CPU, which the operator cannot see.
 CPU_INT4_NOTE = (
-    "int4 on a CPU pod saves memory but runs slower than fp32 (each layer's weight is "
-    "dequantized per step; docs/benchmarks/quant_cpu_decode.md); int8 or none decode faster"
+    "int4 on a CPU pod decodes fastest where the node's CPU has native bf16 (AVX512-BF16 or "
+    "AMX: packed kernels); on other CPUs it saves memory but runs slower than fp32 (each "
+    "layer's weight is dequantized per step; docs/benchmarks/quant_cpu_decode.md)"
 )
 
 
 def _auto_candidates(entry: Accelerator, supported: tuple[str, ...]) -> tuple[str, ...]:
-    """What auto may pick: on CPU not int4, whose speed cost there buys only memory."""
+    """What auto may pick: on CPU not int4, which is slower than fp32 on CPUs without native
+    bf16, and the node's CPU is not known here."""
     return tuple(p for p in supported if not (entry.is_cpu and p == "int4"))
 
 

@@ -47,7 +47,7 @@ async def test_queue_bound_abort_and_shutdown(make_engine: Callable[..., LLMEngi
     long = SamplingParams(max_tokens=400, temperature=0.0, ignore_eos=True)
     # Not started yet: submissions stay queued, so the bound is deterministic.
     first = engine.submit("a", [5, 6, 7], long)
-    engine.submit("b", [5, 6, 7], long)
+    second = engine.submit("b", [5, 6, 7], long)
     with pytest.raises(QueueFullError):
         engine.submit("c", [5, 6, 7], long)
     with pytest.raises(ValueError):
@@ -58,9 +58,11 @@ async def test_queue_bound_abort_and_shutdown(make_engine: Callable[..., LLMEngi
         assert event.finish_reason is None and event.num_prompt_tokens == 3
         engine.abort("a")
         engine.abort("a")  # idempotent
-        assert [e async for e in first] == []  # the stream just ends
-        await asyncio.sleep(0.05)
-        assert engine.has_unfinished()  # "b" is still running
+        # The stream just ends: what was delivered before the abort, then no finish event.
+        rest = [e async for e in first]
+        assert len(rest) < long.max_tokens - 1 and all(e.finish_reason is None for e in rest)
+        # "b" goes on: all its tokens arrive (a fixed sleep then has_unfinished() raced it)
+        assert len([e async for e in second]) == long.max_tokens
     finally:
         await engine.shutdown()
     assert not engine.has_unfinished()
