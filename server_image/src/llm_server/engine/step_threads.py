@@ -3,10 +3,12 @@
 A server's event loop (streaming, detokenizing) wakes after every step, beside the engine
 thread. When torch's OpenMP team holds every core, each wake-up preempts a team thread and
 the whole team waits for it at its next barrier, for an OS time slice. Measured on 2 cores
-(SmolLM2-135M int4, docs/benchmarks/server_vs_peers_quantized.md): one stream decoded at
-40 ms per token with 2 threads against 29 with 1, while 16 streams ran 54 tokens/s with 2
-threads against 32 with 1. So a small step (a few decode tokens: bandwidth-bound, a second
-thread adds little) leaves one core to the event loop, and a larger one takes them all.
+(llm-server with SmolLM2-135M int4, driven by benchmarks/peers' streaming client, fixed
+thread counts): one stream decoded at 40 ms per token with 2 threads against 29 with 1,
+while 16 streams ran 54 tokens/s with 2 threads against 32 with 1. So a small step (a few
+decode tokens: bandwidth-bound, a second thread adds little) leaves one core to the event
+loop, and a larger one takes them all; the outcome is in
+docs/benchmarks/server_vs_peers_quantized.md.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ weights pay only if the matmul reads them packed. torch's CPU build has such ker
 - int8, up to INT8PACK_MAX_ROWS rows (decode steps of a few sequences): `_weight_int8pack_mm`
   on the stored int8 weight; more rows (prefill, large batches): the weight cast to bf16 and
   oneDNN's bf16 GEMM, whose cost the rows amortize.
-- int4: `_weight_int4pack_mm_for_cpu` on a copy of the weight in that kernel's own layout
-  (`Int4Pack`, built once at load time), for every row count.
+- int4: `_weight_int4pack_mm_for_cpu` for every row count, on the weight re-laid out once at
+  load time into that kernel's own order (`Int4Pack`; it replaces the stored layout).
 
 Both compute in bf16 and return the input's dtype (max error ~1 % of the output's magnitude,
 bf16 rounding; the fp32 references in quantized_matmul.py are exact to summation order).
