@@ -2,7 +2,9 @@
 a REAL llm-server pod that runs one sequence at a time (batching.maxConcurrentSequences: 1),
 two LLMTenants of weights 3 and 1, the gateway watching them, the official `openai` client.
 
-The light tenant sends its backlog first; the heavy one arrives while it waits. First come,
+The light tenant sends its backlog first, behind one long request of its own that holds the
+only slot (so the backlog stays queued however fast the server is); the heavy one arrives while
+it waits. First come,
 first served would finish every light request before any heavy one; with the fair queue the
 heavy tenant gets about three turns per light turn while both wait, and the light tenant is
 never starved.
@@ -24,6 +26,9 @@ from operator_thread import operator_config, running_operator
 MODEL = "shared-chat"
 KEYS = {"gold": "sk-gold-333", "bronze": "sk-bronze-111"}
 EACH = 12  # requests per tenant
+# The light tenant's first request: long enough (~2 s here; queueing all the others took 0.6 s)
+# that its backlog and the heavy tenant's requests are all queued before the slot frees.
+BLOCKER_TOKENS = 960  # of the deployment's 1,024-token context
 
 
 def test_two_tenants_share_a_saturated_model_by_weight(
@@ -52,12 +57,13 @@ def test_two_tenants_share_a_saturated_model_by_weight(
         finished: list[str] = []  # tenants, in the order their answers ended
         lock = threading.Lock()
 
-        def ask(name: str) -> int:
+        def ask(name: str, tokens: int = 12) -> int:
             client = openai.OpenAI(base_url=gateway.base_url, api_key=KEYS[name],
                                    max_retries=0, timeout=120)  # fmt: skip
             answer = client.completions.create(
-                model=MODEL, prompt=f"{name} asks", max_tokens=12, extra_body={"ignore_eos": True}
-            )
+                model=MODEL, prompt=f"{name} asks", max_tokens=tokens,
+                extra_body={"ignore_eos": True},
+            )  # fmt: skip
             with lock:
                 finished.append(name)
             return answer.usage.completion_tokens if answer.usage else 0
@@ -65,12 +71,19 @@ def test_two_tenants_share_a_saturated_model_by_weight(
         def queued() -> float:
             return gateway.sample("llm_gateway_queued_requests", model=MODEL)
 
+        def in_flight() -> float:
+            series = gateway.samples("llm_gateway_in_flight")
+            return sum(value for labels, value in series if labels["model"] == MODEL)
+
         with ThreadPoolExecutor(max_workers=2 * EACH) as pool:
-            light = [pool.submit(ask, "bronze") for _ in range(EACH)]
-            wait_until(lambda: queued() >= EACH - 2, 60, "bronze's backlog queued")
+            light = [pool.submit(ask, "bronze", BLOCKER_TOKENS)]
+            wait_until(lambda: in_flight() >= 1, 60, "bronze's long request dispatched")
+            light += [pool.submit(ask, "bronze") for _ in range(EACH - 1)]
+            wait_until(lambda: queued() >= EACH - 1, 60, "bronze's backlog queued")
             heavy = [pool.submit(ask, "gold") for _ in range(EACH)]
+            wait_until(lambda: queued() >= 2 * EACH - 3, 60, "gold's requests queued too")
             tokens = [f.result(timeout=300) for f in light + heavy]
-        assert tokens == [12] * (2 * EACH)  # every request answered in full
+        assert tokens == [BLOCKER_TOKENS] + [12] * (2 * EACH - 1)  # every answer in full
 
         # While gold was served (its first to its last answer), bronze kept a quarter of the
         # turns: about 4 of 16. FIFO would give it 0 there (it would be done before gold
