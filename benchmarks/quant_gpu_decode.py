@@ -7,12 +7,12 @@ bytes, triton.testing.do_bench) and bytes per token = the resident weights minus
 embedding table (one row of it is read) plus the KV cache read at the measured context.
 
 Model: a random-weight Llama with TinyLlama-1.1B's shape (22 layers, hidden 2048, MLP 5632,
-32 heads, 4 KV heads, vocabulary 32000; 1.1B parameters), written as bf16 safetensors and
-loaded through llm-server's loader at bf16 (none), int8, int4 (group 32) and fp8 (Ada/Hopper
-only). For each: tokens/s of the real engine (LLMEngine.step, one request, greedy,
-ignore_eos) with its decode CUDA graphs (the default) and without (--no-cuda-graphs), and of
-the model's decode forward alone replayed as a CUDA graph (no Python or launch overhead),
-each as a fraction of the roofline.
+32 heads, 4 KV heads, vocabulary 32000; 1.1B parameters; llm_server.random_checkpoint),
+written as bf16 safetensors and loaded through llm-server's loader at bf16 (none), int8,
+int4 (group 32) and fp8 (Ada/Hopper only). For each: tokens/s of the real engine
+(LLMEngine.step, one request, greedy, ignore_eos) with its decode CUDA graphs (the default)
+and without (--no-cuda-graphs), and of the model's decode forward alone replayed as a CUDA
+graph (no Python or launch overhead), each as a fraction of the roofline.
 
 Kernel micro-benchmarks: the fused dequantize-matmul kernels against bf16 cuBLAS
 (torch.matmul with W.T) on the model's projection shapes, at 1, 16 and 256 rows; and decode
@@ -21,16 +21,22 @@ grouped kernel without and with split-K, and SDPA, at contexts 512/4k/32k, batch
 4:1 and 8:1. The new attention kernels and the engine's CUDA graphs have no GPU figures yet:
 they come with the GPU validation issue (#19); CPU interpreter timings mean nothing.
 
-Writes docs/benchmarks/quant_gpu_decode.{json,md}. Without CUDA it prints one line and exits 0.
+Writes docs/benchmarks/quant_gpu_decode.{json,md} (or under --out). Without CUDA it prints
+one line and exits 0; with --smoke it runs every step on a 2-layer model on whatever device
+is there (benchmarks/gpu_suite.sh --smoke rehearses the GPU suite on a CPU that way).
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
+import os
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -43,123 +49,100 @@ from decode_attention_gpu import (  # benchmarks/ (run as a script: the folder i
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SHAPE = {  # TinyLlama-1.1B
-    "vocab_size": 32000,
-    "hidden_size": 2048,
-    "intermediate_size": 5632,
-    "num_hidden_layers": 22,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 4,
-    "max_position_embeddings": 2048,
-}
+ON_GPU = torch.cuda.is_available()
+if not ON_GPU:  # --smoke: Triton kernels run in its interpreter (chosen when they are defined)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+sys.path.insert(0, str(REPO / "server_image" / "src"))  # no install needed (the GPU image)
+from llm_server.random_checkpoint import LLAMA_SHAPES, write_random_llama  # noqa: E402
+
 PRECISIONS = ["none", "int8", "int4", "fp8"]
 PROMPT_TOKENS = 128
 DECODE_TOKENS = 256
 MICRO_ROWS = (1, 16, 256)
+DEVICE = "cuda" if ON_GPU else "cpu"
 
 
-def write_random_checkpoint(out: Path) -> Path:
-    """config.json, a small tokenizer and bf16 N(0, 0.02) weights under Llama's names."""
-    from safetensors.torch import save_file
-    from transformers import LlamaConfig
-
-    from llm_server.tiny_model import build_tokenizer
-
-    out.mkdir(parents=True)
-    tokenizer = build_tokenizer(0, 512)
-    tokenizer.save_pretrained(out)
-    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    config = LlamaConfig(**SHAPE, eos_token_id=eos, tie_word_embeddings=False)
-    config.architectures = ["LlamaForCausalLM"]
-    config.save_pretrained(out)
-    hidden, mlp, vocab = SHAPE["hidden_size"], SHAPE["intermediate_size"], SHAPE["vocab_size"]
-    head_dim = hidden // SHAPE["num_attention_heads"]
-    kv = SHAPE["num_key_value_heads"] * head_dim
-    generator = torch.Generator().manual_seed(0)
-
-    def rand(*shape: int) -> torch.Tensor:
-        return (torch.randn(shape, generator=generator) * 0.02).to(torch.bfloat16)
-
-    tensors = {"model.embed_tokens.weight": rand(vocab, hidden),
-               "lm_head.weight": rand(vocab, hidden),
-               "model.norm.weight": torch.ones(hidden, dtype=torch.bfloat16)}  # fmt: skip
-    for i in range(SHAPE["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        tensors |= {
-            p + "self_attn.q_proj.weight": rand(hidden, hidden),
-            p + "self_attn.k_proj.weight": rand(kv, hidden),
-            p + "self_attn.v_proj.weight": rand(kv, hidden),
-            p + "self_attn.o_proj.weight": rand(hidden, hidden),
-            p + "mlp.gate_proj.weight": rand(mlp, hidden),
-            p + "mlp.up_proj.weight": rand(mlp, hidden),
-            p + "mlp.down_proj.weight": rand(hidden, mlp),
-            p + "input_layernorm.weight": torch.ones(hidden, dtype=torch.bfloat16),
-            p + "post_attention_layernorm.weight": torch.ones(hidden, dtype=torch.bfloat16),
-        }
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    return out
+def synchronize() -> None:
+    if ON_GPU:
+        torch.cuda.synchronize()
 
 
-def copy_bandwidth() -> float:
+def bench_ms(fn: Callable[[], Any], warmup: int = 25, rep: int = 200) -> float:
+    """Milliseconds per call: Triton's do_bench (CUDA events, cache flushed) on a GPU; on CPU
+    (--smoke only: the figure means nothing) the median of a few timed calls."""
+    if ON_GPU:
+        import triton.testing
+
+        return float(triton.testing.do_bench(fn, warmup=warmup, rep=rep))
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - started) * 1e3)
+    return statistics.median(times)
+
+
+def copy_bandwidth(nbytes: int) -> float:
     """Bytes/s of a device-to-device copy (each byte read once and written once)."""
-    import triton.testing
-
-    source = torch.empty(2**30, dtype=torch.uint8, device="cuda")
+    source = torch.empty(nbytes, dtype=torch.uint8, device=DEVICE)
     target = torch.empty_like(source)
-    ms = triton.testing.do_bench(lambda: target.copy_(source), warmup=50, rep=500)
+    ms = bench_ms(lambda: target.copy_(source), warmup=50, rep=500)
     return 2 * source.numel() / (ms / 1e3)
 
 
 def fp8_supported() -> bool:
-    return torch.cuda.get_device_capability() >= (8, 9)
+    return ON_GPU and torch.cuda.get_device_capability() >= (8, 9)
 
 
-def engine_decode(model_dir: Path, quantization: str) -> dict[str, Any]:
-    eager = engine_decode_run(model_dir, quantization, cuda_graphs=False)["engine_tokens_per_s"]
-    return {**engine_decode_run(model_dir, quantization, cuda_graphs=True),
-            "engine_eager_tokens_per_s": eager}  # fmt: skip
+def engine_decode(model_dir: Path, quantization: str, decode_tokens: int) -> dict[str, Any]:
+    eager = engine_decode_run(model_dir, quantization, False, decode_tokens)
+    if not ON_GPU:  # no graphs to capture
+        return {**eager, "engine_eager_tokens_per_s": eager["engine_tokens_per_s"]}
+    return {**engine_decode_run(model_dir, quantization, True, decode_tokens),
+            "engine_eager_tokens_per_s": eager["engine_tokens_per_s"]}  # fmt: skip
 
 
-def engine_decode_run(model_dir: Path, quantization: str, cuda_graphs: bool) -> dict[str, Any]:
+def engine_decode_run(
+    model_dir: Path, quantization: str, cuda_graphs: bool, decode_tokens: int
+) -> dict[str, Any]:
     from llm_server.engine.config import EngineConfig
     from llm_server.engine_factory import build_engine
     from llm_server.models.loader import weight_bytes
     from llm_server.sampling_params import SamplingParams
 
-    config = EngineConfig(model=str(model_dir), dtype="bf16", device="cuda", num_kv_blocks=256,
+    config = EngineConfig(model=str(model_dir), dtype="bf16", device=DEVICE, num_kv_blocks=256,
                           max_model_len=2048, quantization=quantization,
                           cuda_graphs=cuda_graphs)  # fmt: skip
     engine = build_engine(config)
     model = engine.runner.model
     prompt = list(range(10, 10 + PROMPT_TOKENS))
-    params = SamplingParams(max_tokens=DECODE_TOKENS, temperature=0.0, ignore_eos=True)
+    params = SamplingParams(max_tokens=decode_tokens, temperature=0.0, ignore_eos=True)
     engine.generate({"warmup": prompt}, SamplingParams(max_tokens=16, temperature=0.0,
                                                        ignore_eos=True))  # fmt: skip
     engine.add_request("r", prompt, params)
     engine.step()  # the prefill and the first token
-    torch.cuda.synchronize()
+    synchronize()
     started, tokens = time.perf_counter(), 0
     while engine.has_unfinished():
         tokens += len(engine.step())
-    torch.cuda.synchronize()
+    synchronize()
     seconds = time.perf_counter() - started
     embedding = model.model.embed_tokens.weight
     kv_bytes = sum(2 * a.num_kv_heads * a.head_dim * a.k_cache.element_size()  # type: ignore[union-attr]
                    for a in model.attention_layers())  # fmt: skip
-    context = PROMPT_TOKENS + DECODE_TOKENS // 2  # mean context over the decode
+    context = PROMPT_TOKENS + decode_tokens // 2  # mean context over the decode
     read_per_token = weight_bytes(model) - embedding.nbytes + embedding.shape[1] * 2
     read_per_token += kv_bytes * context
-    graph_tps = graph_decode(engine) if cuda_graphs else {}
+    graph_tps = graph_decode(engine, context) if cuda_graphs else {}
     return {"engine_tokens_per_s": tokens / seconds, "bytes_per_token": read_per_token,
             "weight_bytes": weight_bytes(model), **graph_tps}  # fmt: skip
 
 
-def graph_decode(engine: Any) -> dict[str, Any]:
+def graph_decode(engine: Any, context: int) -> dict[str, Any]:
     """Tokens/s of one decode forward + logits replayed as a CUDA graph (no host overhead)."""
     from llm_server.layers.attention import AttentionMetadata
 
     model = engine.runner.model
-    context = PROMPT_TOKENS + DECODE_TOKENS // 2
     blocks = -(-context // engine.config.block_size)
     tokens = torch.tensor([11], device="cuda")
     positions = torch.tensor([context - 1], device="cuda")
@@ -180,35 +163,31 @@ def graph_decode(engine: Any) -> dict[str, Any]:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 model.compute_logits(model(tokens, positions, meta))
-        import triton.testing
-
-        ms = triton.testing.do_bench(graph.replay, warmup=20, rep=300)
+        ms = bench_ms(graph.replay, warmup=20, rep=300)
         return {"graph_tokens_per_s": 1e3 / ms}
     except Exception as exc:  # reported, not fatal: the engine figure stands on its own
         return {"graph_tokens_per_s": None, "graph_error": f"{type(exc).__name__}: {exc}"}
 
 
-def micro_benchmarks() -> list[dict[str, Any]]:
-    import triton.testing
-
+def micro_benchmarks(shape: dict[str, int], rows: tuple[int, ...]) -> list[dict[str, Any]]:
     from llm_server.kernels.channel_matmul import channel_matmul
     from llm_server.kernels.int4_matmul import int4_matmul
     from llm_server.quantization.quantize import quantize
     from llm_server.quantization.scheme import QuantScheme
 
-    hidden, mlp = SHAPE["hidden_size"], SHAPE["intermediate_size"]
-    kv = SHAPE["num_key_value_heads"] * hidden // SHAPE["num_attention_heads"]
+    hidden, mlp = shape["hidden_size"], shape["intermediate_size"]
+    kv = shape["num_key_value_heads"] * hidden // shape["num_attention_heads"]
     shapes = {"qkv": (hidden + 2 * kv, hidden), "o": (hidden, hidden),
               "gate_up": (2 * mlp, hidden), "down": (hidden, mlp)}  # fmt: skip
     rows_out = []
     for name, (n, k) in shapes.items():
-        weight = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02
+        weight = torch.randn(n, k, device=DEVICE, dtype=torch.bfloat16) * 0.02
         int8 = quantize(weight, QuantScheme("int8"))
         int4_scheme = QuantScheme("int4")  # the server's default group
         int4 = quantize(weight, int4_scheme)
         fp8 = quantize(weight, QuantScheme("fp8")) if fp8_supported() else None
-        for m in MICRO_ROWS:
-            x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+        for m in rows:
+            x = torch.randn(m, k, device=DEVICE, dtype=torch.bfloat16)
             candidates = {
                 "bf16 cuBLAS": (partial(torch.matmul, x, weight.T), weight.nbytes),
                 "int8": (partial(channel_matmul, x, int8.data, int8.scale),
@@ -222,7 +201,7 @@ def micro_benchmarks() -> list[dict[str, Any]]:
                                      fp8.data.nbytes + fp8.scale.nbytes)  # fmt: skip
             base = None
             for label, (fn, nbytes) in candidates.items():
-                ms = triton.testing.do_bench(fn, warmup=25, rep=200)
+                ms = bench_ms(fn)
                 base = base or ms
                 rows_out.append({"layer": name, "n": n, "k": k, "rows": m, "kernel": label,
                                  "us": ms * 1e3, "weight_gb_per_s": nbytes / (ms / 1e3) / 1e9,
@@ -230,8 +209,28 @@ def micro_benchmarks() -> list[dict[str, Any]]:
     return rows_out
 
 
-def write_report(report: dict[str, Any]) -> None:
-    out = REPO / "docs" / "benchmarks"
+GOALS = {"none": 0.70, "int8": 1.6, "int4": 2.5}  # issue 19: of roofline; x bf16's tokens/s
+
+
+def goal_lines(decode: list[dict[str, Any]], bandwidth_gb_per_s: float) -> list[str]:
+    """Issue 19's goals against this run's figures: met, or missed by how much."""
+    measured = {r["precision"]: r for r in decode if "skipped" not in r}
+    lines = ["Goals (issue 19):"]
+    if "none" in measured:
+        bf16 = measured["none"]
+        share = bf16["engine_tokens_per_s"] * bf16["bytes_per_token"] / (bandwidth_gb_per_s * 1e9)
+        verdict = "met" if share >= GOALS["none"] else f"missed by {GOALS['none'] - share:.0%}"
+        lines.append(f"- bf16 engine at {share:.0%} of the roofline (goal >= 70%): {verdict}")
+        for precision in ("int8", "int4"):
+            if precision in measured:
+                ratio = measured[precision]["engine_tokens_per_s"] / bf16["engine_tokens_per_s"]
+                goal = GOALS[precision]
+                verdict = "met" if ratio >= goal else f"missed ({ratio / goal:.0%} of the goal)"
+                lines.append(f"- {precision} at {ratio:.2f}x bf16 (goal >= {goal}x): {verdict}")
+    return lines
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "quant_gpu_decode.json").write_text(json.dumps(report, indent=2) + "\n")
     bw = report["copy_bandwidth_gb_per_s"]
@@ -249,7 +248,8 @@ def write_report(report: dict[str, Any]) -> None:
         "engine vs bf16 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    base = report["decode"][0]["engine_tokens_per_s"]
+    bf16 = [r for r in report["decode"] if r["precision"] == "none" and "skipped" not in r]
+    base = bf16[0]["engine_tokens_per_s"] if bf16 else None
     for r in report["decode"]:
         if "skipped" in r:
             lines.append(f"| {r['precision']} | skipped: {r['skipped']} ||||||||| ")
@@ -257,13 +257,15 @@ def write_report(report: dict[str, Any]) -> None:
         roof = bw * 1e9 / r["bytes_per_token"]
         graph = r.get("graph_tokens_per_s")
         graph_cells = f"{graph:.0f} | {graph / roof:.0%}" if graph else "n/a | n/a"
+        vs_bf16 = f"{r['engine_tokens_per_s'] / base:.2f}x" if base else "n/a"
         lines.append(
             f"| {r['precision']} | {r['weight_bytes'] / 2**30:.2f} | {roof:.0f} | "
             f"{r['engine_tokens_per_s']:.0f} | {r['engine_tokens_per_s'] / roof:.0%} | "
             f"{r['engine_eager_tokens_per_s']:.0f} | "
             f"{r['engine_tokens_per_s'] / r['engine_eager_tokens_per_s']:.2f}x | "
-            f"{graph_cells} | {r['engine_tokens_per_s'] / base:.2f}x |"
+            f"{graph_cells} | {vs_bf16} |"
         )
+    lines += ["", *goal_lines(report["decode"], bw)]
     lines += ["", "## Kernels against bf16 cuBLAS", "",
               "| layer (N x K) | rows | kernel | µs | weight GB/s | speedup vs bf16 |",
               "|---|---:|---|---:|---:|---:|"]  # fmt: skip
@@ -271,44 +273,65 @@ def write_report(report: dict[str, Any]) -> None:
         lines.append(f"| {r['layer']} ({r['n']} x {r['k']}) | {r['rows']} | {r['kernel']} | "
                      f"{r['us']:.1f} | {r['weight_gb_per_s']:.0f} | "
                      f"{r['speedup_vs_bf16']:.2f}x |")  # fmt: skip
-    lines += ["", "## Decode attention: per-head kernel, grouped, split-K, SDPA", "",
-              "Method in benchmarks/decode_attention_gpu.py; bf16, head size 128, 8 KV heads.",
-              "", *attention_table(report["attention"])]  # fmt: skip
+    if report["attention"]:
+        lines += ["", "## Decode attention: per-head kernel, grouped, split-K, SDPA", "",
+                  "Method in benchmarks/decode_attention_gpu.py; bf16, head size 128, 8 KV "
+                  "heads.", "", *attention_table(report["attention"])]  # fmt: skip
     (out / "quant_gpu_decode.md").write_text("\n".join(lines) + "\n")
 
 
-def main() -> int:
-    if not torch.cuda.is_available():
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks",
+                        help="folder for quant_gpu_decode.{json,md}")  # fmt: skip
+    parser.add_argument("--smoke", action="store_true",
+                        help="a 2-layer model and tiny sizes on whatever device is there: "
+                        "checks the script in seconds, measures nothing")  # fmt: skip
+    args = parser.parse_args(argv)
+    if not ON_GPU and not args.smoke:
         print("quant_gpu_decode: no CUDA device; nothing measured (run it on a GPU)")
         return 0
     import triton
 
-    sys.path.insert(0, str(REPO / "server_image" / "src"))
-    bandwidth = copy_bandwidth()
-    decode = []
-    with tempfile.TemporaryDirectory() as scratch:
-        model_dir = write_random_checkpoint(Path(scratch) / "llama-1.1b-random")
-        for precision in PRECISIONS:
-            if precision == "fp8" and not fp8_supported():
-                decode.append({"precision": precision, "skipped": "needs compute capability 8.9+"})
-                continue
-            decode.append({"precision": precision, **engine_decode(model_dir, precision)})
-            torch.cuda.empty_cache()
-    report = {
+    shape_name = "smoke" if args.smoke else "tinyllama-1.1b"
+    decode_tokens = 8 if args.smoke else DECODE_TOKENS
+    bandwidth = copy_bandwidth(2**20 if args.smoke else 2**30)
+    report: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "gpu": torch.cuda.get_device_name(),
+        "gpu": torch.cuda.get_device_name() if ON_GPU else "none (--smoke on CPU)",
         "torch": torch.__version__,
         "triton": triton.__version__,
-        "model_shape": SHAPE,
+        "model_shape": {"name": shape_name, **LLAMA_SHAPES[shape_name]},
         "prompt_tokens": PROMPT_TOKENS,
-        "decode_tokens": DECODE_TOKENS,
+        "decode_tokens": decode_tokens,
         "copy_bandwidth_gb_per_s": bandwidth / 1e9,
-        "decode": decode,
-        "micro": micro_benchmarks(),
-        "attention": attention_micro_benchmarks(),
+        "decode": [],
+        "micro": [],
+        "attention": [],
     }
-    write_report(report)
-    print("wrote docs/benchmarks/quant_gpu_decode.md")
+    # Written after every step: a run cut short by its time limit keeps what it measured.
+    with tempfile.TemporaryDirectory() as scratch:
+        model_dir = write_random_llama(Path(scratch) / shape_name, shape_name, device=DEVICE)
+        for precision in PRECISIONS:
+            row: dict[str, Any] = {"precision": precision}
+            if precision == "fp8" and not fp8_supported():
+                row["skipped"] = "needs compute capability 8.9+"
+            else:
+                try:
+                    row |= engine_decode(model_dir, precision, decode_tokens)
+                except Exception as exc:  # reported; the other precisions still run
+                    row["skipped"] = f"failed: {type(exc).__name__}: {exc}"[:300]
+            report["decode"].append(row)
+            write_report(report, args.out)
+            if ON_GPU:
+                torch.cuda.empty_cache()
+    rows = (1, 16) if args.smoke else MICRO_ROWS
+    report["micro"] = micro_benchmarks(LLAMA_SHAPES[shape_name], rows)
+    write_report(report, args.out)
+    if ON_GPU:
+        report["attention"] = attention_micro_benchmarks()
+        write_report(report, args.out)
+    print(f"wrote {args.out / 'quant_gpu_decode.md'}")
     return 0
 
 

