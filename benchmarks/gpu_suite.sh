@@ -92,17 +92,17 @@ for part in "${PARTS[@]}"; do
             run_part decode 150 "$PY" benchmarks/quant_gpu_decode.py --out "$OUT" $SMOKE ;;
         tests | smollm2)
             # --confcutdir: the repository's conftest loads the Kubernetes harness, not wanted here.
-            select=()
-            [ "$part" = smollm2 ] && select=(-k smollm2)
-            run_part "$part" 150 "$PY" -m pytest -q -rs -p no:cacheprovider "${select[@]}" \
+            select=() limit=120
+            [ "$part" = smollm2 ] && select=(-k smollm2) limit=90
+            run_part "$part" "$limit" "$PY" -m pytest -q -rs -p no:cacheprovider "${select[@]}" \
                 --confcutdir=tests/server --junitxml="$OUT/gpu_$part.xml" tests/server/kernels
             grep -E "[0-9]+ (passed|failed|skipped|error)" "$LOG" | tail -1 | sed 's/^/  /' >>"$SUMMARY" ;;
         throughput)
             # The protocol's 256 requests of 128-1,024 tokens do not fit the session's 15 device
-            # minutes three times over; half the requests of up to 512 tokens do.
-            size=(--requests 128 --max-len 512 --deadline-s 60)
+            # minutes three times over; half the requests of up to 512 tokens, 45 s each, do.
+            size=(--requests 128 --max-len 512 --deadline-s 45)
             [ -n "$SMOKE" ] && size=(--smoke)
-            run_part throughput 250 "$PY" benchmarks/gpu_throughput.py --out "$OUT" "${size[@]}" ;;
+            run_part throughput 270 "$PY" benchmarks/gpu_throughput.py --out "$OUT" "${size[@]}" ;;
     esac
 done
 for table in "$OUT"/quant_gpu_decode.md "$OUT"/gpu_throughput.md; do
