@@ -39,9 +39,16 @@ class ModelTarget:
         return tuple(r for r in self.replicas if r.ready and not r.terminating)
 
 
+def deployment_index(targets: Iterable[ModelTarget]) -> dict[tuple[str, str], ModelTarget]:
+    """(namespace, LLMDeployment name) → its target: how a route names what it sends to."""
+    return {(t.namespace, t.deployment): t for t in targets}
+
+
 class Directory(Protocol):
     def get(self, model: str) -> ModelTarget | None: ...
     def models(self) -> list[ModelTarget]: ...
+    # A route's targets by LLMDeployment: an index kept per change, not built per request.
+    def deployment(self, namespace: str, name: str) -> ModelTarget | None: ...
     async def wait_changed(self, timeout: float) -> None: ...  # wake holders on any change
     async def signal_demand(self, target: ModelTarget) -> None: ...  # scale-from-zero stamp
 
@@ -73,6 +80,7 @@ class StaticDirectory:
         self, targets: Iterable[ModelTarget] = (), on_demand: DemandCallback | None = None
     ) -> None:
         self._targets: dict[str, ModelTarget] = {t.model: t for t in targets}
+        self._by_deployment = deployment_index(self._targets.values())
         self._changes = ChangeNotifier()
         self._on_demand = on_demand
         self.demand_signals: list[str] = []  # models, in the order demand was signalled
@@ -82,6 +90,9 @@ class StaticDirectory:
 
     def models(self) -> list[ModelTarget]:
         return sorted(self._targets.values(), key=lambda t: t.model)
+
+    def deployment(self, namespace: str, name: str) -> ModelTarget | None:
+        return self._by_deployment.get((namespace, name))
 
     async def wait_changed(self, timeout: float) -> None:
         await self._changes.wait(timeout)
@@ -94,7 +105,7 @@ class StaticDirectory:
     def put(self, target: ModelTarget) -> None:
         """Add or replace a model's target, and wake requests held for it."""
         self._targets[target.model] = target
-        self._changes.notify()
+        self._changed()
 
     def set_replicas(self, model: str, replicas: Iterable[Replica]) -> None:
         target = self._targets[model]
@@ -102,4 +113,8 @@ class StaticDirectory:
 
     def remove(self, model: str) -> None:
         if self._targets.pop(model, None) is not None:
-            self._changes.notify()
+            self._changed()
+
+    def _changed(self) -> None:
+        self._by_deployment = deployment_index(self._targets.values())
+        self._changes.notify()

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from llm_gateway.directory import ChangeNotifier, ModelTarget
+from llm_gateway.directory import ChangeNotifier, ModelTarget, deployment_index
 from llm_gateway.kube_api import KubeApi, KubeApiError, api_from_environment
 from llm_gateway.kube_targets import (
     Deployment,
@@ -77,6 +77,7 @@ class KubeDirectory:
         self._slices = {ns: Store(slice_endpoints, self._changed) for ns in scopes}
         self._rebuild_scheduled = False
         self._targets: dict[str, ModelTarget] = {}
+        self._by_deployment: dict[tuple[str, str], ModelTarget] = {}
         self._changes = ChangeNotifier()
         self._synced = asyncio.Event()
         self._watches = Watches()
@@ -122,6 +123,9 @@ class KubeDirectory:
 
     def models(self) -> list[ModelTarget]:
         return [self._targets[model] for model in sorted(self._targets)]
+
+    def deployment(self, namespace: str, name: str) -> ModelTarget | None:
+        return self._by_deployment.get((namespace, name))
 
     async def wait_changed(self, timeout: float) -> None:
         await self._changes.wait(timeout)
@@ -185,6 +189,7 @@ class KubeDirectory:
                 )  # fmt: skip
         if targets != self._targets:
             self._targets = targets
+            self._by_deployment = deployment_index(targets.values())
             self._changes.notify()
 
 

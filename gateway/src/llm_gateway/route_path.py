@@ -36,7 +36,7 @@ from llm_gateway.metrics import GatewayMetrics, RouteOutcome
 from llm_gateway.picker import request_key
 from llm_gateway.proxy import Proxy
 from llm_gateway.request_key import RoutingFields
-from llm_gateway.routes import Candidate, Route, body_seed, deployment_index, free_only, plan
+from llm_gateway.routes import Candidate, Route, body_seed, free_only, plan
 from llm_gateway.tenancy import TICKET, Tenancy, Ticket
 from llm_gateway.tenants import Tenant
 from llm_gateway.usage import BodyUsage, Usage, usage_of
@@ -97,8 +97,7 @@ class RoutePath:
         fields: RoutingFields,
         parse_seconds: float,
     ) -> web.StreamResponse:
-        index = deployment_index(self._directory.models())
-        candidates = plan(route, body_seed(body), lambda ns, name: index.get((ns, name)))
+        candidates = plan(route, body_seed(body), self._directory.deployment)
         # Admitted once, under the name the client called; priced per attempt below.
         public = ModelTarget(route.model, route.namespace, route.name, ())
         free = free_only(candidates)
@@ -132,8 +131,7 @@ class RoutePath:
         return await serve(request, route, ticket, usable, candidates[0], fields, parse_seconds)
 
     def _price_of(self, route: Route, deployment: str) -> float | None:
-        index = deployment_index(self._directory.models())
-        target = index.get((route.namespace, deployment))
+        target = self._directory.deployment(route.namespace, deployment)
         return None if target is None else target.dollars_per_million_tokens
 
     async def _hold(

@@ -135,11 +135,6 @@ def free_only(candidates: list[Candidate]) -> list[Candidate]:
     ]
 
 
-def deployment_index(targets: Iterable[ModelTarget]) -> dict[tuple[str, str], ModelTarget]:
-    """(namespace, LLMDeployment name) → its target: how a route names what it sends to."""
-    return {(t.namespace, t.deployment): t for t in targets}
-
-
 def direct_price(route: Route, picked: str) -> str:
     """The deployment whose price a direct call would have paid: the cascade's last step, or
     the split's picked target."""

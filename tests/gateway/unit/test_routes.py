@@ -5,13 +5,12 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from llm_gateway.directory import ModelTarget, Replica
+from llm_gateway.directory import ModelTarget, Replica, StaticDirectory, deployment_index
 from llm_gateway.routes import (
     Route,
     RouteTable,
     attempt_order,
     body_seed,
-    deployment_index,
     pick_weighted,
     plan,
 )
@@ -66,6 +65,15 @@ def test_plan_skips_missing_unready_and_budget_limited_targets() -> None:
     other_namespace = deployment_index([ModelTarget("a-model", "elsewhere", "a", READY)])
     found = plan(route, 0, lambda ns, name: other_namespace.get((ns, name)))
     assert found[0].skip == "missing"  # targets are in the route's own namespace
+
+
+def test_a_directory_finds_route_targets_by_deployment_as_they_change() -> None:
+    directory = StaticDirectory([target("a")])
+    route = Route.of("ns", "r", spec(targets=[{"deployment": "a"}], fallback=["b"]))
+    assert [c.skip for c in plan(route, 0, directory.deployment)] == [None, "missing"]
+    directory.put(target("b"))
+    directory.remove("a-model")
+    assert [c.skip for c in plan(route, 0, directory.deployment)] == ["missing", None]
 
 
 def test_two_routes_with_one_name_the_first_by_namespace_and_name_wins() -> None:
