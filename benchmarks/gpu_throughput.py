@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import gc
 import json
 import os
 import random
@@ -40,15 +39,15 @@ from typing import Any
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-ON_GPU = torch.cuda.is_available()
-if not ON_GPU:  # --smoke: Triton kernels run in its interpreter (chosen when they are defined)
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # transformers must not look for kernels online
-sys.path.insert(0, str(REPO / "server_image" / "src"))  # no install needed (the GPU image)
-from llm_server.random_checkpoint import LLAMA_SHAPES, write_random_llama  # noqa: E402
+# benchmarks/ (run as a script: the folder is on sys.path); gpu_device before llm_server
+from gpu_device import DEVICE, ON_GPU, REPO, device_name, free_memory, synchronize
+from llm_server.random_checkpoint import (
+    LLAMA_SHAPES,
+    parameter_count,
+    write_random_llama,
+)
 
-DEVICE = "cuda" if ON_GPU else "cpu"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # transformers must not look for kernels online
 MAX_NUM_SEQS = 256
 MAX_NUM_BATCHED_TOKENS = 8192
 GOAL = 3.0  # issue 19: x transformers' continuous batching
@@ -62,17 +61,6 @@ def workload(requests: int, min_len: int, max_len: int, vocab: int) -> list[tupl
          rng.randint(min_len, max_len))
         for _ in range(requests)
     ]  # fmt: skip
-
-
-def synchronize() -> None:
-    if ON_GPU:
-        torch.cuda.synchronize()
-
-
-def free_memory() -> None:
-    gc.collect()
-    if ON_GPU:
-        torch.cuda.empty_cache()
 
 
 def run_ours(
@@ -123,10 +111,11 @@ def run_transformers(
     )
     model = model.to(DEVICE).eval()  # not device_map: that needs accelerate
     load_s = time.perf_counter() - loading
-    generation = GenerationConfig(do_sample=False, max_new_tokens=max(n for _, n in requests),
+    longest_output = max(n for _, n in requests)
+    generation = GenerationConfig(do_sample=False, max_new_tokens=longest_output,
                                   eos_token_id=-1, pad_token_id=0)  # fmt: skip
-    hints = WorkloadHints(max_prompt_length=max(len(p) for p, _ in requests),
-                          max_generated_length=max(n for _, n in requests),
+    longest_prompt = max(len(p) for p, _ in requests)
+    hints = WorkloadHints(max_prompt_length=longest_prompt, max_generated_length=longest_output,
                           num_requests=len(requests))  # fmt: skip
     manager = model.init_continuous_batching(generation_config=generation, workload_hints=hints)
     manager.warmup()
@@ -230,8 +219,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import transformers
 
-    from llm_server.random_checkpoint import parameter_count
-
     shape = LLAMA_SHAPES[args.shape]
     requests = workload(args.requests, args.min_len, args.max_len, shape["vocab_size"])
     runners: dict[str, Callable[[Path], dict[str, Any]]] = {
@@ -241,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     report: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "gpu": torch.cuda.get_device_name() if ON_GPU else "none (--smoke on CPU)",
+        "gpu": device_name(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "shape": args.shape,

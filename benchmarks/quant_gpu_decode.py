@@ -31,55 +31,27 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from decode_attention_gpu import (  # benchmarks/ (run as a script: the folder is on sys.path)
+# benchmarks/ (run as a script: the folder is on sys.path); gpu_device before llm_server
+from decode_attention_gpu import (
     attention_micro_benchmarks,
     attention_table,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-ON_GPU = torch.cuda.is_available()
-if not ON_GPU:  # --smoke: Triton kernels run in its interpreter (chosen when they are defined)
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-sys.path.insert(0, str(REPO / "server_image" / "src"))  # no install needed (the GPU image)
-from llm_server.random_checkpoint import LLAMA_SHAPES, write_random_llama  # noqa: E402
+from gpu_device import DEVICE, ON_GPU, REPO, bench_ms, device_name, free_memory, synchronize
+from llm_server.random_checkpoint import LLAMA_SHAPES, write_random_llama
 
 PRECISIONS = ["none", "int8", "int4", "fp8"]
 PROMPT_TOKENS = 128
 DECODE_TOKENS = 256
 MICRO_ROWS = (1, 16, 256)
-DEVICE = "cuda" if ON_GPU else "cpu"
-
-
-def synchronize() -> None:
-    if ON_GPU:
-        torch.cuda.synchronize()
-
-
-def bench_ms(fn: Callable[[], Any], warmup: int = 25, rep: int = 200) -> float:
-    """Milliseconds per call: Triton's do_bench (CUDA events, cache flushed) on a GPU; on CPU
-    (--smoke only: the figure means nothing) the median of a few timed calls."""
-    if ON_GPU:
-        import triton.testing
-
-        return float(triton.testing.do_bench(fn, warmup=warmup, rep=rep))
-    times = []
-    for _ in range(3):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1e3)
-    return statistics.median(times)
 
 
 def copy_bandwidth(nbytes: int) -> float:
@@ -298,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     bandwidth = copy_bandwidth(2**20 if args.smoke else 2**30)
     report: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "gpu": torch.cuda.get_device_name() if ON_GPU else "none (--smoke on CPU)",
+        "gpu": device_name(),
         "torch": torch.__version__,
         "triton": triton.__version__,
         "model_shape": {"name": shape_name, **LLAMA_SHAPES[shape_name]},
@@ -323,8 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                     row["skipped"] = f"failed: {type(exc).__name__}: {exc}"[:300]
             report["decode"].append(row)
             write_report(report, args.out)
-            if ON_GPU:
-                torch.cuda.empty_cache()
+            free_memory()
     rows = (1, 16) if args.smoke else MICRO_ROWS
     report["micro"] = micro_benchmarks(LLAMA_SHAPES[shape_name], rows)
     write_report(report, args.out)

@@ -10,6 +10,7 @@ checkpoint. Norm weights are ones, so hidden states keep unit scale through ever
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,31 @@ LLAMA_SHAPES: dict[str, dict[str, int]] = {
 }
 
 
-def parameter_count(shape: dict[str, int]) -> int:
+def tensor_shapes(shape: dict[str, int]) -> dict[str, tuple[int, ...]]:
+    """Every tensor of the checkpoint, by its Llama name: the one statement of the layout."""
     hidden, mlp, vocab = shape["hidden_size"], shape["intermediate_size"], shape["vocab_size"]
     kv = shape["num_key_value_heads"] * hidden // shape["num_attention_heads"]
-    layer = 2 * hidden * hidden + 2 * kv * hidden + 3 * mlp * hidden + 2 * hidden
-    return 2 * vocab * hidden + hidden + shape["num_hidden_layers"] * layer
+    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (vocab, hidden),
+                                          "lm_head.weight": (vocab, hidden),
+                                          "model.norm.weight": (hidden,)}  # fmt: skip
+    for i in range(shape["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        shapes |= {
+            p + "self_attn.q_proj.weight": (hidden, hidden),
+            p + "self_attn.k_proj.weight": (kv, hidden),
+            p + "self_attn.v_proj.weight": (kv, hidden),
+            p + "self_attn.o_proj.weight": (hidden, hidden),
+            p + "mlp.gate_proj.weight": (mlp, hidden),
+            p + "mlp.up_proj.weight": (mlp, hidden),
+            p + "mlp.down_proj.weight": (hidden, mlp),
+            p + "input_layernorm.weight": (hidden,),
+            p + "post_attention_layernorm.weight": (hidden,),
+        }
+    return shapes
+
+
+def parameter_count(shape: dict[str, int]) -> int:
+    return sum(math.prod(dims) for dims in tensor_shapes(shape).values())
 
 
 def write_random_llama(out: Path, shape_name: str, seed: int = 0, device: str = "cpu") -> Path:
@@ -68,32 +89,14 @@ def write_random_llama(out: Path, shape_name: str, seed: int = 0, device: str = 
     config = LlamaConfig(**shape, eos_token_id=eos, tie_word_embeddings=False)
     config.architectures = ["LlamaForCausalLM"]
     config.save_pretrained(out)
-    hidden, mlp, vocab = shape["hidden_size"], shape["intermediate_size"], shape["vocab_size"]
-    kv = shape["num_key_value_heads"] * hidden // shape["num_attention_heads"]
     generator = torch.Generator(device=device).manual_seed(seed)
 
-    def rand(*dims: int) -> torch.Tensor:
+    def weight(dims: tuple[int, ...]) -> torch.Tensor:
+        if len(dims) == 1:  # norm weights
+            return torch.ones(dims, dtype=torch.bfloat16)
         drawn = torch.randn(dims, generator=generator, device=device, dtype=torch.float32)
         return (drawn * 0.02).to(torch.bfloat16).cpu()
 
-    def ones() -> torch.Tensor:
-        return torch.ones(hidden, dtype=torch.bfloat16)
-
-    tensors: dict[str, Any] = {"model.embed_tokens.weight": rand(vocab, hidden),
-                               "lm_head.weight": rand(vocab, hidden),
-                               "model.norm.weight": ones()}  # fmt: skip
-    for i in range(shape["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        tensors |= {
-            p + "self_attn.q_proj.weight": rand(hidden, hidden),
-            p + "self_attn.k_proj.weight": rand(kv, hidden),
-            p + "self_attn.v_proj.weight": rand(kv, hidden),
-            p + "self_attn.o_proj.weight": rand(hidden, hidden),
-            p + "mlp.gate_proj.weight": rand(mlp, hidden),
-            p + "mlp.up_proj.weight": rand(mlp, hidden),
-            p + "mlp.down_proj.weight": rand(hidden, mlp),
-            p + "input_layernorm.weight": ones(),
-            p + "post_attention_layernorm.weight": ones(),
-        }
+    tensors = {name: weight(dims) for name, dims in tensor_shapes(shape).items()}
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     return out
