@@ -10,8 +10,8 @@ Model: random weights of Llama-3-8B's shape (llm_server.random_checkpoint) in bf
 once as safetensors and loaded by each system from that file. Systems, one at a time with the
 GPU to itself, in this order:
   - ours bf16 and ours int8 (LLMEngine.step in a loop; decode CUDA graphs on): max_num_seqs
-    256 and max_num_batched_tokens 8192 (vLLM's defaults on H100-class GPUs), KV cache from
-    90 % of free memory (our default);
+    256 and max_num_batched_tokens 8192 (set once for a large GPU, not tuned on this
+    workload), KV cache from 90 % of free memory (our default);
   - transformers' continuous batching (the manager behind `generate_batch`, used directly
     because it takes each request's output length) with its defaults, sized by its own
     WorkloadHints; attention `paged|sdpa` (the image has no flash-attn and no internet).
